@@ -1,0 +1,80 @@
+//! An axum server whose `/whoami` route needs an API key.
+//!
+//! ```text
+//! cargo run --release --example axum
+//! curl -H "apikey: <key>" http://127.0.0.1:3000/whoami
+//! curl "http://127.0.0.1:3000/whoami?apikey=<key>"
+//! ```
+//!
+//! Keys live in the JSON file store at `$APIKEY_STORE` (default `./apikeys.json`); on an
+//! empty store the server issues one demo key and prints it once. Keys issued or revoked with
+//! the CLI on the same file take effect within a second:
+//!
+//! ```text
+//! cargo run --features cli -- issue --store apikeys.json --principal bob --permission read
+//! cargo run --features cli -- revoke --store apikeys.json <id>
+//! ```
+//!
+//! `$ADDR` sets the listening address (default `127.0.0.1:3000`).
+
+use std::error::Error;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_apikey::key::KeyFormat;
+use tower_apikey::record::HashParams;
+use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, Validator};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
+
+    let store = FileStore::open(&path).await?;
+    if store.list(None).await?.is_empty() {
+        issue_demo_key(&store, &addr).await?;
+    }
+
+    let validator = Validator::builder(store).build();
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(ApiKeyLayer::new(validator))
+        // Added after the layer, so not behind it.
+        .route("/health", get(|| async { "ok" }));
+
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("listening on http://{} (keys in {path})", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn whoami(who: Identity) -> Json<Value> {
+    Json(json!({
+        "principal": who.principal(),
+        "key_id": who.key_id(),
+        "name": who.name(),
+        "permissions": who.permissions(),
+        "expires_at": who.expires_at(),
+    }))
+}
+
+async fn issue_demo_key(store: &FileStore, addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
+    // Hashing runs PBKDF2: off the async workers.
+    let (mut record, key) = tokio::task::spawn_blocking(|| {
+        KeyRecord::generate("demo", &KeyFormat::default(), &HashParams::default())
+    })
+    .await??;
+    record.name = Some("demo key".to_owned());
+    record.permissions = vec!["read".to_owned()];
+    store.insert(record).await?;
+    println!("The store was empty, so a demo key was issued. It is shown this once:\n");
+    println!("    {}\n", key.expose());
+    println!("Try:  curl -H \"apikey: {}\" http://{addr}/whoami\n", key.expose());
+    Ok(())
+}

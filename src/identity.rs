@@ -1,0 +1,128 @@
+//! The authenticated caller, as the handler sees it.
+//!
+//! [`ApiKeyLayer`](crate::ApiKeyLayer) puts an [`Identity`] into the request extensions of
+//! every request it lets through. With the `axum` feature, `Identity` is also an extractor.
+
+use std::fmt;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::ser::SerializeStruct;
+
+use crate::key::KeyId;
+use crate::store::KeyRecord;
+
+/// Who called: the principal a key belongs to, the key's id, its permissions and expiry.
+///
+/// Cheap to clone (one reference count). Holds nothing secret.
+#[derive(Clone)]
+pub struct Identity(Arc<Inner>);
+
+struct Inner {
+    key_id: KeyId,
+    principal: String,
+    name: Option<String>,
+    permissions: Box<[String]>,
+    expires_at: Option<Timestamp>,
+}
+
+impl Identity {
+    /// The identity a record grants.
+    pub fn from_record(record: &KeyRecord) -> Self {
+        Self(Arc::new(Inner {
+            key_id: record.id.clone(),
+            principal: record.principal.clone(),
+            name: record.name.clone(),
+            permissions: record.permissions.clone().into_boxed_slice(),
+            expires_at: record.expires_at,
+        }))
+    }
+
+    /// The user or service account the key belongs to.
+    pub fn principal(&self) -> &str {
+        &self.0.principal
+    }
+
+    /// The id of the key used.
+    pub fn key_id(&self) -> &KeyId {
+        &self.0.key_id
+    }
+
+    /// The key's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    /// The key's permissions.
+    pub fn permissions(&self) -> &[String] {
+        &self.0.permissions
+    }
+
+    /// Whether the key carries `permission`.
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.0.permissions.iter().any(|p| p == permission)
+    }
+
+    /// When the key expires; `None` is never.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.0.expires_at
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("principal", &self.0.principal)
+            .field("key_id", &self.0.key_id)
+            .field("name", &self.0.name)
+            .field("permissions", &self.0.permissions)
+            .field("expires_at", &self.0.expires_at)
+            .finish()
+    }
+}
+
+impl serde::Serialize for Identity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Identity", 5)?;
+        s.serialize_field("principal", &self.0.principal)?;
+        s.serialize_field("key_id", &self.0.key_id)?;
+        s.serialize_field("name", &self.0.name)?;
+        s.serialize_field("permissions", &self.0.permissions)?;
+        s.serialize_field("expires_at", &self.0.expires_at)?;
+        s.end()
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::FromRequestParts;
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+    use http::StatusCode;
+
+    use super::Identity;
+
+    /// The request reached a handler that wants an [`Identity`] without passing through
+    /// [`ApiKeyLayer`](crate::ApiKeyLayer): a wiring mistake, answered with 500.
+    #[derive(Debug, Clone, Copy, thiserror::Error)]
+    #[error("no API key identity in the request: is `ApiKeyLayer` applied to this route?")]
+    pub struct MissingIdentity;
+
+    impl IntoResponse for MissingIdentity {
+        fn into_response(self) -> Response {
+            tracing::error!("{self}");
+            (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for Identity {
+        type Rejection = MissingIdentity;
+
+        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<Identity>().cloned().ok_or(MissingIdentity)
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use extract::MissingIdentity;

@@ -1,0 +1,305 @@
+//! Taking the key from a request: header, query parameter, HTTP Basic.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine;
+use http::header::{HeaderName, AUTHORIZATION};
+use http::{HeaderMap, Uri};
+use zeroize::Zeroizing;
+
+use crate::key::{KeyFormat, PresentedKey};
+
+/// Where a request may carry its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// A request header (default `apikey`).
+    Header(HeaderName),
+    /// A query-string parameter (default `apikey`), form-urlencoded as a Java servlet's
+    /// `getParameter` reads it: `+` is a space, `%2B` a plus.
+    Query(Arc<str>),
+    /// HTTP Basic credentials `id:secret`: the user name is the key's id and the password
+    /// the part after it, so `<prefix>_<id>_<secret>` is rebuilt. A password that is itself a
+    /// whole key (it starts with `<prefix>_`) is taken as it is, whatever the user name.
+    Basic,
+}
+
+impl KeySource {
+    /// The `apikey` header.
+    pub fn header() -> Self {
+        KeySource::Header(HeaderName::from_static("apikey"))
+    }
+
+    /// The `apikey` query parameter.
+    pub fn query() -> Self {
+        KeySource::Query("apikey".into())
+    }
+}
+
+/// Why no single key could be taken from a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// No source carried a key.
+    #[error("no API key in the request")]
+    Missing,
+    /// Two sources (or one source twice) carried different keys.
+    #[error("the request carries two different API keys")]
+    Conflicting,
+    /// A source carried something that cannot be a key (too long, or bad Basic encoding).
+    #[error("the request carries an unreadable API key")]
+    Unreadable,
+}
+
+/// Takes the key from a request's URI and headers, from the configured sources in order.
+///
+/// The same key in several places is fine; two different keys are [`ExtractError::Conflicting`].
+/// Does no I/O and allocates only to decode a percent-encoded or Basic value.
+#[derive(Debug, Clone)]
+pub struct KeyExtractor {
+    sources: Arc<[KeySource]>,
+    prefix: Arc<str>,
+}
+
+impl Default for KeyExtractor {
+    fn default() -> Self {
+        Self::new([KeySource::header(), KeySource::query()], &KeyFormat::default())
+    }
+}
+
+impl KeyExtractor {
+    /// An extractor reading `sources` in order; `format` gives the prefix HTTP Basic
+    /// credentials are rebuilt with.
+    pub fn new(sources: impl IntoIterator<Item = KeySource>, format: &KeyFormat) -> Self {
+        Self { sources: sources.into_iter().collect(), prefix: format.prefix().into() }
+    }
+
+    /// The sources, in the order they are read.
+    pub fn sources(&self) -> &[KeySource] {
+        &self.sources
+    }
+
+    /// The key the request carries.
+    ///
+    /// # Errors
+    /// [`ExtractError`] when there is none, two different ones, or an unreadable one.
+    pub fn extract(&self, uri: &Uri, headers: &HeaderMap) -> Result<PresentedKey, ExtractError> {
+        let mut found: Option<PresentedKey> = None;
+        let mut offer = |candidate: Result<PresentedKey, ExtractError>| -> Result<(), ExtractError> {
+            let candidate = candidate?;
+            match &found {
+                None => found = Some(candidate),
+                Some(key) if *key == candidate => {}
+                Some(_) => return Err(ExtractError::Conflicting),
+            }
+            Ok(())
+        };
+        for source in self.sources.iter() {
+            match source {
+                KeySource::Header(name) => {
+                    for value in headers.get_all(name) {
+                        if !value.is_empty() {
+                            offer(presented(value.as_bytes()))?;
+                        }
+                    }
+                }
+                KeySource::Query(param) => {
+                    let Some(query) = uri.query() else { continue };
+                    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                        if name != **param || value.is_empty() {
+                            continue;
+                        }
+                        match value {
+                            Cow::Borrowed(value) => offer(presented(value.as_bytes()))?,
+                            Cow::Owned(value) => offer(presented(Zeroizing::new(value).as_bytes()))?,
+                        }
+                    }
+                }
+                KeySource::Basic => {
+                    for value in headers.get_all(AUTHORIZATION) {
+                        if let Some(key) = self.basic(value.as_bytes()) {
+                            offer(key)?;
+                        }
+                    }
+                }
+            }
+        }
+        found.ok_or(ExtractError::Missing)
+    }
+
+    /// The key in a Basic `Authorization` value; `None` for another scheme.
+    fn basic(&self, value: &[u8]) -> Option<Result<PresentedKey, ExtractError>> {
+        let (scheme, encoded) = value.split_at_checked(6)?;
+        if !scheme.eq_ignore_ascii_case(b"basic ") {
+            return None;
+        }
+        let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) {
+            Ok(decoded) => Zeroizing::new(decoded),
+            Err(_) => return Some(Err(ExtractError::Unreadable)),
+        };
+        let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+            return Some(Err(ExtractError::Unreadable));
+        };
+        let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
+        let prefix = self.prefix.as_bytes();
+        let whole = password.len() > prefix.len() && password.starts_with(prefix) && password[prefix.len()] == b'_';
+        Some(if whole {
+            presented(password)
+        } else if user.is_empty() || password.is_empty() {
+            Err(ExtractError::Unreadable)
+        } else {
+            PresentedKey::concat(&[prefix, b"_", user, b"_", password]).map_err(|_| ExtractError::Unreadable)
+        })
+    }
+
+    /// Removes every configured source from the request, so the inner service never sees a
+    /// key (Kong's `hide_credentials`).
+    pub fn strip<B>(&self, req: &mut http::Request<B>) {
+        for source in self.sources.iter() {
+            if let KeySource::Query(param) = source {
+                strip_query(req.uri_mut(), param);
+            }
+        }
+        let headers = req.headers_mut();
+        for source in self.sources.iter() {
+            match source {
+                KeySource::Header(name) => {
+                    headers.remove(name);
+                }
+                KeySource::Query(_) => {}
+                KeySource::Basic => {
+                    let basic = headers
+                        .get(AUTHORIZATION)
+                        .is_some_and(|v| v.as_bytes().get(..6).is_some_and(|s| s.eq_ignore_ascii_case(b"basic ")));
+                    if basic {
+                        headers.remove(AUTHORIZATION);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn presented(bytes: &[u8]) -> Result<PresentedKey, ExtractError> {
+    PresentedKey::new(bytes).map_err(|_| ExtractError::Unreadable)
+}
+
+/// Drops the `param` pairs from the query, leaving the others byte for byte.
+fn strip_query(uri: &mut Uri, param: &str) {
+    let Some(query) = uri.query() else { return };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            form_urlencoded::parse(name.as_bytes()).next().is_none_or(|(n, _)| n != param)
+        })
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return;
+    }
+    let mut path_and_query = uri.path().to_owned();
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    // Cannot fail: the parts come from a valid URI, less some query pairs.
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn extractor(sources: impl IntoIterator<Item = KeySource>) -> KeyExtractor {
+        KeyExtractor::new(sources, &KeyFormat::default())
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn expose(r: Result<PresentedKey, ExtractError>) -> Result<Vec<u8>, ExtractError> {
+        r.map(|k| k.expose().to_vec())
+    }
+
+    #[test]
+    fn query_is_form_urlencoded() {
+        let ex = KeyExtractor::default();
+        let uri: Uri = "/x?a=1&apikey=a%2Bb+c&z".parse().unwrap();
+        assert_eq!(expose(ex.extract(&uri, &HeaderMap::new())), Ok(b"a+b c".to_vec()));
+    }
+
+    #[test]
+    fn same_key_twice_is_fine_two_keys_are_not() {
+        let ex = KeyExtractor::default();
+        let uri: Uri = "/x?apikey=k1".parse().unwrap();
+        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "k1")]))), Ok(b"k1".to_vec()));
+        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "k2")]))), Err(ExtractError::Conflicting));
+        let twice: Uri = "/x?apikey=k1&apikey=k2".parse().unwrap();
+        assert_eq!(expose(ex.extract(&twice, &HeaderMap::new())), Err(ExtractError::Conflicting));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &headers(&[("apikey", "k1"), ("apikey", "k3")]))),
+            Err(ExtractError::Conflicting)
+        );
+    }
+
+    #[test]
+    fn missing_and_empty() {
+        let ex = KeyExtractor::default();
+        assert_eq!(expose(ex.extract(&"/?apikey=".parse().unwrap(), &headers(&[("apikey", "")]))), Err(ExtractError::Missing));
+        let long = "a".repeat(crate::key::MAX_KEY_LEN + 1);
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &headers(&[("apikey", &long)]))), Err(ExtractError::Unreadable));
+    }
+
+    #[test]
+    fn configured_names_only() {
+        let ex = extractor([KeySource::Header(HeaderName::from_static("x-api-key")), KeySource::Query("key".into())]);
+        let uri: Uri = "/?apikey=nope".parse().unwrap();
+        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "nope")]))), Err(ExtractError::Missing));
+        assert_eq!(expose(ex.extract(&"/?key=k".parse().unwrap(), &HeaderMap::new())), Ok(b"k".to_vec()));
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &headers(&[("x-api-key", "h")]))), Ok(b"h".to_vec()));
+    }
+
+    #[test]
+    fn basic_rebuilds_the_key() {
+        let ex = extractor([KeySource::Basic]);
+        let b64 = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let h = headers(&[("authorization", &b64("ID1:SECRET"))]);
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Ok(b"tak_ID1_SECRET".to_vec()));
+        let h = headers(&[("authorization", &b64("anyone:tak_ID1_SECRET"))]);
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Ok(b"tak_ID1_SECRET".to_vec()));
+        let h = headers(&[("authorization", "Basic !!!")]);
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Err(ExtractError::Unreadable));
+        let h = headers(&[("authorization", "Bearer abc")]);
+        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Err(ExtractError::Missing));
+    }
+
+    #[test]
+    fn strip_removes_only_the_key() {
+        let ex = extractor([KeySource::header(), KeySource::query(), KeySource::Basic]);
+        let mut req = http::Request::get("/p/a%20th?a=1&apikey=x&b=%2B&apikey=y")
+            .header("apikey", "x")
+            .header("authorization", "Basic eDp5")
+            .header("other", "1")
+            .body(())
+            .unwrap();
+        ex.strip(&mut req);
+        assert_eq!(req.uri(), "/p/a%20th?a=1&b=%2B");
+        assert!(req.headers().get("apikey").is_none() && req.headers().get("authorization").is_none());
+        assert_eq!(req.headers().get("other").unwrap(), "1");
+        let mut only = http::Request::get("http://h/p?apikey=x").header("authorization", "Bearer t").body(()).unwrap();
+        ex.strip(&mut only);
+        assert_eq!(only.uri(), "http://h/p");
+        assert!(only.headers().get("authorization").is_some(), "a bearer token is not ours to strip");
+    }
+}

@@ -1,0 +1,129 @@
+//! Middleware that authenticates requests by API key.
+//!
+//! [`ApiKeyLayer`] takes the key from the configured [sources](KeySource) (header `apikey`,
+//! then query parameter `apikey`, by default), checks it with a [`Validator`], and either
+//! passes the request on with an [`Identity`](crate::Identity) in its extensions or answers
+//! with a [rejection](RejectionResponse). Missing key: 401 with `WWW-Authenticate`. Invalid,
+//! unknown, wrong-secret, expired, inactive and revoked keys: one response, byte for byte.
+//! Store unreachable: 503.
+//!
+//! A cached key is checked in the service's `call`, with no allocation and no boxing; only a
+//! cache miss builds a boxed future for the cold path.
+//!
+//! # Example
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_apikey::{ApiKeyLayer, Identity, KeyRecord, KeyStore, MemoryStore, Validator};
+//! use tower_apikey::key::KeyFormat;
+//! use tower_apikey::record::HashParams;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default())?;
+//! store.insert(record).await?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(ApiKeyLayer::new(Validator::builder(store).build()))
+//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!         let who = req.extensions().get::<Identity>().unwrap().principal().to_owned();
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::from(who)))
+//!     });
+//!
+//! let request = Request::get("/").header("apikey", key.expose()).body(Full::default())?;
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let response = service.oneshot(Request::get("/").body(Full::default())?).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod extract;
+mod response;
+mod service;
+
+use std::sync::Arc;
+
+use http::Request;
+use tower_layer::Layer;
+
+pub use extract::{ExtractError, KeyExtractor, KeySource};
+pub use response::{JsonRejection, MaximoRejection, Rejection, RejectionResponse};
+pub use service::{ApiKey, ResponseFuture};
+
+use crate::identity::Identity;
+use crate::validator::Validator;
+
+/// Applies [`ApiKey`] to a service. Cheap to clone: configuration is behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct ApiKeyLayer<R = JsonRejection> {
+    validator: Validator,
+    config: Arc<Config>,
+    rejection: R,
+}
+
+/// What the layer and its services share.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    extractor: KeyExtractor,
+    strip_key: bool,
+}
+
+impl Config {
+    /// Hands the identity to the inner service, removing the key first if asked to.
+    fn admit<B>(&self, req: &mut Request<B>, identity: Identity) {
+        if self.strip_key {
+            self.extractor.strip(req);
+        }
+        req.extensions_mut().insert(identity);
+    }
+}
+
+impl ApiKeyLayer {
+    /// A layer checking keys with `validator`, from the `apikey` header then the `apikey`
+    /// query parameter, answering with [`JsonRejection`].
+    pub fn new(validator: Validator) -> Self {
+        let extractor =
+            KeyExtractor::new([KeySource::header(), KeySource::query()], validator.key_format());
+        Self { validator, config: Arc::new(Config { extractor, strip_key: false }), rejection: JsonRejection::new() }
+    }
+}
+
+impl<R> ApiKeyLayer<R> {
+    /// Where to look for the key, in order (default: `apikey` header, `apikey` query
+    /// parameter). HTTP Basic is off unless listed.
+    pub fn sources(mut self, sources: impl IntoIterator<Item = KeySource>) -> Self {
+        Arc::make_mut(&mut self.config).extractor = KeyExtractor::new(sources, self.validator.key_format());
+        self
+    }
+
+    /// Remove the key (every configured source) from the request before the inner service
+    /// sees it (default: off).
+    pub fn strip_key(mut self, strip: bool) -> Self {
+        Arc::make_mut(&mut self.config).strip_key = strip;
+        self
+    }
+
+    /// The responses for refused requests (default [`JsonRejection`]; see
+    /// [`MaximoRejection`], or pass a closure).
+    pub fn rejection<R2>(self, rejection: R2) -> ApiKeyLayer<R2> {
+        ApiKeyLayer { validator: self.validator, config: self.config, rejection }
+    }
+
+    /// The validator keys are checked with.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+}
+
+impl<S, R: Clone> Layer<S> for ApiKeyLayer<R> {
+    type Service = ApiKey<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ApiKey::from_parts(inner, self.validator.clone(), Arc::clone(&self.config), self.rejection.clone())
+    }
+}

@@ -1,0 +1,195 @@
+//! The [`ApiKey`] service and its response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::response::{Rejection, RejectionResponse};
+use super::{Config, ExtractError};
+use crate::validator::{ValidationError, Validator};
+
+/// Middleware that authenticates requests by API key; see the [module docs](super).
+#[derive(Clone)]
+pub struct ApiKey<S, R> {
+    inner: S,
+    validator: Validator,
+    config: Arc<Config>,
+    rejection: R,
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for ApiKey<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("inner", &self.inner)
+            .field("validator", &self.validator)
+            .field("config", &self.config)
+            .field("rejection", &self.rejection)
+            .finish()
+    }
+}
+
+impl<S> ApiKey<S, super::JsonRejection> {
+    /// Wraps `inner`, with the defaults of [`ApiKeyLayer::new`](super::ApiKeyLayer::new).
+    pub fn new(inner: S, validator: Validator) -> Self {
+        tower_layer::Layer::layer(&super::ApiKeyLayer::new(validator), inner)
+    }
+
+    /// A layer for this service: [`ApiKeyLayer::new`](super::ApiKeyLayer::new).
+    pub fn layer(validator: Validator) -> super::ApiKeyLayer {
+        super::ApiKeyLayer::new(validator)
+    }
+}
+
+impl<S, R> ApiKey<S, R> {
+    pub(super) fn from_parts(inner: S, validator: Validator, config: Arc<Config>, rejection: R) -> Self {
+        Self { inner, validator, config, rejection }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ApiKey<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+    R: RejectionResponse<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let key = match self.config.extractor.extract(req.uri(), req.headers()) {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::debug!(%error, "API key request refused");
+                let rejection = match error {
+                    ExtractError::Missing => Rejection::Missing,
+                    ExtractError::Conflicting => Rejection::Conflicting,
+                    _ => Rejection::Invalid,
+                };
+                return ResponseFuture::ready(Ok(self.rejection.respond(rejection)));
+            }
+        };
+        match self.validator.validate_cached(&key) {
+            Some(Ok(identity)) => {
+                self.config.admit(&mut req, identity);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Some(Err(_)) => ResponseFuture::ready(Ok(self.rejection.respond(Rejection::Invalid))),
+            None => {
+                // The ready service goes into the future; the clone stays for the next call
+                // (tower's "be careful when cloning inner services").
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let validator = self.validator.clone();
+                let config = Arc::clone(&self.config);
+                let rejection = self.rejection.clone();
+                ResponseFuture::cold(Box::pin(async move {
+                    match validator.validate(&key).await {
+                        Ok(identity) => {
+                            config.admit(&mut req, identity);
+                            inner.call(req).await
+                        }
+                        Err(ValidationError::Rejected(_)) => Ok(rejection.respond(Rejection::Invalid)),
+                        Err(error) => {
+                            tracing::warn!(%error, "API key could not be checked");
+                            Ok(rejection.respond(Rejection::Unavailable))
+                        }
+                    }
+                }))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ApiKey`].
+    pub struct ResponseFuture<F>
+    where
+        F: Future,
+    {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F>
+    where
+        F: Future,
+    {
+        // A cached key: the inner service's own future, nothing boxed.
+        Inner { #[pin] future: F },
+        // Refused without I/O.
+        Ready { output: Option<F::Output> },
+        // A cache miss: store read and derivation, then the inner service.
+        Cold { future: Pin<Box<dyn Future<Output = F::Output> + Send>> },
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self { kind: Kind::Inner { future } }
+    }
+
+    fn ready(output: F::Output) -> Self {
+        Self { kind: Kind::Ready { output: Some(output) } }
+    }
+
+    fn cold(future: Pin<Box<dyn Future<Output = F::Output> + Send>>) -> Self {
+        Self { kind: Kind::Cold { future } }
+    }
+}
+
+impl<F: Future> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Inner { .. } => "inner",
+            Kind::Ready { .. } => "ready",
+            Kind::Cold { .. } => "cold",
+        };
+        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+    }
+}
+
+impl<F: Future> Future for ResponseFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => future.poll(cx),
+            KindProj::Ready { output } => match output.take() {
+                Some(output) => Poll::Ready(output),
+                None => panic!("ResponseFuture polled after completion"),
+            },
+            KindProj::Cold { future } => future.as_mut().poll(cx),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Tower middleware that authenticates machine-to-machine API keys against PBKDF2 records.
+//!
+//! Clients send a key in the `apikey` header or query parameter (IBM Maximo's convention).
+//! Keys are stored only as PBKDF2 records `iterations:salt_hex:hash_hex`; each belongs to a
+//! principal, carries permissions, may expire, and may be deactivated or revoked. A bad key
+//! gets one answer — invalid, expired or revoked — never which.
+//!
+//! - [`ApiKeyLayer`]: a tower layer for axum, hyper or tonic stacks; hands the handler an
+//!   [`Identity`].
+//! - [`Validator`]: the checking itself, usable without tower. Validated keys are cached by
+//!   record id (a cached key costs a digest compare, no PBKDF2); a cold key costs one store
+//!   read and one PBKDF2 derivation on the blocking pool.
+//! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`].
+//! - [`record`]: the PBKDF2 record format; [`key`]: the key format and generator.
+//! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
+//!   revokes keys.
+//!
+//! # Example
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower::ServiceExt;
+//! use tower_apikey::{ApiKeyLayer, Identity, KeyRecord, KeyStore, MemoryStore, Validator};
+//! use tower_apikey::key::KeyFormat;
+//! use tower_apikey::record::HashParams;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // Issue a key: the record goes to the store, the plaintext to its owner, once.
+//! let store = MemoryStore::new();
+//! let (mut record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default())?;
+//! record.permissions = vec!["read".into()];
+//! store.insert(record).await?;
+//!
+//! let app = Router::new()
+//!     .route("/whoami", get(|who: Identity| async move { who.principal().to_owned() }))
+//!     .layer(ApiKeyLayer::new(Validator::builder(store).build()));
+//!
+//! let request = http::Request::get("/whoami").header("apikey", key.expose()).body(axum::body::Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//!
+//! let request = http::Request::get("/whoami?apikey=tak_nope").body(axum::body::Body::empty())?;
+//! assert_eq!(app.oneshot(request).await?.status(), 401);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | [`Identity`] as an axum extractor (through `axum-core`) |
+//! | `cli` | no | the `tower-apikey` binary (through `clap`) |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod identity;
+pub mod key;
+pub mod layer;
+pub mod record;
+pub mod store;
+pub mod validator;
+
+pub use identity::Identity;
+pub use layer::{ApiKey, ApiKeyLayer};
+pub use store::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
+pub use validator::{ValidationError, Validator};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

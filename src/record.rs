@@ -1,0 +1,526 @@
+//! PBKDF2 records in the `iterations:salt_hex:hash_hex` form: parse, display, verify, create.
+//!
+//! This is the form IBM Maximo and the CrackStation reference code store API keys in, e.g.
+//! `1000:<24-byte salt>:<24-byte hash>` made with HMAC-SHA1. The record does not name its
+//! pseudo-random function, so the caller (a [`KeyRecord`](crate::KeyRecord), or
+//! configuration) supplies a [`Prf`]; the iteration count and output length come from the
+//! record itself.
+//!
+//! # Example
+//! ```
+//! use tower_apikey::record::{Pbkdf2Hash, Prf};
+//!
+//! // Made by Python's hashlib.pbkdf2_hmac("sha1", ...), not by this crate.
+//! let record: Pbkdf2Hash = "1000:9324cb602a857ff0e7d0713c62a9b90285bce134cfb3a1ae:\
+//!     18532e80f50f225378776e882e88bcf4b1abca52815e0f02".parse()?;
+//! assert!(record.verify(Prf::Sha1, b"DOIfRzrWSZ6zt9N2axzd41m2"));
+//! assert!(!record.verify(Prf::Sha1, b"DOIfRzrWSZ6zt9N2axzd41m3"));
+//! # Ok::<(), tower_apikey::record::RecordError>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use hmac::digest::{FixedOutput, KeyInit, Update};
+use hmac::{EagerHash, Hmac};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::key::RngError;
+
+/// The largest iteration count a record may carry.
+///
+/// A corrupt or hostile record must not stall a worker: at this cap one SHA-1 derivation of a
+/// 24-byte hash takes about half a second on the machines this crate is benchmarked on. It
+/// leaves room for OWASP's 2023 advice (1,300,000 for SHA-1, 600,000 for SHA-256).
+pub const MAX_ITERATIONS: u32 = 2_000_000;
+/// The shortest salt a record may carry, in bytes.
+pub const MIN_SALT_LEN: usize = 8;
+/// The longest salt a record may carry, in bytes.
+pub const MAX_SALT_LEN: usize = 256;
+/// The shortest stored hash a record may carry, in bytes (shorter would be guessable).
+pub const MIN_HASH_LEN: usize = 16;
+/// The longest stored hash a record may carry, in bytes (one SHA-512 output).
+pub const MAX_HASH_LEN: usize = 64;
+
+/// The HMAC hash function a PBKDF2 record was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prf {
+    /// HMAC-SHA1, the Maximo default.
+    #[default]
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl Prf {
+    /// The PRF's output length in bytes: one PBKDF2 block.
+    pub const fn output_len(self) -> usize {
+        match self {
+            Prf::Sha1 => 20,
+            Prf::Sha256 => 32,
+            Prf::Sha512 => 64,
+        }
+    }
+
+    /// The lower-case name used in configuration, JSON and the CLI (`sha1`, `sha256`, `sha512`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Prf::Sha1 => "sha1",
+            Prf::Sha256 => "sha256",
+            Prf::Sha512 => "sha512",
+        }
+    }
+}
+
+impl fmt::Display for Prf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Prf {
+    type Err = RecordError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sha1" | "sha-1" => Ok(Prf::Sha1),
+            "sha256" | "sha-256" => Ok(Prf::Sha256),
+            "sha512" | "sha-512" => Ok(Prf::Sha512),
+            _ => Err(RecordError::UnknownPrf),
+        }
+    }
+}
+
+/// Why a record (or a PRF name, or hashing parameters) was refused.
+///
+/// Messages name the problem and never echo the record, which may be sensitive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The record is empty.
+    #[error("record is empty")]
+    Empty,
+    /// The record does not have exactly three `:`-separated fields.
+    #[error("record must have three fields `iterations:salt_hex:hash_hex`, found {0}")]
+    FieldCount(usize),
+    /// The iteration count is not a plain decimal number (no sign, spaces or exponent).
+    #[error("iterations must be a decimal number without sign or spaces")]
+    IterationsNotDecimal,
+    /// The iteration count is zero.
+    #[error("iterations must be at least 1")]
+    ZeroIterations,
+    /// The iteration count exceeds [`MAX_ITERATIONS`].
+    #[error("iterations exceed the maximum of {MAX_ITERATIONS}")]
+    TooManyIterations,
+    /// A hex field is empty.
+    #[error("{0} is empty")]
+    EmptyField(&'static str),
+    /// A hex field has an odd number of digits.
+    #[error("{0} has an odd number of hex digits")]
+    OddLength(&'static str),
+    /// A hex field has a character that is not a hex digit.
+    #[error("{0} has a character that is not a hex digit")]
+    NotHex(&'static str),
+    /// The salt is shorter or longer than allowed.
+    #[error("salt must be {MIN_SALT_LEN} to {MAX_SALT_LEN} bytes, found {0}")]
+    SaltLength(usize),
+    /// The stored hash is shorter or longer than allowed.
+    #[error("hash must be {MIN_HASH_LEN} to {MAX_HASH_LEN} bytes, found {0}")]
+    HashLength(usize),
+    /// The PRF name is not one of `sha1`, `sha256`, `sha512`.
+    #[error("unknown PRF: expected sha1, sha256 or sha512")]
+    UnknownPrf,
+}
+
+/// A parsed PBKDF2 record: iteration count, salt and derived hash.
+///
+/// `Debug` shows the parameters, not the salt or hash bytes; `Display` gives the stored form
+/// (lower-case hex), which round-trips through [`FromStr`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pbkdf2Hash {
+    iterations: u32,
+    salt: Box<[u8]>,
+    hash: Box<[u8]>,
+}
+
+impl fmt::Debug for Pbkdf2Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pbkdf2Hash")
+            .field("iterations", &self.iterations)
+            .field("salt_len", &self.salt.len())
+            .field("hash_len", &self.hash.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pbkdf2Hash {
+    /// Builds a record from its parts, checking the same limits as parsing.
+    ///
+    /// # Errors
+    /// [`RecordError`] when a part is out of bounds.
+    pub fn from_parts(iterations: u32, salt: &[u8], hash: &[u8]) -> Result<Self, RecordError> {
+        if iterations == 0 {
+            return Err(RecordError::ZeroIterations);
+        }
+        if iterations > MAX_ITERATIONS {
+            return Err(RecordError::TooManyIterations);
+        }
+        if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&salt.len()) {
+            return Err(RecordError::SaltLength(salt.len()));
+        }
+        if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&hash.len()) {
+            return Err(RecordError::HashLength(hash.len()));
+        }
+        Ok(Self { iterations, salt: salt.into(), hash: hash.into() })
+    }
+
+    /// Hashes `key` with a fresh random salt under `params`.
+    ///
+    /// Runs PBKDF2: call it off the async runtime (`spawn_blocking`) in a server.
+    ///
+    /// # Errors
+    /// [`RngError`] when the OS RNG fails.
+    pub fn create(key: &[u8], params: &HashParams) -> Result<Self, RngError> {
+        let mut salt = vec![0u8; params.salt_len];
+        crate::key::fill_random(&mut salt)?;
+        let mut hash = vec![0u8; params.hash_len];
+        derive(params.prf, key, &salt, params.iterations, &mut hash);
+        // `HashParams` setters keep every field in bounds.
+        Ok(Self { iterations: params.iterations, salt: salt.into(), hash: hash.into() })
+    }
+
+    /// The iteration count.
+    pub fn iterations(&self) -> u32 {
+        self.iterations
+    }
+
+    /// The salt bytes.
+    pub fn salt(&self) -> &[u8] {
+        &self.salt
+    }
+
+    /// The stored derived hash.
+    pub fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// Checks `key` against this record under `prf`, comparing in constant time.
+    ///
+    /// Derives the first PBKDF2 block and compares it before deriving the rest, so a wrong
+    /// key costs one block of a multi-block record (the Maximo form, 24 bytes of SHA-1, is
+    /// two blocks). The early stop reveals only that the first block differed, which an
+    /// attacker without the record learns nothing from.
+    pub fn verify(&self, prf: Prf, key: &[u8]) -> bool {
+        match prf {
+            Prf::Sha1 => verify_with::<sha1::Sha1>(self, key),
+            Prf::Sha256 => verify_with::<sha2::Sha256>(self, key),
+            Prf::Sha512 => verify_with::<sha2::Sha512>(self, key),
+        }
+    }
+}
+
+impl fmt::Display for Pbkdf2Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.iterations)?;
+        write_hex(f, &self.salt)?;
+        f.write_str(":")?;
+        write_hex(f, &self.hash)
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]];
+        f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+    }
+    Ok(())
+}
+
+impl FromStr for Pbkdf2Hash {
+    type Err = RecordError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(RecordError::Empty);
+        }
+        let fields: Vec<&str> = s.split(':').collect();
+        let [iterations, salt, hash] = fields[..] else {
+            return Err(RecordError::FieldCount(fields.len()));
+        };
+        // `u32::from_str` accepts a leading `+`; the format does not.
+        if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RecordError::IterationsNotDecimal);
+        }
+        let iterations = match iterations.parse::<u32>() {
+            Ok(n) => n,
+            // All digits, so the only failure left is overflow.
+            Err(_) => return Err(RecordError::TooManyIterations),
+        };
+        let salt = decode_hex(salt, "salt")?;
+        let hash = decode_hex(hash, "hash")?;
+        Self::from_parts(iterations, &salt, &hash)
+    }
+}
+
+impl Serialize for Pbkdf2Hash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pbkdf2Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, RecordError> {
+    if field.is_empty() {
+        return Err(RecordError::EmptyField(name));
+    }
+    let digits = field.as_bytes();
+    if !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(RecordError::NotHex(name));
+    }
+    if digits.len() % 2 != 0 {
+        return Err(RecordError::OddLength(name));
+    }
+    let nibble = |d: u8| match d {
+        b'0'..=b'9' => d - b'0',
+        b'a'..=b'f' => d - b'a' + 10,
+        _ => d - b'A' + 10,
+    };
+    Ok(digits.chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])).collect())
+}
+
+/// Parameters for hashing a new key: PRF, iterations, salt and hash lengths.
+///
+/// The default is the Maximo form: SHA-1, 1000 iterations, 24-byte salt and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    prf: Prf,
+    iterations: u32,
+    salt_len: usize,
+    hash_len: usize,
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self { prf: Prf::Sha1, iterations: 1000, salt_len: 24, hash_len: 24 }
+    }
+}
+
+impl HashParams {
+    /// The PRF new records are made with.
+    pub fn prf(mut self, prf: Prf) -> Self {
+        self.prf = prf;
+        self
+    }
+
+    /// The iteration count.
+    ///
+    /// # Errors
+    /// [`RecordError::ZeroIterations`] or [`RecordError::TooManyIterations`].
+    pub fn iterations(mut self, iterations: u32) -> Result<Self, RecordError> {
+        if iterations == 0 {
+            return Err(RecordError::ZeroIterations);
+        }
+        if iterations > MAX_ITERATIONS {
+            return Err(RecordError::TooManyIterations);
+        }
+        self.iterations = iterations;
+        Ok(self)
+    }
+
+    /// The salt length in bytes.
+    ///
+    /// # Errors
+    /// [`RecordError::SaltLength`] outside [`MIN_SALT_LEN`]..=[`MAX_SALT_LEN`].
+    pub fn salt_len(mut self, len: usize) -> Result<Self, RecordError> {
+        if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&len) {
+            return Err(RecordError::SaltLength(len));
+        }
+        self.salt_len = len;
+        Ok(self)
+    }
+
+    /// The stored hash length in bytes.
+    ///
+    /// # Errors
+    /// [`RecordError::HashLength`] outside [`MIN_HASH_LEN`]..=[`MAX_HASH_LEN`].
+    pub fn hash_len(mut self, len: usize) -> Result<Self, RecordError> {
+        if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&len) {
+            return Err(RecordError::HashLength(len));
+        }
+        self.hash_len = len;
+        Ok(self)
+    }
+
+    /// The PRF these parameters use.
+    pub fn prf_kind(&self) -> Prf {
+        self.prf
+    }
+}
+
+/// Fills `out` with PBKDF2-HMAC-`prf`(`password`, `salt`, `iterations`).
+///
+/// No limits are applied here (RFC 6070 has a 16,777,216-iteration vector); records are
+/// bounded when parsed. Runs for as long as the iterations say: call it off the async runtime.
+pub fn derive(prf: Prf, password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    match prf {
+        Prf::Sha1 => derive_with::<sha1::Sha1>(password, salt, iterations, out),
+        Prf::Sha256 => derive_with::<sha2::Sha256>(password, salt, iterations, out),
+        Prf::Sha512 => derive_with::<sha2::Sha512>(password, salt, iterations, out),
+    }
+}
+
+fn derive_with<D: EagerHash>(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    let prf = keyed::<D>(password);
+    let n = <Hmac<D> as hmac::digest::OutputSizeUser>::output_size();
+    for (i, chunk) in out.chunks_mut(n).enumerate() {
+        derive_block(&prf, salt, iterations, block_index(i), chunk);
+    }
+}
+
+fn verify_with<D: EagerHash>(record: &Pbkdf2Hash, password: &[u8]) -> bool {
+    let prf = keyed::<D>(password);
+    let n = <Hmac<D> as hmac::digest::OutputSizeUser>::output_size();
+    let mut block = [0u8; MAX_HASH_LEN];
+    for (i, stored) in record.hash.chunks(n).enumerate() {
+        let out = &mut block[..stored.len()];
+        derive_block(&prf, &record.salt, record.iterations, block_index(i), out);
+        if !bool::from(out.ct_eq(stored)) {
+            return false;
+        }
+    }
+    true
+}
+
+fn keyed<D: EagerHash>(password: &[u8]) -> Hmac<D> {
+    // HMAC accepts keys of every length; the error type exists for other MACs.
+    match Hmac::<D>::new_from_slice(password) {
+        Ok(prf) => prf,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    }
+}
+
+fn block_index(i: usize) -> u32 {
+    // Outputs are at most MAX_HASH_LEN (or a caller's buffer), far below 2^32 blocks.
+    u32::try_from(i + 1).unwrap_or(u32::MAX)
+}
+
+/// One PBKDF2 output block `T_i`, truncated to `out.len()`.
+///
+/// The `pbkdf2` crate derives every block in one call; verifying block by block lets a wrong
+/// key stop after the first, halving its cost for the Maximo form. The loop is the one the
+/// `pbkdf2` crate runs (keyed HMAC state cloned per iteration), so the cost per block is
+/// the same; `tests` check it against that crate, RFC 6070 and the interop vectors.
+fn derive_block<D: EagerHash>(prf: &Hmac<D>, salt: &[u8], iterations: u32, index: u32, out: &mut [u8]) {
+    let mut mac = prf.clone();
+    mac.update(salt);
+    mac.update(&index.to_be_bytes());
+    let mut u = mac.finalize_fixed();
+    let mut t = u.clone();
+    for _ in 1..iterations {
+        let mut mac = prf.clone();
+        mac.update(&u);
+        u = mac.finalize_fixed();
+        t.iter_mut().zip(u.iter()).for_each(|(a, b)| *a ^= b);
+    }
+    let len = out.len();
+    out.copy_from_slice(&t[..len]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn display_round_trips_lowercase() {
+        let rec: Pbkdf2Hash = "1000:26FAF709BBA90C28E6BD5E4C0815ED5FBA55789972DEF175:F3CAE9D6AE3F254191B34C1794810091340933341122C563"
+            .parse()
+            .unwrap();
+        let shown = rec.to_string();
+        assert_eq!(shown, "1000:26faf709bba90c28e6bd5e4c0815ed5fba55789972def175:f3cae9d6ae3f254191b34c1794810091340933341122c563");
+        assert_eq!(shown.parse::<Pbkdf2Hash>().unwrap(), rec);
+    }
+
+    #[test]
+    fn debug_hides_bytes() {
+        let rec = Pbkdf2Hash::create(b"k", &HashParams::default()).unwrap();
+        let dbg = format!("{rec:?}");
+        assert!(!dbg.contains(&rec.to_string()[5..15]), "{dbg}");
+        assert!(dbg.contains("iterations: 1000"));
+    }
+
+    #[test]
+    fn create_then_verify_each_prf() {
+        for prf in [Prf::Sha1, Prf::Sha256, Prf::Sha512] {
+            let params = HashParams::default().prf(prf).iterations(50).unwrap().hash_len(48).unwrap();
+            let rec = Pbkdf2Hash::create(b"secret", &params).unwrap();
+            assert_eq!(rec.hash().len(), 48);
+            assert!(rec.verify(prf, b"secret"));
+            assert!(!rec.verify(prf, b"secreT"));
+            let other = if prf == Prf::Sha1 { Prf::Sha256 } else { Prf::Sha1 };
+            assert!(!rec.verify(other, b"secret"));
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let s = "00".repeat(24);
+        let over = format!("{}:{s}:{s}", MAX_ITERATIONS + 1);
+        assert_eq!(over.parse::<Pbkdf2Hash>(), Err(RecordError::TooManyIterations));
+        let at = format!("{MAX_ITERATIONS}:{s}:{s}");
+        assert!(at.parse::<Pbkdf2Hash>().is_ok());
+        let short_salt = format!("1000:{}:{s}", "00".repeat(MIN_SALT_LEN - 1));
+        assert_eq!(short_salt.parse::<Pbkdf2Hash>(), Err(RecordError::SaltLength(MIN_SALT_LEN - 1)));
+        let short_hash = format!("1000:{s}:{}", "00".repeat(MIN_HASH_LEN - 1));
+        assert_eq!(short_hash.parse::<Pbkdf2Hash>(), Err(RecordError::HashLength(MIN_HASH_LEN - 1)));
+        assert!(HashParams::default().iterations(0).is_err());
+        assert!(HashParams::default().salt_len(MAX_SALT_LEN + 1).is_err());
+    }
+
+    #[test]
+    fn prf_names() {
+        for prf in [Prf::Sha1, Prf::Sha256, Prf::Sha512] {
+            assert_eq!(prf.as_str().parse::<Prf>().unwrap(), prf);
+        }
+        assert_eq!("md5".parse::<Prf>(), Err(RecordError::UnknownPrf));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn derive_matches_pbkdf2_crate(
+            password in proptest::collection::vec(any::<u8>(), 0..200),
+            salt in proptest::collection::vec(any::<u8>(), 0..80),
+            iterations in 1u32..40,
+            len in 1usize..150,
+        ) {
+            let mut ours = vec![0u8; len];
+            let mut theirs = vec![0u8; len];
+            derive(Prf::Sha1, &password, &salt, iterations, &mut ours);
+            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(&password, &salt, iterations, &mut theirs);
+            prop_assert_eq!(&ours, &theirs);
+            derive(Prf::Sha256, &password, &salt, iterations, &mut ours);
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&password, &salt, iterations, &mut theirs);
+            prop_assert_eq!(&ours, &theirs);
+            derive(Prf::Sha512, &password, &salt, iterations, &mut ours);
+            pbkdf2::pbkdf2_hmac::<sha2::Sha512>(&password, &salt, iterations, &mut theirs);
+            prop_assert_eq!(&ours, &theirs);
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,120}") {
+            let _ = s.parse::<Pbkdf2Hash>();
+        }
+    }
+}

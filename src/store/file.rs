@@ -1,0 +1,410 @@
+//! The JSON-file key store, shared with the CLI and other processes.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::{ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError};
+use crate::key::KeyId;
+
+/// The format version written to the file.
+const FORMAT_VERSION: u32 = 1;
+
+/// A [`KeyStore`] kept in one JSON file.
+///
+/// - Every change is written to a temporary file, synced and renamed over the store, so a
+///   reader sees the old file or the new one, never half of one.
+/// - Writers, in this process or another, take an exclusive lock on `<path>.lock` and re-read
+///   the file before changing it, so no change made by another process is lost.
+/// - A background task checks the file every [poll interval](FileStoreBuilder::poll_interval)
+///   (250 ms by default) and reloads it when another process changed it, telling subscribers
+///   which records changed: keys issued or revoked with the CLI take effect within a second.
+/// - A file that does not parse is never overwritten: writes fail with
+///   [`StoreError::Corrupt`] and the last good contents stay in use.
+///
+/// The file is created on the first write, readable by its owner only. Cloning gives another
+/// handle to the same store.
+///
+/// # Example
+/// ```
+/// use tower_apikey::{FileStore, KeyRecord, KeyStore};
+/// use tower_apikey::key::KeyFormat;
+/// use tower_apikey::record::HashParams;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let store = FileStore::open(dir.path().join("apikeys.json")).await?;
+/// let (record, _key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default())?;
+/// store.insert(record.clone()).await?;
+///
+/// // Another handle (another process, say) sees it.
+/// let other = FileStore::open(dir.path().join("apikeys.json")).await?;
+/// assert!(other.get(&record.id).await?.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    lock_path: PathBuf,
+    state: RwLock<State>,
+    feed: ChangeFeed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    records: BTreeMap<KeyId, KeyRecord>,
+    /// Bumped by every write; orders concurrent reloads and writes.
+    revision: u64,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// What tells a changed file from an unchanged one without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl Fingerprint {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(meta),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Contents {
+    version: u32,
+    #[serde(default)]
+    revision: u64,
+    keys: Vec<KeyRecord>,
+}
+
+/// A snapshot of the file as read or written.
+struct Snapshot {
+    records: BTreeMap<KeyId, KeyRecord>,
+    revision: u64,
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Options for [`FileStore`].
+#[derive(Debug, Clone)]
+pub struct FileStoreBuilder {
+    path: PathBuf,
+    poll_interval: Option<Duration>,
+}
+
+impl FileStoreBuilder {
+    /// How often to check the file for changes made by other processes (default 250 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval.max(Duration::from_millis(10)));
+        self
+    }
+
+    /// Do not watch the file: for one-shot tools such as the CLI.
+    pub fn no_polling(mut self) -> Self {
+        self.poll_interval = None;
+        self
+    }
+
+    /// Loads the file (a missing file is an empty store) and starts watching it.
+    ///
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the file cannot be read, [`StoreError::Corrupt`] when it does
+    /// not parse.
+    pub async fn open(self) -> Result<FileStore, StoreError> {
+        let path = self.path;
+        let lock_path = sibling(&path, ".lock");
+        let snapshot = blocking({
+            let path = path.clone();
+            move || read_snapshot(&path)
+        })
+        .await?;
+        let inner = Arc::new(Inner {
+            path,
+            lock_path,
+            state: RwLock::new(State {
+                records: snapshot.records,
+                revision: snapshot.revision,
+                fingerprint: snapshot.fingerprint,
+            }),
+            feed: ChangeFeed::new(),
+        });
+        if let Some(interval) = self.poll_interval {
+            tokio::spawn(watch(Arc::downgrade(&inner), interval));
+        }
+        Ok(FileStore { inner })
+    }
+}
+
+impl FileStore {
+    /// Opens the store at `path` with default options; see [`FileStoreBuilder::open`].
+    ///
+    /// # Errors
+    /// As [`FileStoreBuilder::open`].
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        Self::builder(path).open().await
+    }
+
+    /// Options for the store at `path`.
+    pub fn builder(path: impl Into<PathBuf>) -> FileStoreBuilder {
+        FileStoreBuilder { path: path.into(), poll_interval: Some(Duration::from_millis(250)) }
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Re-reads the file now if it changed on disk; returns whether it had.
+    ///
+    /// # Errors
+    /// As [`FileStoreBuilder::open`]; the last good contents stay in use.
+    pub async fn reload(&self) -> Result<bool, StoreError> {
+        reload(&self.inner).await
+    }
+
+    /// Applies `change` to the freshest contents of the file under the write lock, writes
+    /// the result, then publishes what changed.
+    async fn modify<T, F>(&self, change: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let path = self.inner.path.clone();
+        let lock_path = self.inner.lock_path.clone();
+        let (value, snapshot) = blocking(move || write_locked(&path, &lock_path, change)).await?;
+        self.inner.install(snapshot);
+        Ok(value)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Makes `snapshot` the current state unless a newer one is already installed, and tells
+    /// subscribers which records differ.
+    fn install(&self, snapshot: Snapshot) {
+        let changed = {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            if snapshot.revision < state.revision {
+                return;
+            }
+            let changed = diff(&state.records, &snapshot.records);
+            state.records = snapshot.records;
+            state.revision = snapshot.revision;
+            state.fingerprint = snapshot.fingerprint;
+            changed
+        };
+        for id in changed {
+            self.feed.publish(&StoreChange::Changed(id));
+        }
+    }
+}
+
+/// Ids whose record differs between `old` and `new`.
+fn diff(old: &BTreeMap<KeyId, KeyRecord>, new: &BTreeMap<KeyId, KeyRecord>) -> Vec<KeyId> {
+    let gone = old.keys().filter(|id| !new.contains_key(*id));
+    let added_or_changed = new.iter().filter(|(id, r)| old.get(*id) != Some(*r)).map(|(id, _)| id);
+    gone.chain(added_or_changed).cloned().collect()
+}
+
+async fn watch(inner: Weak<Inner>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(error) = reload(&inner).await {
+            tracing::warn!(path = %inner.path.display(), %error, "key store file not reloaded; keeping the last good contents");
+        }
+    }
+}
+
+async fn reload(inner: &Arc<Inner>) -> Result<bool, StoreError> {
+    let path = inner.path.clone();
+    let known = inner.state.read().unwrap_or_else(PoisonError::into_inner).fingerprint;
+    let snapshot = blocking(move || {
+        let now = current_fingerprint(&path)?;
+        if now == known {
+            return Ok(None);
+        }
+        read_snapshot(&path).map(Some)
+    })
+    .await?;
+    match snapshot {
+        Some(snapshot) => {
+            inner.install(snapshot);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_owned(), source }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn current_fingerprint(path: &Path) -> Result<Option<Fingerprint>, StoreError> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(Fingerprint::of(&meta))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Snapshot { records: BTreeMap::new(), revision: 0, fingerprint: None });
+        }
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    // The fingerprint of the very file read: a rename after this does not confuse it.
+    let fingerprint = Fingerprint::of(&file.metadata().map_err(io_error(path))?);
+    let corrupt = |source| StoreError::Corrupt { path: path.to_owned(), source };
+    let contents: Contents = serde_json::from_reader(io::BufReader::new(file)).map_err(corrupt)?;
+    if contents.version != FORMAT_VERSION {
+        let msg = format!("unsupported format version {} (expected {FORMAT_VERSION})", contents.version);
+        return Err(corrupt(serde::de::Error::custom(msg)));
+    }
+    let mut records = BTreeMap::new();
+    for record in contents.keys {
+        let id = record.id.clone();
+        if records.insert(id.clone(), record).is_some() {
+            return Err(corrupt(serde::de::Error::custom(format!("duplicate key id {id}"))));
+        }
+    }
+    Ok(Snapshot { records, revision: contents.revision, fingerprint: Some(fingerprint) })
+}
+
+fn write_locked<T>(
+    path: &Path,
+    lock_path: &Path,
+    change: impl FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError>,
+) -> Result<(T, Snapshot), StoreError> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(io_error(lock_path))?;
+    lock.lock().map_err(io_error(lock_path))?;
+    // Released when `lock` is dropped, on every path out of here.
+    let mut snapshot = read_snapshot(path)?;
+    let value = change(&mut snapshot.records)?;
+    snapshot.revision += 1;
+    let contents = Contents {
+        version: FORMAT_VERSION,
+        revision: snapshot.revision,
+        keys: snapshot.records.values().cloned().collect(),
+    };
+    let tmp = sibling(path, &format!(".tmp.{}", std::process::id()));
+    let written = write_file(&tmp, &contents).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_error(path)(e));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the rename itself durable; not every filesystem allows syncing a directory.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    snapshot.fingerprint = current_fingerprint(path)?;
+    drop(lock);
+    Ok((value, snapshot))
+}
+
+fn write_file(path: &Path, contents: &Contents) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = io::BufWriter::new(options.open(path)?);
+    serde_json::to_writer_pretty(&mut file, contents)?;
+    file.write_all(b"\n")?;
+    let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()
+}
+
+impl KeyStore for FileStore {
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self.read().records.get(id).cloned())
+    }
+
+    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .read()
+            .records
+            .values()
+            .filter(|r| principal.is_none_or(|p| r.principal == p))
+            .cloned()
+            .collect())
+    }
+
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.modify(move |records| {
+            if records.contains_key(&record.id) {
+                return Err(StoreError::AlreadyExists(record.id));
+            }
+            records.insert(record.id.clone(), record);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.modify(move |records| match records.get_mut(&record.id) {
+            Some(slot) => {
+                *slot = record;
+                Ok(())
+            }
+            None => Err(StoreError::NotFound(record.id)),
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.modify(move |records| Ok(records.remove(&id).is_some())).await
+    }
+
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.inner.feed.subscribe(listener);
+    }
+}

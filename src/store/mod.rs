@@ -1,0 +1,280 @@
+//! Key records and where they are kept: the [`KeyStore`] trait and its backends.
+//!
+//! A store holds [`KeyRecord`]s — never a plaintext key — and tells subscribers when a record
+//! changes, so a [`Validator`](crate::Validator)'s cache drops a revoked key at once. Backends:
+//!
+//! - [`MemoryStore`]: in process, for tests and embedded use;
+//! - [`FileStore`]: one JSON file, written atomically, reloaded when another process (the
+//!   `tower-apikey` CLI) changes it.
+//!
+//! # Example
+//! ```
+//! use tower_apikey::{KeyRecord, KeyStore, MemoryStore};
+//! use tower_apikey::key::KeyFormat;
+//! use tower_apikey::record::HashParams;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default())?;
+//! store.insert(record.clone()).await?;
+//! assert_eq!(store.get(&record.id).await?.unwrap().principal, "alice");
+//! assert_eq!(store.list(Some("alice")).await?.len(), 1);
+//! # drop(key);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod expiry;
+mod file;
+mod memory;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError, Weak};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use expiry::{Expiry, ExpiryError};
+pub use file::{FileStore, FileStoreBuilder};
+pub use memory::MemoryStore;
+
+use crate::key::{KeyFormat, KeyId, PlaintextKey, RngError};
+use crate::record::{HashParams, Pbkdf2Hash, Prf};
+
+/// Whether a key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// The key is accepted (until it expires).
+    #[default]
+    Active,
+    /// Switched off for now; can be activated again.
+    Inactive,
+    /// Withdrawn for good.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The lower-case name used in JSON and the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Inactive => "inactive",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A stored API key: who it belongs to, what it may do, and the PBKDF2 record of its secret.
+///
+/// `Debug` shows the record's parameters, never its salt or hash bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The record id, carried in clear in the key.
+    pub id: KeyId,
+    /// The user (or service account) the key belongs to.
+    pub principal: String,
+    /// PBKDF2 record of the whole key, `iterations:salt_hex:hash_hex`.
+    pub hash: Pbkdf2Hash,
+    /// The HMAC hash the record was made with (the record itself does not say).
+    #[serde(default)]
+    pub prf: Prf,
+    /// A short label chosen by the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A longer note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// What the key may do; checked by the application, handed over in the identity.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Active, inactive or revoked.
+    #[serde(default)]
+    pub status: KeyStatus,
+    /// When the key stops working; `None` is never.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// When the record was made.
+    pub created_at: Timestamp,
+}
+
+impl KeyRecord {
+    /// A new active record for `principal`, with a fresh id and secret.
+    ///
+    /// Returns the record to store and the plaintext key to hand over once. Runs one PBKDF2
+    /// derivation: in a server, call it from `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`RngError`] when the OS RNG fails.
+    pub fn generate(
+        principal: impl Into<String>,
+        format: &KeyFormat,
+        params: &HashParams,
+    ) -> Result<(Self, PlaintextKey), RngError> {
+        let (id, key) = format.generate()?;
+        let hash = Pbkdf2Hash::create(key.expose().as_bytes(), params)?;
+        Ok((Self::new(id, principal, hash, params.prf_kind()), key))
+    }
+
+    /// A new active record from parts, created now, with no name, permissions or expiry.
+    pub fn new(id: KeyId, principal: impl Into<String>, hash: Pbkdf2Hash, prf: Prf) -> Self {
+        Self {
+            id,
+            principal: principal.into(),
+            hash,
+            prf,
+            name: None,
+            description: None,
+            permissions: Vec::new(),
+            status: KeyStatus::Active,
+            expires_at: None,
+            created_at: Timestamp::now(),
+        }
+    }
+
+    /// Whether the key has expired at `now`.
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A change to a store, as told to its subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreChange {
+    /// The record with this id was inserted, updated or deleted.
+    Changed(KeyId),
+    /// Any record may have changed (a reload or a lost notification): forget everything.
+    Reset,
+}
+
+/// Something told of every [`StoreChange`]: a validator's cache, say.
+///
+/// Called synchronously by the store, right after the change is committed. Keep it short and
+/// non-blocking: drop a cache entry, bump a counter.
+pub trait ChangeListener: Send + Sync {
+    /// Called once per change.
+    fn on_change(&self, change: &StoreChange);
+}
+
+/// The list of [`ChangeListener`]s a backend publishes to; a helper for implementing
+/// [`KeyStore::subscribe`].
+///
+/// Holds listeners weakly: a dropped validator unsubscribes itself.
+#[derive(Default)]
+pub struct ChangeFeed {
+    listeners: Mutex<Vec<Weak<dyn ChangeListener>>>,
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("ChangeFeed").field("listeners", &n).finish()
+    }
+}
+
+impl ChangeFeed {
+    /// An empty feed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a listener.
+    pub fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).push(listener);
+    }
+
+    /// Tells every live listener of `change`, and forgets the dropped ones.
+    pub fn publish(&self, change: &StoreChange) {
+        // Listeners run outside the lock, so one may subscribe another.
+        let live: Vec<_> = {
+            let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+            listeners.retain(|l| l.strong_count() > 0);
+            listeners.iter().filter_map(Weak::upgrade).collect()
+        };
+        for listener in live {
+            listener.on_change(change);
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `insert` of an id that is already there.
+    #[error("key {0} already exists")]
+    AlreadyExists(KeyId),
+    /// `update` of an id that is not there.
+    #[error("key {0} does not exist")]
+    NotFound(KeyId),
+    /// Reading or writing the store's file failed.
+    #[error("key store file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's file is not a valid key store; it was left as it is.
+    #[error("key store file {path} is not valid: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The backend could not be reached or failed; the request may succeed later.
+    #[error("key store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Where key records are kept.
+///
+/// Every method that changes a record must, once the change is committed, publish a
+/// [`StoreChange`] to the listeners given to [`subscribe`](Self::subscribe); a validator
+/// relies on it to drop revoked keys from its cache.
+pub trait KeyStore: Send + Sync + 'static {
+    /// The record with this id, if any.
+    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Every record, or those of one principal, ordered by id.
+    fn list(&self, principal: Option<&str>) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// Adds a record; [`StoreError::AlreadyExists`] if its id is taken.
+    fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces the record with the same id; [`StoreError::NotFound`] if there is none.
+    fn update(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes a record; `false` if there was none.
+    fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Registers a listener for changes (the change feed).
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>);
+}
+
+/// The object-safe part of [`KeyStore`] a validator needs, so `Validator` is not generic.
+pub(crate) trait ErasedStore: Send + Sync {
+    fn get<'a>(
+        &'a self,
+        id: &'a KeyId,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>>;
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>);
+}
+
+impl<S: KeyStore> ErasedStore for S {
+    fn get<'a>(
+        &'a self,
+        id: &'a KeyId,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>> {
+        Box::pin(KeyStore::get(self, id))
+    }
+
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        KeyStore::subscribe(self, listener);
+    }
+}

@@ -1,0 +1,527 @@
+//! Checks presented keys against a store, with a cache in front: usable without tower.
+//!
+//! The [`Validator`] is what [`ApiKeyLayer`](crate::ApiKeyLayer) wraps; a gRPC interceptor or
+//! a job runner can call it directly.
+//!
+//! - **Hot path** ([`validate_cached`](Validator::validate_cached)): the cache is keyed by record
+//!   id; an entry holds an HMAC-SHA256 digest of the correct key under a per-process random
+//!   key (never the key, nothing that verifies offline), the identity, and the expiry. A hit
+//!   compares digests in constant time and checks expiry against the clock. No PBKDF2, no
+//!   I/O, no lock held.
+//! - **Cold path** ([`validate`](Validator::validate) on a miss): one store read, then one
+//!   PBKDF2 derivation on Tokio's blocking pool, never on a runtime worker. Derivations are
+//!   bounded ([`max_concurrent_derivations`](ValidatorBuilder::max_concurrent_derivations)),
+//!   callers beyond a queue bound are refused as [`ValidationError::Overloaded`], and callers
+//!   presenting the same key at once share one derivation. Unknown, inactive, revoked and
+//!   expired ids are cached as refusals for a short TTL; valid keys for the cache TTL or until
+//!   they expire, whichever is sooner.
+//! - **Invalidation**: the validator subscribes to the store's change feed; a change to a
+//!   record drops its entry at once, and a cold-path fill that raced a change is not cached.
+//!
+//! # Example
+//! ```
+//! use tower_apikey::{KeyRecord, KeyStore, MemoryStore, Validator};
+//! use tower_apikey::key::{KeyFormat, PresentedKey};
+//! use tower_apikey::record::HashParams;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default())?;
+//! store.insert(record).await?;
+//!
+//! let validator = Validator::builder(store).build();
+//! let presented = PresentedKey::new(key.expose().as_bytes())?;
+//! let identity = validator.validate(&presented).await?;   // cold: one PBKDF2
+//! assert_eq!(identity.principal(), "alice");
+//! assert!(validator.validate_cached(&presented).unwrap().is_ok()); // hot: cached
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use jiff::Timestamp;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::identity::Identity;
+use crate::key::{KeyFormat, KeyId, PresentedKey};
+use crate::record::Pbkdf2Hash;
+use crate::record::Prf;
+use crate::store::{ChangeListener, ErasedStore, KeyStatus, KeyStore, StoreChange, StoreError};
+
+/// Why a key was refused. For logs and metrics only: callers get one answer for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Not a key in this crate's format (bad layout, prefix or checksum).
+    Malformed,
+    /// No record has the key's id.
+    UnknownKey,
+    /// The record exists, the secret does not match it.
+    WrongSecret,
+    /// The key is deactivated.
+    Inactive,
+    /// The key is revoked.
+    Revoked,
+    /// The key has expired.
+    Expired,
+}
+
+impl RejectReason {
+    /// A short lower-case label (`wrong_secret`), for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::UnknownKey => "unknown_key",
+            RejectReason::WrongSecret => "wrong_secret",
+            RejectReason::Inactive => "inactive",
+            RejectReason::Revoked => "revoked",
+            RejectReason::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why validation did not produce an identity.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The key is not valid (the reason is for logs, not for the caller).
+    #[error("API key rejected: {0}")]
+    Rejected(RejectReason),
+    /// The store could not be read: not the key's fault; try again later.
+    #[error("key store unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Too many derivations are running or queued; try again later.
+    #[error("too many API key verifications in progress")]
+    Overloaded,
+    /// A derivation task failed (panicked or was cancelled at shutdown).
+    #[error("API key verification task failed")]
+    Internal(#[source] tokio::task::JoinError),
+}
+
+/// Counters of a validator's work since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidatorStats {
+    /// PBKDF2 derivations run.
+    pub derivations: u64,
+    /// Derivations refused because the queue was full.
+    pub shed: u64,
+    /// Store reads on the cold path.
+    pub store_reads: u64,
+}
+
+/// Configuration for a [`Validator`].
+pub struct ValidatorBuilder {
+    store: Arc<dyn ErasedStore>,
+    format: KeyFormat,
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+    max_cached_keys: u64,
+    max_concurrent_derivations: usize,
+    max_queued_derivations: usize,
+}
+
+impl fmt::Debug for ValidatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatorBuilder")
+            .field("format", &self.format)
+            .field("cache_ttl", &self.cache_ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("max_cached_keys", &self.max_cached_keys)
+            .field("max_concurrent_derivations", &self.max_concurrent_derivations)
+            .field("max_queued_derivations", &self.max_queued_derivations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidatorBuilder {
+    /// The key layout (prefix) keys are parsed with. Default: [`KeyFormat::default`].
+    pub fn key_format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// How long a validated key stays cached (default 60 s). Changes published by the store
+    /// drop entries sooner; this bounds staleness if a notification is lost.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// How long a refusal (unknown id, inactive, revoked, expired) stays cached (default 5 s),
+    /// so a flood of made-up ids reaches the store once per id.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// The most keys (and refusals) cached at once (default 100,000).
+    pub fn max_cached_keys(mut self, n: u64) -> Self {
+        self.max_cached_keys = n;
+        self
+    }
+
+    /// The most PBKDF2 derivations running at once (default: the number of CPUs).
+    pub fn max_concurrent_derivations(mut self, n: usize) -> Self {
+        self.max_concurrent_derivations = n.max(1);
+        self
+    }
+
+    /// The most cold-path callers waiting for a derivation slot (default 64); beyond it,
+    /// callers get [`ValidationError::Overloaded`] at once instead of queueing without bound.
+    pub fn max_queued_derivations(mut self, n: usize) -> Self {
+        self.max_queued_derivations = n;
+        self
+    }
+
+    /// Builds the validator and subscribes it to the store's changes.
+    pub fn build(self) -> Validator {
+        let mut digest_key = [0u8; 32];
+        // Without OS randomness the digests would be predictable; a fixed key still keeps
+        // the cache free of secrets, so carry on and say so.
+        if let Err(error) = crate::key::fill_random(&mut digest_key) {
+            tracing::error!(%error, "no OS randomness for the cache digest key");
+        }
+        let digest_key = match Hmac::<Sha256>::new_from_slice(&digest_key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(self.max_cached_keys)
+            .expire_after(EntryExpiry { cache_ttl: self.cache_ttl, negative_ttl: self.negative_ttl })
+            .build();
+        let inner = Arc::new(Inner {
+            store: self.store,
+            format: self.format,
+            cache,
+            digest_key,
+            epoch: AtomicU64::new(0),
+            derivation_slots: Arc::new(Semaphore::new(self.max_concurrent_derivations)),
+            queued: AtomicUsize::new(0),
+            max_queued: self.max_queued_derivations,
+            inflight: Mutex::new(HashMap::new()),
+            derivations: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+            store_reads: AtomicU64::new(0),
+        });
+        let listener: Weak<dyn ChangeListener> = Arc::downgrade(&inner) as Weak<dyn ChangeListener>;
+        inner.store.subscribe(listener);
+        Validator { inner }
+    }
+}
+
+/// Validates presented keys: store + cache + PBKDF2 policy. See the [module docs](self).
+///
+/// Cheap to clone: clones share the cache.
+#[derive(Clone)]
+pub struct Validator {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Validator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validator")
+            .field("format", &self.inner.format)
+            .field("cached_keys", &self.inner.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+type InflightKey = (KeyId, [u8; 32]);
+
+struct Inner {
+    store: Arc<dyn ErasedStore>,
+    format: KeyFormat,
+    cache: moka::sync::Cache<KeyId, CacheEntry>,
+    /// Keyed HMAC-SHA256 state; cloned per digest, so keying runs once per process.
+    digest_key: Hmac<Sha256>,
+    /// Bumped by every store change; a cold fill that saw it move is not cached.
+    epoch: AtomicU64,
+    derivation_slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_queued: usize,
+    /// One cell per (id, key digest) being derived, so concurrent callers share the work.
+    inflight: Mutex<HashMap<InflightKey, Arc<OnceCell<bool>>>>,
+    derivations: AtomicU64,
+    shed: AtomicU64,
+    store_reads: AtomicU64,
+}
+
+#[derive(Clone)]
+enum CacheEntry {
+    Valid(Arc<ValidEntry>),
+    Refused(RejectReason),
+}
+
+struct ValidEntry {
+    digest: [u8; 32],
+    identity: Identity,
+    expires_at: Option<Timestamp>,
+}
+
+struct EntryExpiry {
+    cache_ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl EntryExpiry {
+    fn ttl(&self, entry: &CacheEntry) -> Duration {
+        match entry {
+            CacheEntry::Refused(_) => self.negative_ttl,
+            CacheEntry::Valid(valid) => match valid.expires_at {
+                Some(at) => {
+                    let left = at.duration_since(Timestamp::now());
+                    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+                    left.min(self.cache_ttl)
+                }
+                None => self.cache_ttl,
+            },
+        }
+    }
+}
+
+impl moka::Expiry<KeyId, CacheEntry> for EntryExpiry {
+    fn expire_after_create(&self, _: &KeyId, entry: &CacheEntry, _: Instant) -> Option<Duration> {
+        Some(self.ttl(entry))
+    }
+
+    fn expire_after_update(&self, _: &KeyId, entry: &CacheEntry, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(self.ttl(entry))
+    }
+}
+
+impl ChangeListener for Inner {
+    fn on_change(&self, change: &StoreChange) {
+        // Bump first: a fill that read the store before this change then sees it moved.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match change {
+            StoreChange::Changed(id) => self.cache.invalidate(id.as_str()),
+            _ => self.cache.invalidate_all(),
+        }
+    }
+}
+
+impl Validator {
+    /// Starts configuring a validator over `store`.
+    pub fn builder<S: KeyStore>(store: S) -> ValidatorBuilder {
+        ValidatorBuilder {
+            store: Arc::new(store),
+            format: KeyFormat::default(),
+            cache_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            max_cached_keys: 100_000,
+            max_concurrent_derivations: std::thread::available_parallelism().map_or(2, usize::from),
+            max_queued_derivations: 64,
+        }
+    }
+
+    /// The key format keys are parsed with.
+    pub fn key_format(&self) -> &KeyFormat {
+        &self.inner.format
+    }
+
+    /// The hot path: answers from the cache alone, or `None` when the key's id is not cached.
+    ///
+    /// A malformed key is refused here too. Never blocks and never touches the store.
+    pub fn validate_cached(&self, key: &PresentedKey) -> Option<Result<Identity, RejectReason>> {
+        let Ok(parsed) = self.inner.format.parse(key) else {
+            return Some(Err(refused(None, RejectReason::Malformed)));
+        };
+        let id = parsed.id();
+        match self.inner.cache.get(id)? {
+            CacheEntry::Refused(reason) => Some(Err(refused(Some(id), reason))),
+            CacheEntry::Valid(entry) => {
+                let digest = self.inner.digest(key.expose());
+                if !bool::from(digest.ct_eq(&entry.digest)) {
+                    return Some(Err(refused(Some(id), RejectReason::WrongSecret)));
+                }
+                if entry.expires_at.is_some_and(|at| at <= Timestamp::now()) {
+                    return Some(Err(refused(Some(id), RejectReason::Expired)));
+                }
+                Some(Ok(entry.identity.clone()))
+            }
+        }
+    }
+
+    /// Validates a key: from the cache when it can, else from the store with one PBKDF2
+    /// derivation on the blocking pool.
+    ///
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`ValidationError::Rejected`] for a key that is not valid (one reason among several,
+    /// for logs); the others when the key could not be checked right now.
+    pub async fn validate(&self, key: &PresentedKey) -> Result<Identity, ValidationError> {
+        match self.validate_cached(key) {
+            Some(result) => result.map_err(ValidationError::Rejected),
+            None => self.validate_uncached(key).await,
+        }
+    }
+
+    /// The cold path alone: reads the store and derives, then caches the outcome.
+    async fn validate_uncached(&self, key: &PresentedKey) -> Result<Identity, ValidationError> {
+        let inner = &self.inner;
+        let Ok(parsed) = inner.format.parse(key) else {
+            return Err(ValidationError::Rejected(refused(None, RejectReason::Malformed)));
+        };
+        let Ok(id) = KeyId::new(parsed.id()) else {
+            return Err(ValidationError::Rejected(refused(None, RejectReason::Malformed)));
+        };
+        let reject = |id: &KeyId, reason| Err(ValidationError::Rejected(refused(Some(id.as_str()), reason)));
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        inner.store_reads.fetch_add(1, Ordering::Relaxed);
+        let record = inner.store.get(&id).await.map_err(ValidationError::Unavailable)?;
+        let refusal = match &record {
+            None => Some(RejectReason::UnknownKey),
+            Some(r) if r.status == KeyStatus::Inactive => Some(RejectReason::Inactive),
+            Some(r) if r.status == KeyStatus::Revoked => Some(RejectReason::Revoked),
+            Some(r) if r.is_expired_at(Timestamp::now()) => Some(RejectReason::Expired),
+            Some(_) => None,
+        };
+        let record = match (record, refusal) {
+            (Some(record), None) => record,
+            (_, reason) => {
+                let reason = reason.unwrap_or(RejectReason::UnknownKey);
+                inner.fill(id.clone(), CacheEntry::Refused(reason), epoch);
+                return reject(&id, reason);
+            }
+        };
+        let digest = inner.digest(key.expose());
+        if !inner.derive_shared(&id, digest, &record.hash, record.prf, key).await? {
+            return reject(&id, RejectReason::WrongSecret);
+        }
+        let identity = Identity::from_record(&record);
+        let entry = ValidEntry { digest, identity: identity.clone(), expires_at: record.expires_at };
+        inner.fill(id, CacheEntry::Valid(Arc::new(entry)), epoch);
+        Ok(identity)
+    }
+
+    /// Drops every cached entry.
+    pub fn clear_cache(&self) {
+        self.inner.on_change(&StoreChange::Reset);
+    }
+
+    /// Counters of the work done so far.
+    pub fn stats(&self) -> ValidatorStats {
+        ValidatorStats {
+            derivations: self.inner.derivations.load(Ordering::Relaxed),
+            shed: self.inner.shed.load(Ordering::Relaxed),
+            store_reads: self.inner.store_reads.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Logs a refusal: the reason and the key id (ids are not secret), never the key.
+fn refused(id: Option<&str>, reason: RejectReason) -> RejectReason {
+    tracing::debug!(key_id = id.unwrap_or("-"), reason = reason.as_str(), "API key rejected");
+    reason
+}
+
+impl Inner {
+    fn digest(&self, key: &[u8]) -> [u8; 32] {
+        let mut mac = self.digest_key.clone();
+        mac.update(key);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Caches `entry` unless the store changed since `epoch` was read (fence by version).
+    fn fill(&self, id: KeyId, entry: CacheEntry, epoch: u64) {
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        self.cache.insert(id.clone(), entry);
+        // A change that landed between the check and the insert: its invalidation may have
+        // run before our insert, so undo it ourselves.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.cache.invalidate(id.as_str());
+        }
+    }
+
+    /// Verifies `key` against `hash`, sharing one derivation among concurrent callers that
+    /// present the same key for the same id.
+    async fn derive_shared(
+        &self,
+        id: &KeyId,
+        digest: [u8; 32],
+        hash: &Pbkdf2Hash,
+        prf: Prf,
+        key: &PresentedKey,
+    ) -> Result<bool, ValidationError> {
+        let slot = (id.clone(), digest);
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(inflight.entry(slot.clone()).or_default())
+        };
+        let guard = InflightGuard { map: &self.inflight, slot, cell };
+        guard.cell.get_or_try_init(|| self.derive(hash.clone(), prf, key.clone())).await.copied()
+    }
+
+    async fn derive(&self, hash: Pbkdf2Hash, prf: Prf, key: PresentedKey) -> Result<bool, ValidationError> {
+        let permit = match Arc::clone(&self.derivation_slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.shed.fetch_add(1, Ordering::Relaxed);
+                    return Err(ValidationError::Overloaded);
+                }
+                let _queued = QueueGuard(&self.queued);
+                match Arc::clone(&self.derivation_slots).acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => unreachable!("the derivation semaphore is never closed"),
+                }
+            }
+        };
+        self.derivations.fetch_add(1, Ordering::Relaxed);
+        // The permit moves into the task: if the caller gives up, the slot stays taken until
+        // the derivation really ends, so the bound holds.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash.verify(prf, key.expose())
+        })
+        .await
+        .map_err(ValidationError::Internal)
+    }
+}
+
+struct QueueGuard<'a>(&'a AtomicUsize);
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Removes an in-flight cell once its last waiter is done (or gone).
+struct InflightGuard<'a> {
+    map: &'a Mutex<HashMap<InflightKey, Arc<OnceCell<bool>>>>,
+    slot: InflightKey,
+    cell: Arc<OnceCell<bool>>,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = map.get(&self.slot) {
+            // The map holds one reference and this guard one: no one else is waiting.
+            let last_waiter = Arc::ptr_eq(current, &self.cell) && Arc::strong_count(&self.cell) <= 2;
+            if last_waiter || (Arc::ptr_eq(current, &self.cell) && self.cell.initialized()) {
+                map.remove(&self.slot);
+            }
+        }
+    }
+}
