@@ -401,12 +401,21 @@ impl Validator {
             }
         };
         let digest = inner.digest(key.expose());
-        if !inner.derive_shared(&id, digest, &record.hash, record.prf, key).await? {
+        // Callers presenting the same key share one derivation. The in-flight slot is held
+        // until the cache is filled, so a late caller finds one or the other.
+        let inflight = inner.join_inflight(&id, digest);
+        let matched = inflight
+            .cell
+            .get_or_try_init(|| inner.derive(record.hash.clone(), record.prf, key.clone()))
+            .await
+            .copied()?;
+        if !matched {
             return reject(&id, RejectReason::WrongSecret);
         }
         let identity = Identity::from_record(&record);
         let entry = ValidEntry { digest, identity: identity.clone(), expires_at: record.expires_at };
         inner.fill(id, CacheEntry::Valid(Arc::new(entry)), epoch);
+        drop(inflight);
         Ok(identity)
     }
 
@@ -451,23 +460,14 @@ impl Inner {
         }
     }
 
-    /// Verifies `key` against `hash`, sharing one derivation among concurrent callers that
-    /// present the same key for the same id.
-    async fn derive_shared(
-        &self,
-        id: &KeyId,
-        digest: [u8; 32],
-        hash: &Pbkdf2Hash,
-        prf: Prf,
-        key: &PresentedKey,
-    ) -> Result<bool, ValidationError> {
+    /// The shared derivation slot for (`id`, `digest`), created if no caller holds one.
+    fn join_inflight(&self, id: &KeyId, digest: [u8; 32]) -> InflightGuard<'_> {
         let slot = (id.clone(), digest);
         let cell = {
             let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(inflight.entry(slot.clone()).or_default())
         };
-        let guard = InflightGuard { map: &self.inflight, slot, cell };
-        guard.cell.get_or_try_init(|| self.derive(hash.clone(), prf, key.clone())).await.copied()
+        InflightGuard { map: &self.inflight, slot, cell }
     }
 
     async fn derive(&self, hash: Pbkdf2Hash, prf: Prf, key: PresentedKey) -> Result<bool, ValidationError> {

@@ -1,0 +1,284 @@
+//! The layer end to end through `oneshot`: sources, rejections, caching, failures.
+
+mod common;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_apikey::layer::{KeySource, MaximoRejection, Rejection};
+use tower_apikey::{ApiKeyLayer, Identity, KeyStatus, KeyStore, MemoryStore, Validator};
+
+use common::{issue, FlakyStore};
+
+type Body = Full<Bytes>;
+
+/// Answers 200 with what it saw: principal, URI, and whether an `apikey` header was left.
+async fn echo(req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let who = req.extensions().get::<Identity>().map_or("-".to_owned(), |i| i.principal().to_owned());
+    let seen = format!("{who} {} header={}", req.uri(), req.headers().contains_key("apikey"));
+    Ok(Response::new(Full::from(seen)))
+}
+
+fn app<R>(layer: ApiKeyLayer<R>) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone
+where
+    R: tower_apikey::layer::RejectionResponse<Body> + Clone,
+{
+    ServiceBuilder::new().layer(layer).service_fn(echo)
+}
+
+/// Status, headers and body of a response.
+async fn call<S>(service: &S, req: Request<Body>) -> (StatusCode, HeaderMap, String)
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone,
+{
+    let response = service.clone().oneshot(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn get(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+}
+
+fn empty(builder: http::request::Builder) -> Request<Body> {
+    builder.body(Body::default()).unwrap()
+}
+
+async fn setup() -> (MemoryStore, Validator, String, tower_apikey::KeyRecord) {
+    let store = MemoryStore::new();
+    let (record, key) = issue("alice");
+    store.insert(record.clone()).await.unwrap();
+    let validator = Validator::builder(store.clone()).build();
+    (store, validator, key.expose().to_owned(), record)
+}
+
+#[tokio::test]
+async fn key_in_header_or_query() {
+    let (_, validator, key, _) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator));
+
+    let (status, _, body) = call(&svc, empty(get("/r").header("apikey", &key))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("alice /r"), "{body}");
+
+    let (status, _, _) = call(&svc, empty(get(&format!("/r?x=1&apikey={key}")))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Percent-encoded characters are decoded as a servlet's getParameter decodes them.
+    let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+    let (status, _, _) = call(&svc, empty(get(&format!("/r?apikey={encoded}")))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // `+` is a space, so a literal plus changes the key.
+    let (status, _, _) = call(&svc, empty(get(&format!("/r?apikey={key}+")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = call(&svc, empty(get(&format!("/r?apikey={key}%2B")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The same key in both places is fine.
+    let (status, _, _) = call(&svc, empty(get(&format!("/r?apikey={key}")).header("apikey", &key))).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn two_different_keys_are_refused() {
+    let (store, validator, key, _) = setup().await;
+    let (other, other_key) = issue("bob");
+    store.insert(other).await.unwrap();
+    let svc = app(ApiKeyLayer::new(validator));
+    let req = empty(get(&format!("/r?apikey={}", other_key.expose())).header("apikey", &key));
+    let (status, _, body) = call(&svc, req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("conflicting_api_keys"), "{body}");
+}
+
+#[tokio::test]
+async fn missing_key_is_401_with_a_challenge() {
+    let (_, validator, _, _) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator));
+    let (status, headers, body) = call(&svc, empty(get("/r"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "ApiKey realm=\"api\"");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(body.contains("missing_api_key"));
+}
+
+#[tokio::test]
+async fn every_bad_key_gets_the_same_response_byte_for_byte() {
+    let (store, validator, key, record) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator.clone()));
+    let now = jiff::Timestamp::now();
+
+    let (mut expired, expired_key) = issue("e");
+    expired.expires_at = Some(now - jiff::SignedDuration::from_secs(1));
+    let (mut inactive, inactive_key) = issue("i");
+    inactive.status = KeyStatus::Inactive;
+    let (mut revoked, revoked_key) = issue("r");
+    revoked.status = KeyStatus::Revoked;
+    let (_, unknown_key) = issue("u"); // never stored
+    for r in [expired, inactive, revoked] {
+        store.insert(r).await.unwrap();
+    }
+    // A wrong secret for a real id, with a valid checksum, so it reaches the store.
+    let wrong_secret = tower_apikey::key::KeyFormat::default().generate_for(&record.id).unwrap();
+
+    let keys = [
+        ("malformed", "not-a-key".to_owned()),
+        ("bad checksum", format!("{}A", &key[..key.len() - 1])),
+        ("unknown id", unknown_key.expose().to_owned()),
+        ("wrong secret, cold", wrong_secret.expose().to_owned()),
+        ("expired", expired_key.expose().to_owned()),
+        ("inactive", inactive_key.expose().to_owned()),
+        ("revoked", revoked_key.expose().to_owned()),
+    ];
+    let mut responses = Vec::new();
+    for (why, bad) in &keys {
+        let first = call(&svc, empty(get("/r").header("apikey", bad))).await;
+        // Again, now that refusals are cached.
+        let again = call(&svc, empty(get("/r").header("apikey", bad))).await;
+        assert_eq!(first, again, "{why}: cached refusal differs");
+        responses.push((why, first));
+    }
+    // A wrong secret for a cached id (the hot path).
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    let hot = call(&svc, empty(get("/r").header("apikey", wrong_secret.expose()))).await;
+    responses.push((&"wrong secret, hot", hot));
+
+    let (_, reference) = &responses[0];
+    assert_eq!(reference.0, StatusCode::UNAUTHORIZED);
+    for (why, response) in &responses {
+        assert_eq!(response, reference, "{why} differs from a malformed key's response");
+    }
+}
+
+#[tokio::test]
+async fn revocation_evicts_the_cached_key_at_once() {
+    let (store, validator, key, mut record) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator.clone()));
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    assert_eq!(validator.stats().derivations, 1, "the second request is served from the cache");
+
+    record.status = KeyStatus::Revoked;
+    store.update(record.clone()).await.unwrap();
+    // No sleep, no yield: the very next request is refused.
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+
+    record.status = KeyStatus::Active;
+    store.update(record).await.unwrap();
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn deletion_evicts_too() {
+    let (store, validator, key, record) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator));
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    store.delete(&record.id).await.unwrap();
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn store_failure_is_503_and_cached_keys_keep_working() {
+    let store = FlakyStore::default();
+    let (cached, cached_key) = issue("alice");
+    let (cold, cold_key) = issue("bob");
+    store.insert(cached).await.unwrap();
+    store.insert(cold).await.unwrap();
+    let svc = app(ApiKeyLayer::new(Validator::builder(store.clone()).build()));
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", cached_key.expose()))).await.0, StatusCode::OK);
+
+    store.set_down(true);
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", cached_key.expose()))).await.0, StatusCode::OK);
+    let (status, headers, body) = call(&svc, empty(get("/r").header("apikey", cold_key.expose()))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    assert!(body.contains("unavailable"), "{body}");
+
+    store.set_down(false);
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", cold_key.expose()))).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn strip_key_hides_it_from_the_inner_service() {
+    let (store, validator, key, _) = setup().await;
+    let plain = app(ApiKeyLayer::new(validator));
+    let stripped = app(ApiKeyLayer::new(Validator::builder(store).build()).strip_key(true));
+    let req = || empty(get(&format!("/r?a=1&apikey={key}&b=2")).header("apikey", &key));
+
+    let (_, _, body) = call(&plain, req()).await;
+    assert!(body.contains(&key) && body.ends_with("header=true"), "without stripping the key is seen");
+    // Cold path (nothing cached in this validator yet), then hot path.
+    for _ in 0..2 {
+        let (status, _, body) = call(&stripped, req()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "alice /r?a=1&b=2 header=false");
+    }
+}
+
+#[tokio::test]
+async fn maximo_preset_and_custom_rejections() {
+    let (_, validator, _, _) = setup().await;
+    let maximo = app(ApiKeyLayer::new(validator.clone()).rejection(MaximoRejection::new()));
+    let (status, _, body) = call(&maximo, empty(get("/r").header("apikey", "tak_x_y"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        r#"{"Error":{"message":"BMXAA9549E - The API key token is invalid. Either the token may have expired or the token has been revoked by the administrator.","reasonCode":"BMXAA9549E","statusCode":"400"}}"#
+    );
+
+    let custom = app(ApiKeyLayer::new(validator).rejection(|r: Rejection| {
+        let mut res = Response::new(Full::from(format!("{r:?}")));
+        *res.status_mut() = StatusCode::FORBIDDEN;
+        res
+    }));
+    let (status, _, body) = call(&custom, empty(get("/r"))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "Missing"));
+    let (_, _, body) = call(&custom, empty(get("/r?apikey=junk"))).await;
+    assert_eq!(body, "Invalid");
+}
+
+#[tokio::test]
+async fn configured_sources_and_basic_auth() {
+    use base64::Engine;
+    let (_, validator, key, record) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator).sources([
+        KeySource::Header(http::HeaderName::from_static("x-api-key")),
+        KeySource::Basic,
+    ]));
+    assert_eq!(call(&svc, empty(get("/r").header("x-api-key", &key))).await.0, StatusCode::OK);
+    // The default names are not read any more.
+    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+    let secret = key.rsplit('_').next().unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", record.id));
+    let req = empty(get("/r").header("authorization", format!("Basic {basic}")));
+    assert_eq!(call(&svc, req).await.0, StatusCode::OK);
+    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}x", record.id));
+    let req = empty(get("/r").header("authorization", format!("Basic {wrong}")));
+    assert_eq!(call(&svc, req).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn inner_errors_pass_through() {
+    let (_, validator, key, _) = setup().await;
+    let svc = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator))
+        .service_fn(|_: Request<Body>| async { Err::<Response<Body>, BoxError>("inner failed".into()) });
+    let err = svc.oneshot(empty(get("/r").header("apikey", &key))).await.unwrap_err();
+    assert_eq!(err.to_string(), "inner failed");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_extractor_says_when_the_layer_is_missing() {
+    use axum::{routing::get as route, Router};
+    let app = Router::new().route("/r", route(|who: Identity| async move { who.principal().to_owned() }));
+    let res = app.oneshot(Request::get("/r").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("is `ApiKeyLayer` applied"));
+}

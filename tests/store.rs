@@ -1,0 +1,202 @@
+//! One conformance suite for every `KeyStore` backend, and the file store's own promises.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use tower_apikey::key::{KeyFormat, KeyId};
+use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
+use tower_apikey::store::{ChangeListener, StoreChange};
+use tower_apikey::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
+
+/// Records what a store publishes.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<StoreChange>>);
+
+impl ChangeListener for Recorder {
+    fn on_change(&self, change: &StoreChange) {
+        self.0.lock().unwrap().push(change.clone());
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<StoreChange> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn record(principal: &str) -> KeyRecord {
+    let hash: Pbkdf2Hash = "2:000102030405060708090a0b:000102030405060708090a0b0c0d0e0f".parse().unwrap();
+    KeyRecord::new(KeyId::generate().unwrap(), principal, hash, Prf::Sha256)
+}
+
+/// What every backend must do.
+async fn conformance<S: KeyStore>(store: S) {
+    let recorder = Arc::new(Recorder::default());
+    let weak: Weak<dyn ChangeListener> = Arc::downgrade(&recorder) as Weak<dyn ChangeListener>;
+    store.subscribe(weak);
+
+    // Empty.
+    let missing = KeyId::new("missing").unwrap();
+    assert!(store.get(&missing).await.unwrap().is_none());
+    assert!(store.list(None).await.unwrap().is_empty());
+
+    // Insert and get back every field.
+    let mut a = record("alice");
+    a.name = Some("ci".into());
+    a.description = Some("deploys".into());
+    a.permissions = vec!["read".into(), "write".into()];
+    a.expires_at = Some("2030-01-01T00:00:00Z".parse().unwrap());
+    store.insert(a.clone()).await.unwrap();
+    assert_eq!(store.get(&a.id).await.unwrap().as_ref(), Some(&a));
+    assert_eq!(recorder.take(), vec![StoreChange::Changed(a.id.clone())]);
+
+    // Duplicate ids are refused and change nothing.
+    let mut dup = record("mallory");
+    dup.id = a.id.clone();
+    assert!(matches!(store.insert(dup).await, Err(StoreError::AlreadyExists(id)) if id == a.id));
+    assert_eq!(store.get(&a.id).await.unwrap().unwrap().principal, "alice");
+    assert!(recorder.take().is_empty());
+
+    // List, all and by principal, ordered by id.
+    let b = record("alice");
+    let c = record("bob");
+    store.insert(b.clone()).await.unwrap();
+    store.insert(c.clone()).await.unwrap();
+    recorder.take();
+    let all = store.list(None).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "list is ordered by id");
+    let alice: Vec<KeyId> = store.list(Some("alice")).await.unwrap().into_iter().map(|r| r.id).collect();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(alice, expected);
+    assert!(store.list(Some("nobody")).await.unwrap().is_empty());
+
+    // Update.
+    let mut revoked = a.clone();
+    revoked.status = KeyStatus::Revoked;
+    store.update(revoked.clone()).await.unwrap();
+    assert_eq!(store.get(&a.id).await.unwrap().unwrap().status, KeyStatus::Revoked);
+    assert_eq!(recorder.take(), vec![StoreChange::Changed(a.id.clone())]);
+    let ghost = record("ghost");
+    assert!(matches!(store.update(ghost.clone()).await, Err(StoreError::NotFound(id)) if id == ghost.id));
+    assert!(store.get(&ghost.id).await.unwrap().is_none());
+
+    // Delete.
+    assert!(store.delete(&b.id).await.unwrap());
+    assert!(!store.delete(&b.id).await.unwrap());
+    assert!(store.get(&b.id).await.unwrap().is_none());
+    assert_eq!(recorder.take(), vec![StoreChange::Changed(b.id.clone())]);
+    assert_eq!(store.list(None).await.unwrap().len(), 2);
+
+    // A dropped listener is forgotten, not called.
+    drop(recorder);
+    store.delete(&c.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn file_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(FileStore::open(dir.path().join("keys.json")).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn file_store_persists_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let store = FileStore::open(&path).await.unwrap();
+    let (rec, _key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default()).unwrap();
+    store.insert(rec.clone()).await.unwrap();
+    drop(store);
+    let again = FileStore::open(&path).await.unwrap();
+    assert_eq!(again.get(&rec.id).await.unwrap(), Some(rec));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the key file is readable by its owner only");
+    }
+}
+
+#[tokio::test]
+async fn file_store_sees_another_process_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let server = FileStore::open(&path).await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+    server.subscribe(Arc::downgrade(&recorder) as Weak<dyn ChangeListener>);
+    // Another handle with no watcher, as the CLI opens it.
+    let cli = FileStore::builder(&path).no_polling().open().await.unwrap();
+    let rec = record("alice");
+    cli.insert(rec.clone()).await.unwrap();
+
+    let started = Instant::now();
+    while server.get(&rec.id).await.unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(1), "change not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(recorder.take().contains(&StoreChange::Changed(rec.id.clone())));
+
+    let mut revoked = rec.clone();
+    revoked.status = KeyStatus::Revoked;
+    cli.update(revoked).await.unwrap();
+    let started = Instant::now();
+    while server.get(&rec.id).await.unwrap().unwrap().status != KeyStatus::Revoked {
+        assert!(started.elapsed() < Duration::from_secs(1), "revocation not seen within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(recorder.take(), vec![StoreChange::Changed(rec.id.clone())]);
+}
+
+#[tokio::test]
+async fn file_store_writers_do_not_lose_each_others_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    // Handles that never reload: each must re-read under the lock before writing.
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        handles.push(FileStore::builder(&path).no_polling().open().await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, store) in handles.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                store.insert(record(&format!("p{i}"))).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reopened = FileStore::open(&path).await.unwrap();
+    assert_eq!(reopened.list(None).await.unwrap().len(), 40);
+}
+
+#[tokio::test]
+async fn file_store_never_overwrites_a_corrupt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    std::fs::write(&path, "{ not json").unwrap();
+    assert!(matches!(FileStore::open(&path).await, Err(StoreError::Corrupt { .. })));
+
+    // A good store whose file is later damaged keeps its last good contents, and refuses
+    // to write over the damage.
+    std::fs::remove_file(&path).unwrap();
+    let store = FileStore::builder(&path).poll_interval(Duration::from_millis(20)).open().await.unwrap();
+    let rec = record("alice");
+    store.insert(rec.clone()).await.unwrap();
+    std::fs::write(&path, "{\"version\": 1, \"keys\": [ {\"id\": \"bad id\"} ]}").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.get(&rec.id).await.unwrap().is_some(), "last good contents stay in use");
+    assert!(matches!(store.insert(record("bob")).await, Err(StoreError::Corrupt { .. })));
+    assert!(std::fs::read_to_string(&path).unwrap().contains("bad id"), "the damaged file is left for a person to see");
+
+    std::fs::write(&path, "{\"version\": 7, \"keys\": []}").unwrap();
+    let err = FileStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("version 7"), "{err}");
+}

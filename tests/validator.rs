@@ -1,0 +1,199 @@
+//! The validator's cold path: sharing, bounds, negative caching, expiry, fencing.
+
+mod common;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
+use tower_apikey::record::{HashParams, Pbkdf2Hash};
+use tower_apikey::store::ChangeListener;
+use tower_apikey::validator::RejectReason;
+use tower_apikey::{KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, ValidationError, Validator};
+
+use common::issue;
+
+fn presented(key: &str) -> PresentedKey {
+    PresentedKey::new(key.as_bytes()).unwrap()
+}
+
+fn rejected(result: Result<tower_apikey::Identity, ValidationError>) -> RejectReason {
+    match result {
+        Err(ValidationError::Rejected(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_with_one_key_share_one_derivation() {
+    let store = MemoryStore::new();
+    // Slow enough that all callers arrive while the first derivation runs.
+    let params = HashParams::default().iterations(200_000).unwrap();
+    let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
+    store.insert(record).await.unwrap();
+    let validator = Validator::builder(store).build();
+    let key = Arc::new(presented(key.expose()));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (v, k) = (validator.clone(), Arc::clone(&key));
+            tokio::spawn(async move { v.validate(&k).await.map(|i| i.principal().to_owned()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), "alice");
+    }
+    assert_eq!(validator.stats().derivations, 1);
+}
+
+#[tokio::test]
+async fn unknown_ids_reach_the_store_once() {
+    let validator = Validator::builder(MemoryStore::new()).build();
+    let (_, key) = issue("ghost");
+    for _ in 0..50 {
+        assert_eq!(rejected(validator.validate(&presented(key.expose())).await), RejectReason::UnknownKey);
+    }
+    assert_eq!(validator.stats().store_reads, 1);
+    assert_eq!(validator.stats().derivations, 0);
+}
+
+#[tokio::test]
+async fn malformed_keys_never_reach_the_store() {
+    let validator = Validator::builder(MemoryStore::new()).build();
+    for key in ["x", "tak_abc_def", "tak_AAAAAAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        assert_eq!(rejected(validator.validate(&presented(key)).await), RejectReason::Malformed);
+    }
+    assert_eq!(validator.stats().store_reads, 0);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_for_a_cached_id_costs_no_derivation() {
+    let store = MemoryStore::new();
+    let (record, key) = issue("alice");
+    store.insert(record.clone()).await.unwrap();
+    let validator = Validator::builder(store).build();
+    validator.validate(&presented(key.expose())).await.unwrap();
+    let wrong = KeyFormat::default().generate_for(&record.id).unwrap();
+    for _ in 0..20 {
+        assert!(matches!(validator.validate_cached(&presented(wrong.expose())), Some(Err(RejectReason::WrongSecret))));
+    }
+    assert_eq!(validator.stats().derivations, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derivations_are_bounded_and_excess_is_shed() {
+    let store = MemoryStore::new();
+    let params = HashParams::default().iterations(100_000).unwrap();
+    let (record, _) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
+    store.insert(record.clone()).await.unwrap();
+    let validator = Validator::builder(store).max_concurrent_derivations(1).max_queued_derivations(2).build();
+    // Twenty different wrong secrets for one id: each needs its own derivation.
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let v = validator.clone();
+            let wrong = KeyFormat::default().generate_for(&record.id).unwrap();
+            tokio::spawn(async move { v.validate(&presented(wrong.expose())).await })
+        })
+        .collect();
+    let mut overloaded = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Err(ValidationError::Overloaded) => overloaded += 1,
+            Err(ValidationError::Rejected(RejectReason::WrongSecret)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = validator.stats();
+    assert!(overloaded > 0, "some callers are shed");
+    assert_eq!(stats.shed, overloaded);
+    assert_eq!(stats.derivations + stats.shed, 20);
+    assert!(stats.derivations >= 3, "one running and two queued get through");
+}
+
+#[tokio::test]
+async fn expiry_is_checked_on_every_hit() {
+    let store = MemoryStore::new();
+    let (mut record, key) = issue("alice");
+    record.expires_at = Some(jiff::Timestamp::now() + jiff::SignedDuration::from_millis(400));
+    store.insert(record).await.unwrap();
+    let validator = Validator::builder(store).cache_ttl(Duration::from_secs(3600)).build();
+    let key = presented(key.expose());
+    validator.validate(&key).await.unwrap();
+    assert!(matches!(validator.validate_cached(&key), Some(Ok(_))));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rejected(validator.validate(&key).await), RejectReason::Expired);
+}
+
+/// A store whose `get` pauses after reading, so a change can land mid cold path.
+#[derive(Clone)]
+struct PausingStore {
+    inner: MemoryStore,
+    read_done: Arc<Notify>,
+    resume: Arc<Notify>,
+}
+
+impl KeyStore for PausingStore {
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let record = self.inner.get(id).await;
+        self.read_done.notify_one();
+        self.resume.notified().await;
+        record
+    }
+    async fn list(&self, p: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list(p).await
+    }
+    async fn insert(&self, r: KeyRecord) -> Result<(), StoreError> {
+        self.inner.insert(r).await
+    }
+    async fn update(&self, r: KeyRecord) -> Result<(), StoreError> {
+        self.inner.update(r).await
+    }
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        self.inner.delete(id).await
+    }
+    fn subscribe(&self, l: Weak<dyn ChangeListener>) {
+        self.inner.subscribe(l);
+    }
+}
+
+#[tokio::test]
+async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
+    let inner = MemoryStore::new();
+    let (mut record, key) = issue("alice");
+    inner.insert(record.clone()).await.unwrap();
+    let store = PausingStore { inner: inner.clone(), read_done: Arc::default(), resume: Arc::default() };
+    let validator = Validator::builder(store.clone()).build();
+    let key = Arc::new(presented(key.expose()));
+
+    let cold = tokio::spawn({
+        let (v, k) = (validator.clone(), Arc::clone(&key));
+        async move { v.validate(&k).await }
+    });
+    store.read_done.notified().await;
+    // The cold path has read an active record; now the key is revoked.
+    record.status = KeyStatus::Revoked;
+    inner.update(record).await.unwrap();
+    store.resume.notify_one();
+    // It read the record before the revocation, so it may succeed, but must not be cached.
+    assert!(cold.await.unwrap().is_ok());
+    assert!(validator.validate_cached(&key).is_none(), "a stale fill was cached");
+    store.resume.notify_one();
+    assert_eq!(rejected(validator.validate(&key).await), RejectReason::Revoked);
+}
+
+#[tokio::test]
+async fn records_made_elsewhere_validate_with_their_prf() {
+    // A key hashed with SHA-512 at 4096 iterations, as another system might store it.
+    let store = MemoryStore::new();
+    let (id, key) = KeyFormat::default().generate().unwrap();
+    let params = HashParams::default()
+        .prf(tower_apikey::record::Prf::Sha512)
+        .iterations(4096)
+        .unwrap()
+        .hash_len(64)
+        .unwrap();
+    let hash = Pbkdf2Hash::create(key.expose().as_bytes(), &params).unwrap();
+    store.insert(KeyRecord::new(id, "svc", hash, params.prf_kind())).await.unwrap();
+    let validator = Validator::builder(store).build();
+    assert_eq!(validator.validate(&presented(key.expose())).await.unwrap().principal(), "svc");
+}
