@@ -45,7 +45,10 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         .route("/health", get(|| async { "ok" }));
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{} (keys in {path})", listener.local_addr()?);
+    println!(
+        "listening on http://{} (keys in {path})",
+        listener.local_addr()?
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -75,6 +78,9 @@ async fn issue_demo_key(store: &FileStore, addr: &str) -> Result<(), Box<dyn Err
     store.insert(record).await?;
     println!("The store was empty, so a demo key was issued. It is shown this once:\n");
     println!("    {}\n", key.expose());
-    println!("Try:  curl -H \"apikey: {}\" http://{addr}/whoami\n", key.expose());
+    println!(
+        "Try:  curl -H \"apikey: {}\" http://{addr}/whoami\n",
+        key.expose()
+    );
     Ok(())
 }

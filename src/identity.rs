@@ -118,8 +118,15 @@ mod extract {
     impl<S: Send + Sync> FromRequestParts<S> for Identity {
         type Rejection = MissingIdentity;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-            parts.extensions.get::<Identity>().cloned().ok_or(MissingIdentity)
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<Identity>()
+                .cloned()
+                .ok_or(MissingIdentity)
         }
     }
 }

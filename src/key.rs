@@ -231,7 +231,10 @@ impl PresentedKey {
         }
         let mut buf = [0u8; MAX_KEY_LEN];
         buf[..key.len()].copy_from_slice(key);
-        Ok(Self { buf, len: key.len() })
+        Ok(Self {
+            buf,
+            len: key.len(),
+        })
     }
 
     /// Joins `parts` into one presented key (HTTP Basic `id` and `secret`, say).
@@ -263,7 +266,10 @@ impl PresentedKey {
 
 impl Clone for PresentedKey {
     fn clone(&self) -> Self {
-        Self { buf: self.buf, len: self.len }
+        Self {
+            buf: self.buf,
+            len: self.len,
+        }
     }
 }
 
@@ -278,7 +284,8 @@ impl Eq for PresentedKey {}
 
 impl Drop for PresentedKey {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        // Only `len` bytes were ever written; zeroize's volatile writes cost per byte.
+        self.buf[..self.len].zeroize();
     }
 }
 
@@ -292,6 +299,7 @@ impl fmt::Debug for PresentedKey {
 pub struct ParsedKey<'a> {
     id: &'a str,
     key: &'a PresentedKey,
+    secret_start: usize,
 }
 
 impl<'a> ParsedKey<'a> {
@@ -304,11 +312,19 @@ impl<'a> ParsedKey<'a> {
     pub fn key(&self) -> &'a PresentedKey {
         self.key
     }
+
+    /// The part after the id: secret and checksum. Handle with care.
+    pub fn secret(&self) -> &'a [u8] {
+        &self.key.expose()[self.secret_start..]
+    }
 }
 
 impl fmt::Debug for ParsedKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParsedKey").field("id", &self.id).field("secret", &"<redacted>").finish()
+        f.debug_struct("ParsedKey")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -346,13 +362,17 @@ pub struct KeyFormat {
 
 impl fmt::Debug for KeyFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyFormat").field("prefix", &self.prefix).finish()
+        f.debug_struct("KeyFormat")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
 impl Default for KeyFormat {
     fn default() -> Self {
-        Self { prefix: Self::DEFAULT_PREFIX.into() }
+        Self {
+            prefix: Self::DEFAULT_PREFIX.into(),
+        }
     }
 }
 
@@ -366,9 +386,13 @@ impl KeyFormat {
     /// [`KeyError::InvalidPrefix`].
     pub fn with_prefix(prefix: &str) -> Result<Self, KeyError> {
         let ok = (1..=16).contains(&prefix.len())
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if ok {
-            Ok(Self { prefix: prefix.into() })
+            Ok(Self {
+                prefix: prefix.into(),
+            })
         } else {
             Err(KeyError::InvalidPrefix)
         }
@@ -395,8 +419,9 @@ impl KeyFormat {
     /// [`RngError`] when the OS RNG fails.
     pub fn generate_for(&self, id: &KeyId) -> Result<PlaintextKey, RngError> {
         let secret = random_base62(SECRET_LEN)?;
-        let mut key =
-            String::with_capacity(self.prefix.len() + id.as_str().len() + SECRET_LEN + CHECKSUM_LEN + 2);
+        let mut key = String::with_capacity(
+            self.prefix.len() + id.as_str().len() + SECRET_LEN + CHECKSUM_LEN + 2,
+        );
         key.push_str(&self.prefix);
         key.push('_');
         key.push_str(id.as_str());
@@ -414,24 +439,51 @@ impl KeyFormat {
     /// # Errors
     /// [`KeyError::Layout`], [`KeyError::Prefix`] or [`KeyError::Checksum`].
     pub fn parse<'a>(&self, key: &'a PresentedKey) -> Result<ParsedKey<'a>, KeyError> {
+        let parsed = self.split(key)?;
         let bytes = key.expose();
-        let text = std::str::from_utf8(bytes).map_err(|_| KeyError::Layout)?;
-        let (head, tail) = text.rsplit_once('_').ok_or(KeyError::Layout)?;
-        let (prefix, id) = head.rsplit_once('_').ok_or(KeyError::Layout)?;
-        if tail.len() < MIN_SECRET_LEN + CHECKSUM_LEN || !tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(KeyError::Layout);
-        }
-        if !is_valid_id(id) {
-            return Err(KeyError::Layout);
-        }
-        if prefix != &*self.prefix {
-            return Err(KeyError::Prefix);
-        }
         let body = bytes.len() - CHECKSUM_LEN;
         if checksum(&bytes[..body]) != bytes[body..] {
             return Err(KeyError::Checksum);
         }
-        Ok(ParsedKey { id, key })
+        Ok(parsed)
+    }
+
+    /// Checks the layout and prefix and splits the key, without the checksum.
+    ///
+    /// For the cache-hit path, where the digest comparison decides and a CRC would only add
+    /// cost; anything that goes on to a store goes through [`parse`](Self::parse).
+    pub(crate) fn split<'a>(&self, key: &'a PresentedKey) -> Result<ParsedKey<'a>, KeyError> {
+        let bytes = key.expose();
+        let prefix = self.prefix.as_bytes();
+        let rest = match bytes.strip_prefix(prefix) {
+            Some([b'_', rest @ ..]) => rest,
+            _ => {
+                return Err(if bytes.contains(&b'_') {
+                    KeyError::Prefix
+                } else {
+                    KeyError::Layout
+                })
+            }
+        };
+        let id_len = rest
+            .iter()
+            .position(|&b| b == b'_')
+            .ok_or(KeyError::Layout)?;
+        let (id, tail) = (&rest[..id_len], &rest[id_len + 1..]);
+        let id_ok = (1..=MAX_ID_LEN).contains(&id.len())
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-');
+        let tail_ok = tail.len() >= MIN_SECRET_LEN + CHECKSUM_LEN
+            && tail.iter().all(u8::is_ascii_alphanumeric);
+        if !id_ok || !tail_ok {
+            return Err(KeyError::Layout);
+        }
+        // ASCII was checked just above.
+        let id = std::str::from_utf8(id).map_err(|_| KeyError::Layout)?;
+        Ok(ParsedKey {
+            id,
+            key,
+            secret_start: prefix.len() + 1 + id_len + 1,
+        })
     }
 }
 
@@ -447,8 +499,15 @@ mod tests {
             let (id, key) = format.generate().unwrap();
             let text = key.expose();
             assert!(text.starts_with("acme2_"));
-            assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "{}", id);
-            assert_eq!(text.len(), 5 + 1 + GENERATED_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN);
+            assert!(
+                text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{}",
+                id
+            );
+            assert_eq!(
+                text.len(),
+                5 + 1 + GENERATED_ID_LEN + 1 + SECRET_LEN + CHECKSUM_LEN
+            );
             let presented = PresentedKey::new(text.as_bytes()).unwrap();
             let parsed = format.parse(&presented).unwrap();
             assert_eq!(parsed.id(), id.as_str());
@@ -470,7 +529,10 @@ mod tests {
                 let mut changed = original.clone();
                 changed[i] = c;
                 let presented = PresentedKey::new(&changed).unwrap();
-                assert!(format.parse(&presented).is_err(), "change at {i} not caught");
+                assert!(
+                    format.parse(&presented).is_err(),
+                    "change at {i} not caught"
+                );
             }
         }
     }
@@ -487,18 +549,26 @@ mod tests {
             ("extra char", format!("{good}A")),
             ("short secret", "tak_abc_0123456789".to_string()),
             ("bad id", good.replacen('_', "_a.b", 1)),
-            ("not utf8", String::from_utf8_lossy(&[0xff, 0xfe]).into_owned()),
+            (
+                "not utf8",
+                String::from_utf8_lossy(&[0xff, 0xfe]).into_owned(),
+            ),
         ];
         for (why, case) in cases {
             let presented = PresentedKey::new(case.as_bytes()).unwrap();
             assert!(format.parse(&presented).is_err(), "{why}");
         }
         assert_eq!(
-            format.parse(&PresentedKey::new(good.replacen("tak", "tbk", 1).as_bytes()).unwrap()).unwrap_err(),
+            format
+                .parse(&PresentedKey::new(good.replacen("tak", "tbk", 1).as_bytes()).unwrap())
+                .unwrap_err(),
             KeyError::Prefix
         );
         assert_eq!(PresentedKey::new(b"").unwrap_err(), KeyError::Empty);
-        assert_eq!(PresentedKey::new(&[b'a'; MAX_KEY_LEN + 1]).unwrap_err(), KeyError::TooLong);
+        assert_eq!(
+            PresentedKey::new(&[b'a'; MAX_KEY_LEN + 1]).unwrap_err(),
+            KeyError::TooLong
+        );
     }
 
     #[test]
@@ -508,7 +578,11 @@ mod tests {
             assert_eq!(KeyId::new(bad), Err(KeyError::InvalidId), "{bad:?}");
         }
         for bad in ["", "ACME", "a_b", "abcdefghijklmnopq"] {
-            assert_eq!(KeyFormat::with_prefix(bad), Err(KeyError::InvalidPrefix), "{bad:?}");
+            assert_eq!(
+                KeyFormat::with_prefix(bad),
+                Err(KeyError::InvalidPrefix),
+                "{bad:?}"
+            );
         }
     }
 
@@ -519,7 +593,11 @@ mod tests {
         let presented = PresentedKey::new(key.expose().as_bytes()).unwrap();
         let parsed = format.parse(&presented).unwrap();
         let secret = &key.expose()[key.expose().len() - 20..];
-        for shown in [format!("{key:?}"), format!("{presented:?}"), format!("{parsed:?}")] {
+        for shown in [
+            format!("{key:?}"),
+            format!("{presented:?}"),
+            format!("{parsed:?}"),
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
     }

@@ -175,7 +175,11 @@ impl Pbkdf2Hash {
         if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&hash.len()) {
             return Err(RecordError::HashLength(hash.len()));
         }
-        Ok(Self { iterations, salt: salt.into(), hash: hash.into() })
+        Ok(Self {
+            iterations,
+            salt: salt.into(),
+            hash: hash.into(),
+        })
     }
 
     /// Hashes `key` with a fresh random salt under `params`.
@@ -190,7 +194,11 @@ impl Pbkdf2Hash {
         let mut hash = vec![0u8; params.hash_len];
         derive(params.prf, key, &salt, params.iterations, &mut hash);
         // `HashParams` setters keep every field in bounds.
-        Ok(Self { iterations: params.iterations, salt: salt.into(), hash: hash.into() })
+        Ok(Self {
+            iterations: params.iterations,
+            salt: salt.into(),
+            hash: hash.into(),
+        })
     }
 
     /// The iteration count.
@@ -288,7 +296,7 @@ fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, RecordError> {
     if !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(RecordError::NotHex(name));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(RecordError::OddLength(name));
     }
     let nibble = |d: u8| match d {
@@ -296,7 +304,10 @@ fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, RecordError> {
         b'a'..=b'f' => d - b'a' + 10,
         _ => d - b'A' + 10,
     };
-    Ok(digits.chunks_exact(2).map(|p| nibble(p[0]) << 4 | nibble(p[1])).collect())
+    Ok(digits
+        .chunks_exact(2)
+        .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+        .collect())
 }
 
 /// Parameters for hashing a new key: PRF, iterations, salt and hash lengths.
@@ -312,7 +323,12 @@ pub struct HashParams {
 
 impl Default for HashParams {
     fn default() -> Self {
-        Self { prf: Prf::Sha1, iterations: 1000, salt_len: 24, hash_len: 24 }
+        Self {
+            prf: Prf::Sha1,
+            iterations: 1000,
+            salt_len: 24,
+            hash_len: 24,
+        }
     }
 }
 
@@ -421,7 +437,14 @@ fn block_index(i: usize) -> u32 {
 /// key stop after the first, halving its cost for the Maximo form. The loop is the one the
 /// `pbkdf2` crate runs (keyed HMAC state cloned per iteration), so the cost per block is
 /// the same; `tests` check it against that crate, RFC 6070 and the interop vectors.
-fn derive_block<D: EagerHash>(prf: &Hmac<D>, salt: &[u8], iterations: u32, index: u32, out: &mut [u8]) {
+#[inline(always)]
+fn derive_block<D: EagerHash>(
+    prf: &Hmac<D>,
+    salt: &[u8],
+    iterations: u32,
+    index: u32,
+    out: &mut [u8],
+) {
     let mut mac = prf.clone();
     mac.update(salt);
     mac.update(&index.to_be_bytes());
@@ -463,12 +486,21 @@ mod tests {
     #[test]
     fn create_then_verify_each_prf() {
         for prf in [Prf::Sha1, Prf::Sha256, Prf::Sha512] {
-            let params = HashParams::default().prf(prf).iterations(50).unwrap().hash_len(48).unwrap();
+            let params = HashParams::default()
+                .prf(prf)
+                .iterations(50)
+                .unwrap()
+                .hash_len(48)
+                .unwrap();
             let rec = Pbkdf2Hash::create(b"secret", &params).unwrap();
             assert_eq!(rec.hash().len(), 48);
             assert!(rec.verify(prf, b"secret"));
             assert!(!rec.verify(prf, b"secreT"));
-            let other = if prf == Prf::Sha1 { Prf::Sha256 } else { Prf::Sha1 };
+            let other = if prf == Prf::Sha1 {
+                Prf::Sha256
+            } else {
+                Prf::Sha1
+            };
             assert!(!rec.verify(other, b"secret"));
         }
     }
@@ -477,13 +509,22 @@ mod tests {
     fn limits_are_enforced() {
         let s = "00".repeat(24);
         let over = format!("{}:{s}:{s}", MAX_ITERATIONS + 1);
-        assert_eq!(over.parse::<Pbkdf2Hash>(), Err(RecordError::TooManyIterations));
+        assert_eq!(
+            over.parse::<Pbkdf2Hash>(),
+            Err(RecordError::TooManyIterations)
+        );
         let at = format!("{MAX_ITERATIONS}:{s}:{s}");
         assert!(at.parse::<Pbkdf2Hash>().is_ok());
         let short_salt = format!("1000:{}:{s}", "00".repeat(MIN_SALT_LEN - 1));
-        assert_eq!(short_salt.parse::<Pbkdf2Hash>(), Err(RecordError::SaltLength(MIN_SALT_LEN - 1)));
+        assert_eq!(
+            short_salt.parse::<Pbkdf2Hash>(),
+            Err(RecordError::SaltLength(MIN_SALT_LEN - 1))
+        );
         let short_hash = format!("1000:{s}:{}", "00".repeat(MIN_HASH_LEN - 1));
-        assert_eq!(short_hash.parse::<Pbkdf2Hash>(), Err(RecordError::HashLength(MIN_HASH_LEN - 1)));
+        assert_eq!(
+            short_hash.parse::<Pbkdf2Hash>(),
+            Err(RecordError::HashLength(MIN_HASH_LEN - 1))
+        );
         assert!(HashParams::default().iterations(0).is_err());
         assert!(HashParams::default().salt_len(MAX_SALT_LEN + 1).is_err());
     }

@@ -17,12 +17,21 @@ type Body = Full<Bytes>;
 
 /// Answers 200 with what it saw: principal, URI, and whether an `apikey` header was left.
 async fn echo(req: Request<Body>) -> Result<Response<Body>, Infallible> {
-    let who = req.extensions().get::<Identity>().map_or("-".to_owned(), |i| i.principal().to_owned());
-    let seen = format!("{who} {} header={}", req.uri(), req.headers().contains_key("apikey"));
+    let who = req
+        .extensions()
+        .get::<Identity>()
+        .map_or("-".to_owned(), |i| i.principal().to_owned());
+    let seen = format!(
+        "{who} {} header={}",
+        req.uri(),
+        req.headers().contains_key("apikey")
+    );
     Ok(Response::new(Full::from(seen)))
 }
 
-fn app<R>(layer: ApiKeyLayer<R>) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone
+fn app<R>(
+    layer: ApiKeyLayer<R>,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone
 where
     R: tower_apikey::layer::RejectionResponse<Body> + Clone,
 {
@@ -37,7 +46,11 @@ where
     let response = service.clone().oneshot(req).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 fn get(uri: &str) -> http::request::Builder {
@@ -80,7 +93,11 @@ async fn key_in_header_or_query() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // The same key in both places is fine.
-    let (status, _, _) = call(&svc, empty(get(&format!("/r?apikey={key}")).header("apikey", &key))).await;
+    let (status, _, _) = call(
+        &svc,
+        empty(get(&format!("/r?apikey={key}")).header("apikey", &key)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -124,7 +141,9 @@ async fn every_bad_key_gets_the_same_response_byte_for_byte() {
         store.insert(r).await.unwrap();
     }
     // A wrong secret for a real id, with a valid checksum, so it reaches the store.
-    let wrong_secret = tower_apikey::key::KeyFormat::default().generate_for(&record.id).unwrap();
+    let wrong_secret = tower_apikey::key::KeyFormat::default()
+        .generate_for(&record.id)
+        .unwrap();
 
     let keys = [
         ("malformed", "not-a-key".to_owned()),
@@ -144,14 +163,24 @@ async fn every_bad_key_gets_the_same_response_byte_for_byte() {
         responses.push((why, first));
     }
     // A wrong secret for a cached id (the hot path).
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
-    let hot = call(&svc, empty(get("/r").header("apikey", wrong_secret.expose()))).await;
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::OK
+    );
+    let hot = call(
+        &svc,
+        empty(get("/r").header("apikey", wrong_secret.expose())),
+    )
+    .await;
     responses.push((&"wrong secret, hot", hot));
 
     let (_, reference) = &responses[0];
     assert_eq!(reference.0, StatusCode::UNAUTHORIZED);
     for (why, response) in &responses {
-        assert_eq!(response, reference, "{why} differs from a malformed key's response");
+        assert_eq!(
+            response, reference,
+            "{why} differs from a malformed key's response"
+        );
     }
 }
 
@@ -159,27 +188,49 @@ async fn every_bad_key_gets_the_same_response_byte_for_byte() {
 async fn revocation_evicts_the_cached_key_at_once() {
     let (store, validator, key, mut record) = setup().await;
     let svc = app(ApiKeyLayer::new(validator.clone()));
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
-    assert_eq!(validator.stats().derivations, 1, "the second request is served from the cache");
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        validator.stats().derivations,
+        1,
+        "the second request is served from the cache"
+    );
 
     record.status = KeyStatus::Revoked;
     store.update(record.clone()).await.unwrap();
     // No sleep, no yield: the very next request is refused.
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     record.status = KeyStatus::Active;
     store.update(record).await.unwrap();
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn deletion_evicts_too() {
     let (store, validator, key, record) = setup().await;
     let svc = app(ApiKeyLayer::new(validator));
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::OK
+    );
     store.delete(&record.id).await.unwrap();
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -190,17 +241,33 @@ async fn store_failure_is_503_and_cached_keys_keep_working() {
     store.insert(cached).await.unwrap();
     store.insert(cold).await.unwrap();
     let svc = app(ApiKeyLayer::new(Validator::builder(store.clone()).build()));
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", cached_key.expose()))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", cached_key.expose())))
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     store.set_down(true);
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", cached_key.expose()))).await.0, StatusCode::OK);
-    let (status, headers, body) = call(&svc, empty(get("/r").header("apikey", cold_key.expose()))).await;
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", cached_key.expose())))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, headers, body) =
+        call(&svc, empty(get("/r").header("apikey", cold_key.expose()))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
     assert!(body.contains("unavailable"), "{body}");
 
     store.set_down(false);
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", cold_key.expose()))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", cold_key.expose())))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -211,7 +278,10 @@ async fn strip_key_hides_it_from_the_inner_service() {
     let req = || empty(get(&format!("/r?a=1&apikey={key}&b=2")).header("apikey", &key));
 
     let (_, _, body) = call(&plain, req()).await;
-    assert!(body.contains(&key) && body.ends_with("header=true"), "without stripping the key is seen");
+    assert!(
+        body.contains(&key) && body.ends_with("header=true"),
+        "without stripping the key is seen"
+    );
     // Cold path (nothing cached in this validator yet), then hot path.
     for _ in 0..2 {
         let (status, _, body) = call(&stripped, req()).await;
@@ -250,14 +320,23 @@ async fn configured_sources_and_basic_auth() {
         KeySource::Header(http::HeaderName::from_static("x-api-key")),
         KeySource::Basic,
     ]));
-    assert_eq!(call(&svc, empty(get("/r").header("x-api-key", &key))).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("x-api-key", &key)))
+            .await
+            .0,
+        StatusCode::OK
+    );
     // The default names are not read any more.
-    assert_eq!(call(&svc, empty(get("/r").header("apikey", &key))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(&svc, empty(get("/r").header("apikey", &key))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let secret = key.rsplit('_').next().unwrap();
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", record.id));
     let req = empty(get("/r").header("authorization", format!("Basic {basic}")));
     assert_eq!(call(&svc, req).await.0, StatusCode::OK);
-    let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}x", record.id));
+    let wrong =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}x", record.id));
     let req = empty(get("/r").header("authorization", format!("Basic {wrong}")));
     assert_eq!(call(&svc, req).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -267,8 +346,13 @@ async fn inner_errors_pass_through() {
     let (_, validator, key, _) = setup().await;
     let svc = ServiceBuilder::new()
         .layer(ApiKeyLayer::new(validator))
-        .service_fn(|_: Request<Body>| async { Err::<Response<Body>, BoxError>("inner failed".into()) });
-    let err = svc.oneshot(empty(get("/r").header("apikey", &key))).await.unwrap_err();
+        .service_fn(|_: Request<Body>| async {
+            Err::<Response<Body>, BoxError>("inner failed".into())
+        });
+    let err = svc
+        .oneshot(empty(get("/r").header("apikey", &key)))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "inner failed");
 }
 
@@ -276,8 +360,14 @@ async fn inner_errors_pass_through() {
 #[tokio::test]
 async fn axum_extractor_says_when_the_layer_is_missing() {
     use axum::{routing::get as route, Router};
-    let app = Router::new().route("/r", route(|who: Identity| async move { who.principal().to_owned() }));
-    let res = app.oneshot(Request::get("/r").body(axum::body::Body::empty()).unwrap()).await.unwrap();
+    let app = Router::new().route(
+        "/r",
+        route(|who: Identity| async move { who.principal().to_owned() }),
+    );
+    let res = app
+        .oneshot(Request::get("/r").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("is `ApiKeyLayer` applied"));

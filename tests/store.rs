@@ -25,7 +25,9 @@ impl Recorder {
 }
 
 fn record(principal: &str) -> KeyRecord {
-    let hash: Pbkdf2Hash = "2:000102030405060708090a0b:000102030405060708090a0b0c0d0e0f".parse().unwrap();
+    let hash: Pbkdf2Hash = "2:000102030405060708090a0b:000102030405060708090a0b0c0d0e0f"
+        .parse()
+        .unwrap();
     KeyRecord::new(KeyId::generate().unwrap(), principal, hash, Prf::Sha256)
 }
 
@@ -65,8 +67,17 @@ async fn conformance<S: KeyStore>(store: S) {
     recorder.take();
     let all = store.list(None).await.unwrap();
     assert_eq!(all.len(), 3);
-    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "list is ordered by id");
-    let alice: Vec<KeyId> = store.list(Some("alice")).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "list is ordered by id"
+    );
+    let alice: Vec<KeyId> = store
+        .list(Some("alice"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     let mut expected = vec![a.id.clone(), b.id.clone()];
     expected.sort();
     assert_eq!(alice, expected);
@@ -76,10 +87,15 @@ async fn conformance<S: KeyStore>(store: S) {
     let mut revoked = a.clone();
     revoked.status = KeyStatus::Revoked;
     store.update(revoked.clone()).await.unwrap();
-    assert_eq!(store.get(&a.id).await.unwrap().unwrap().status, KeyStatus::Revoked);
+    assert_eq!(
+        store.get(&a.id).await.unwrap().unwrap().status,
+        KeyStatus::Revoked
+    );
     assert_eq!(recorder.take(), vec![StoreChange::Changed(a.id.clone())]);
     let ghost = record("ghost");
-    assert!(matches!(store.update(ghost.clone()).await, Err(StoreError::NotFound(id)) if id == ghost.id));
+    assert!(
+        matches!(store.update(ghost.clone()).await, Err(StoreError::NotFound(id)) if id == ghost.id)
+    );
     assert!(store.get(&ghost.id).await.unwrap().is_none());
 
     // Delete.
@@ -110,7 +126,8 @@ async fn file_store_persists_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     let store = FileStore::open(&path).await.unwrap();
-    let (rec, _key) = KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default()).unwrap();
+    let (rec, _key) =
+        KeyRecord::generate("alice", &KeyFormat::default(), &HashParams::default()).unwrap();
     store.insert(rec.clone()).await.unwrap();
     drop(store);
     let again = FileStore::open(&path).await.unwrap();
@@ -137,17 +154,25 @@ async fn file_store_sees_another_process_within_a_second() {
 
     let started = Instant::now();
     while server.get(&rec.id).await.unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(1), "change not seen within 1 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "change not seen within 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(recorder.take().contains(&StoreChange::Changed(rec.id.clone())));
+    assert!(recorder
+        .take()
+        .contains(&StoreChange::Changed(rec.id.clone())));
 
     let mut revoked = rec.clone();
     revoked.status = KeyStatus::Revoked;
     cli.update(revoked).await.unwrap();
     let started = Instant::now();
     while server.get(&rec.id).await.unwrap().unwrap().status != KeyStatus::Revoked {
-        assert!(started.elapsed() < Duration::from_secs(1), "revocation not seen within 1 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "revocation not seen within 1 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(recorder.take(), vec![StoreChange::Changed(rec.id.clone())]);
@@ -182,19 +207,39 @@ async fn file_store_never_overwrites_a_corrupt_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
     std::fs::write(&path, "{ not json").unwrap();
-    assert!(matches!(FileStore::open(&path).await, Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        FileStore::open(&path).await,
+        Err(StoreError::Corrupt { .. })
+    ));
 
     // A good store whose file is later damaged keeps its last good contents, and refuses
     // to write over the damage.
     std::fs::remove_file(&path).unwrap();
-    let store = FileStore::builder(&path).poll_interval(Duration::from_millis(20)).open().await.unwrap();
+    let store = FileStore::builder(&path)
+        .poll_interval(Duration::from_millis(20))
+        .open()
+        .await
+        .unwrap();
     let rec = record("alice");
     store.insert(rec.clone()).await.unwrap();
-    std::fs::write(&path, "{\"version\": 1, \"keys\": [ {\"id\": \"bad id\"} ]}").unwrap();
+    std::fs::write(
+        &path,
+        "{\"version\": 1, \"keys\": [ {\"id\": \"bad id\"} ]}",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(store.get(&rec.id).await.unwrap().is_some(), "last good contents stay in use");
-    assert!(matches!(store.insert(record("bob")).await, Err(StoreError::Corrupt { .. })));
-    assert!(std::fs::read_to_string(&path).unwrap().contains("bad id"), "the damaged file is left for a person to see");
+    assert!(
+        store.get(&rec.id).await.unwrap().is_some(),
+        "last good contents stay in use"
+    );
+    assert!(matches!(
+        store.insert(record("bob")).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(
+        std::fs::read_to_string(&path).unwrap().contains("bad id"),
+        "the damaged file is left for a person to see"
+    );
 
     std::fs::write(&path, "{\"version\": 7, \"keys\": []}").unwrap();
     let err = FileStore::open(&path).await.unwrap_err();

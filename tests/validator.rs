@@ -10,7 +10,9 @@ use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::record::{HashParams, Pbkdf2Hash};
 use tower_apikey::store::ChangeListener;
 use tower_apikey::validator::RejectReason;
-use tower_apikey::{KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, ValidationError, Validator};
+use tower_apikey::{
+    KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, ValidationError, Validator,
+};
 
 use common::issue;
 
@@ -51,7 +53,10 @@ async fn unknown_ids_reach_the_store_once() {
     let validator = Validator::builder(MemoryStore::new()).build();
     let (_, key) = issue("ghost");
     for _ in 0..50 {
-        assert_eq!(rejected(validator.validate(&presented(key.expose())).await), RejectReason::UnknownKey);
+        assert_eq!(
+            rejected(validator.validate(&presented(key.expose())).await),
+            RejectReason::UnknownKey
+        );
     }
     assert_eq!(validator.stats().store_reads, 1);
     assert_eq!(validator.stats().derivations, 0);
@@ -60,8 +65,15 @@ async fn unknown_ids_reach_the_store_once() {
 #[tokio::test]
 async fn malformed_keys_never_reach_the_store() {
     let validator = Validator::builder(MemoryStore::new()).build();
-    for key in ["x", "tak_abc_def", "tak_AAAAAAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-        assert_eq!(rejected(validator.validate(&presented(key)).await), RejectReason::Malformed);
+    for key in [
+        "x",
+        "tak_abc_def",
+        "tak_AAAAAAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert_eq!(
+            rejected(validator.validate(&presented(key)).await),
+            RejectReason::Malformed
+        );
     }
     assert_eq!(validator.stats().store_reads, 0);
 }
@@ -75,7 +87,10 @@ async fn a_wrong_secret_for_a_cached_id_costs_no_derivation() {
     validator.validate(&presented(key.expose())).await.unwrap();
     let wrong = KeyFormat::default().generate_for(&record.id).unwrap();
     for _ in 0..20 {
-        assert!(matches!(validator.validate_cached(&presented(wrong.expose())), Some(Err(RejectReason::WrongSecret))));
+        assert!(matches!(
+            validator.validate_cached(&presented(wrong.expose())),
+            Some(Err(RejectReason::WrongSecret))
+        ));
     }
     assert_eq!(validator.stats().derivations, 1);
 }
@@ -86,7 +101,10 @@ async fn derivations_are_bounded_and_excess_is_shed() {
     let params = HashParams::default().iterations(100_000).unwrap();
     let (record, _) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
     store.insert(record.clone()).await.unwrap();
-    let validator = Validator::builder(store).max_concurrent_derivations(1).max_queued_derivations(2).build();
+    let validator = Validator::builder(store)
+        .max_concurrent_derivations(1)
+        .max_queued_derivations(2)
+        .build();
     // Twenty different wrong secrets for one id: each needs its own derivation.
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -107,7 +125,10 @@ async fn derivations_are_bounded_and_excess_is_shed() {
     assert!(overloaded > 0, "some callers are shed");
     assert_eq!(stats.shed, overloaded);
     assert_eq!(stats.derivations + stats.shed, 20);
-    assert!(stats.derivations >= 3, "one running and two queued get through");
+    assert!(
+        stats.derivations >= 3,
+        "one running and two queued get through"
+    );
 }
 
 #[tokio::test]
@@ -116,12 +137,17 @@ async fn expiry_is_checked_on_every_hit() {
     let (mut record, key) = issue("alice");
     record.expires_at = Some(jiff::Timestamp::now() + jiff::SignedDuration::from_millis(400));
     store.insert(record).await.unwrap();
-    let validator = Validator::builder(store).cache_ttl(Duration::from_secs(3600)).build();
+    let validator = Validator::builder(store)
+        .cache_ttl(Duration::from_secs(3600))
+        .build();
     let key = presented(key.expose());
     validator.validate(&key).await.unwrap();
     assert!(matches!(validator.validate_cached(&key), Some(Ok(_))));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rejected(validator.validate(&key).await), RejectReason::Expired);
+    assert_eq!(
+        rejected(validator.validate(&key).await),
+        RejectReason::Expired
+    );
 }
 
 /// A store whose `get` pauses after reading, so a change can land mid cold path.
@@ -161,7 +187,11 @@ async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
     let inner = MemoryStore::new();
     let (mut record, key) = issue("alice");
     inner.insert(record.clone()).await.unwrap();
-    let store = PausingStore { inner: inner.clone(), read_done: Arc::default(), resume: Arc::default() };
+    let store = PausingStore {
+        inner: inner.clone(),
+        read_done: Arc::default(),
+        resume: Arc::default(),
+    };
     let validator = Validator::builder(store.clone()).build();
     let key = Arc::new(presented(key.expose()));
 
@@ -176,9 +206,15 @@ async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
     store.resume.notify_one();
     // It read the record before the revocation, so it may succeed, but must not be cached.
     assert!(cold.await.unwrap().is_ok());
-    assert!(validator.validate_cached(&key).is_none(), "a stale fill was cached");
+    assert!(
+        validator.validate_cached(&key).is_none(),
+        "a stale fill was cached"
+    );
     store.resume.notify_one();
-    assert_eq!(rejected(validator.validate(&key).await), RejectReason::Revoked);
+    assert_eq!(
+        rejected(validator.validate(&key).await),
+        RejectReason::Revoked
+    );
 }
 
 #[tokio::test]
@@ -193,7 +229,17 @@ async fn records_made_elsewhere_validate_with_their_prf() {
         .hash_len(64)
         .unwrap();
     let hash = Pbkdf2Hash::create(key.expose().as_bytes(), &params).unwrap();
-    store.insert(KeyRecord::new(id, "svc", hash, params.prf_kind())).await.unwrap();
+    store
+        .insert(KeyRecord::new(id, "svc", hash, params.prf_kind()))
+        .await
+        .unwrap();
     let validator = Validator::builder(store).build();
-    assert_eq!(validator.validate(&presented(key.expose())).await.unwrap().principal(), "svc");
+    assert_eq!(
+        validator
+            .validate(&presented(key.expose()))
+            .await
+            .unwrap()
+            .principal(),
+        "svc"
+    );
 }

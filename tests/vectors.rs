@@ -8,13 +8,16 @@ use tower_apikey::record::{derive, Pbkdf2Hash, Prf, RecordError};
 
 fn shared(name: &str) -> Value {
     let path = format!("{}/../shared/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("shared test vectors missing at {path}: {e}; these tests must not be skipped"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("shared test vectors missing at {path}: {e}; these tests must not be skipped")
+    });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"))
 }
 
 fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
-    v[field].as_str().unwrap_or_else(|| panic!("vector without string field {field}: {v}"))
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector without string field {field}: {v}"))
 }
 
 /// Every key one character away: changed, added, removed, at each position.
@@ -40,20 +43,40 @@ fn near_misses(key: &str) -> Vec<String> {
 #[test]
 fn interop_valid_records_verify_and_near_misses_do_not() {
     let vectors = shared("interop.json");
-    let valid = vectors["valid"].as_array().expect("interop.json has a `valid` array");
-    assert!(valid.len() >= 10, "expected the full vector set, found {}", valid.len());
+    let valid = vectors["valid"]
+        .as_array()
+        .expect("interop.json has a `valid` array");
+    assert!(
+        valid.len() >= 10,
+        "expected the full vector set, found {}",
+        valid.len()
+    );
     for v in valid {
         let key = str_field(v, "key");
         let prf: Prf = str_field(v, "prf").parse().unwrap();
-        let record: Pbkdf2Hash = str_field(v, "record").parse().unwrap_or_else(|e| panic!("{v}: {e}"));
-        assert!(record.verify(prf, key.as_bytes()), "valid vector does not verify: {v}");
+        let record: Pbkdf2Hash = str_field(v, "record")
+            .parse()
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert!(
+            record.verify(prf, key.as_bytes()),
+            "valid vector does not verify: {v}"
+        );
         let misses = near_misses(key);
         for miss in &misses {
-            assert!(!record.verify(prf, miss.as_bytes()), "near miss verified for {v}");
+            assert!(
+                !record.verify(prf, miss.as_bytes()),
+                "near miss verified for {v}"
+            );
         }
         // Also the record's own derived bytes, through the one-shot derivation.
         let mut out = vec![0u8; record.hash().len()];
-        derive(prf, key.as_bytes(), record.salt(), record.iterations(), &mut out);
+        derive(
+            prf,
+            key.as_bytes(),
+            record.salt(),
+            record.iterations(),
+            &mut out,
+        );
         assert_eq!(out, record.hash());
     }
 }
@@ -61,13 +84,16 @@ fn interop_valid_records_verify_and_near_misses_do_not() {
 #[test]
 fn interop_malformed_records_are_refused_with_a_reason() {
     let vectors = shared("interop.json");
-    let malformed = vectors["malformed"].as_array().expect("interop.json has a `malformed` array");
+    let malformed = vectors["malformed"]
+        .as_array()
+        .expect("interop.json has a `malformed` array");
     assert!(!malformed.is_empty());
     for v in malformed {
         let record = str_field(v, "record");
-        let err: RecordError = record
-            .parse::<Pbkdf2Hash>()
-            .expect_err(&format!("malformed record accepted ({})", str_field(v, "why")));
+        let err: RecordError = record.parse::<Pbkdf2Hash>().expect_err(&format!(
+            "malformed record accepted ({})",
+            str_field(v, "why")
+        ));
         let message = err.to_string();
         assert!(!message.is_empty());
         // The message names the problem without echoing the record.
@@ -84,7 +110,10 @@ fn malformed_reasons_name_the_problem() {
         ("", RecordError::Empty),
         ("1000:abcd", RecordError::FieldCount(2)),
         (&format!("0:{s}:{s}"), RecordError::ZeroIterations),
-        (&format!("4294967296:{s}:{s}"), RecordError::TooManyIterations),
+        (
+            &format!("4294967296:{s}:{s}"),
+            RecordError::TooManyIterations,
+        ),
         (&format!("-1000:{s}:{s}"), RecordError::IterationsNotDecimal),
         (&format!("+1000:{s}:{s}"), RecordError::IterationsNotDecimal),
         (&format!(" 1000:{s}:{s}"), RecordError::IterationsNotDecimal),
@@ -92,9 +121,15 @@ fn malformed_reasons_name_the_problem() {
         (&format!("1000::{s}"), RecordError::EmptyField("salt")),
         (&format!("1000:{s}:"), RecordError::EmptyField("hash")),
         (&format!("1000:0011223:{s}"), RecordError::OddLength("salt")),
-        (&format!("1000:{s}:zz{}", &s[2..]), RecordError::NotHex("hash")),
+        (
+            &format!("1000:{s}:zz{}", &s[2..]),
+            RecordError::NotHex("hash"),
+        ),
         ("1000:\u{ff10}\u{ff10}11:0011", RecordError::NotHex("salt")),
-        ("99999999999999999999999:00:00", RecordError::TooManyIterations),
+        (
+            "99999999999999999999999:00:00",
+            RecordError::TooManyIterations,
+        ),
     ];
     for (record, expected) in cases {
         assert_eq!(record.parse::<Pbkdf2Hash>(), Err(expected), "{record:?}");
@@ -104,7 +139,9 @@ fn malformed_reasons_name_the_problem() {
 #[test]
 fn rfc6070_vectors() {
     let vectors = shared("rfc6070.json");
-    let list = vectors["vectors"].as_array().expect("rfc6070.json has a `vectors` array");
+    let list = vectors["vectors"]
+        .as_array()
+        .expect("rfc6070.json has a `vectors` array");
     let mut ran = 0;
     for v in list {
         if v["slow"].as_bool() == Some(true) {
@@ -113,7 +150,13 @@ fn rfc6070_vectors() {
         let iterations = u32::try_from(v["iterations"].as_u64().unwrap()).unwrap();
         let len = usize::try_from(v["dk_len"].as_u64().unwrap()).unwrap();
         let mut out = vec![0u8; len];
-        derive(Prf::Sha1, str_field(v, "password").as_bytes(), str_field(v, "salt").as_bytes(), iterations, &mut out);
+        derive(
+            Prf::Sha1,
+            str_field(v, "password").as_bytes(),
+            str_field(v, "salt").as_bytes(),
+            iterations,
+            &mut out,
+        );
         let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, str_field(v, "dk_hex"), "{v}");
         ran += 1;

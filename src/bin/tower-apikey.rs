@@ -17,7 +17,11 @@ use tower_apikey::{FileStore, KeyRecord, KeyStatus, KeyStore};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
-#[command(name = "tower-apikey", version, about = "Hash, verify, issue, list and revoke API keys")]
+#[command(
+    name = "tower-apikey",
+    version,
+    about = "Hash, verify, issue, list and revoke API keys"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +34,7 @@ enum Command {
     /// Read a key on stdin and check it against a record: exit 0 match, 1 no match.
     Verify {
         /// The record, `iterations:salt_hex:hash_hex`.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         record: String,
         /// The HMAC hash the record was made with.
         #[arg(long, default_value = "sha1")]
@@ -106,14 +110,12 @@ struct HashArgs {
 
 impl HashArgs {
     fn params(&self) -> Result<HashParams, Failure> {
-        Ok(HashParams::default()
+        HashParams::default()
             .prf(self.prf)
             .iterations(self.iterations)
-            .map_err(Failure::usage)?
-            .salt_len(self.salt_bytes)
-            .map_err(Failure::usage)?
-            .hash_len(self.hash_bytes)
-            .map_err(Failure::usage)?)
+            .and_then(|p| p.salt_len(self.salt_bytes))
+            .and_then(|p| p.hash_len(self.hash_bytes))
+            .map_err(Failure::usage)
     }
 }
 
@@ -126,12 +128,18 @@ struct Failure {
 impl Failure {
     /// Bad usage or input: exit 2.
     fn usage(error: impl std::fmt::Display) -> Self {
-        Self { code: 2, message: error.to_string() }
+        Self {
+            code: 2,
+            message: error.to_string(),
+        }
     }
 
     /// Refused by a rule: exit 1.
     fn refused(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self {
+            code: 1,
+            message: message.into(),
+        }
     }
 }
 
@@ -155,7 +163,9 @@ fn run(command: Command) -> Result<(), Failure> {
             print_line(&record.to_string())
         }
         Command::Verify { record, prf } => {
-            let record: Pbkdf2Hash = record.parse().map_err(|e| Failure::usage(format!("malformed record: {e}")))?;
+            let record: Pbkdf2Hash = record
+                .parse()
+                .map_err(|e| Failure::usage(format!("malformed record: {e}")))?;
             let key = read_key()?;
             if record.verify(prf, &key) {
                 Ok(())
@@ -163,14 +173,24 @@ fn run(command: Command) -> Result<(), Failure> {
                 Err(Failure::refused("key does not match the record"))
             }
         }
-        Command::Issue { store, principal, name, description, permissions, expires, prefix, hash } => {
+        Command::Issue {
+            store,
+            principal,
+            name,
+            description,
+            permissions,
+            expires,
+            prefix,
+            hash,
+        } => {
             let params = hash.params()?;
             let format = KeyFormat::with_prefix(&prefix).map_err(Failure::usage)?;
             if principal.trim().is_empty() {
                 return Err(Failure::usage("principal must not be empty"));
             }
             let expires_at = expires.resolve(Timestamp::now()).map_err(Failure::usage)?;
-            let (mut record, key) = KeyRecord::generate(principal, &format, &params).map_err(Failure::usage)?;
+            let (mut record, key) =
+                KeyRecord::generate(principal, &format, &params).map_err(Failure::usage)?;
             record.name = name;
             record.description = description;
             record.permissions = permissions;
@@ -178,18 +198,33 @@ fn run(command: Command) -> Result<(), Failure> {
             with_store(&store, |store| async move { store.insert(record).await })?;
             print_line(key.expose())
         }
-        Command::List { store, principal, json } => {
-            let records = with_store(&store, |store| async move { store.list(principal.as_deref()).await })?;
+        Command::List {
+            store,
+            principal,
+            json,
+        } => {
+            let records = with_store(&store, |store| async move {
+                store.list(principal.as_deref()).await
+            })?;
             let now = Timestamp::now();
             if json {
                 let rows: Vec<Listed<'_>> = records.iter().map(|r| Listed::new(r, now)).collect();
                 let text = serde_json::to_string_pretty(&rows).map_err(Failure::usage)?;
                 print_line(&text)
             } else {
-                let mut out = format!("{:<18} {:<20} {:<9} {:<26} {}\n", "ID", "PRINCIPAL", "STATUS", "EXPIRES", "NAME");
+                let mut out = format!(
+                    "{:<18} {:<20} {:<9} {:<26} {}\n",
+                    "ID", "PRINCIPAL", "STATUS", "EXPIRES", "NAME"
+                );
                 for r in &records {
-                    let status = if r.status == KeyStatus::Active && r.is_expired_at(now) { "expired" } else { r.status.as_str() };
-                    let expires = r.expires_at.map_or_else(|| "never".to_owned(), |t| t.to_string());
+                    let status = if r.status == KeyStatus::Active && r.is_expired_at(now) {
+                        "expired"
+                    } else {
+                        r.status.as_str()
+                    };
+                    let expires = r
+                        .expires_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_string());
                     out += &format!(
                         "{:<18} {:<20} {:<9} {:<26} {}\n",
                         r.id,
@@ -204,7 +239,9 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Revoke { store, id } => {
             let record = with_store(&store, |store| async move {
-                let Some(mut record) = store.get(&id).await? else { return Ok(None) };
+                let Some(mut record) = store.get(&id).await? else {
+                    return Ok(None);
+                };
                 record.status = KeyStatus::Revoked;
                 store.update(record.clone()).await?;
                 Ok(Some(record))
@@ -258,9 +295,15 @@ where
     F: FnOnce(FileStore) -> Fut,
     Fut: std::future::Future<Output = Result<T, tower_apikey::StoreError>>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(Failure::usage)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(Failure::usage)?;
     runtime.block_on(async {
-        let store = FileStore::builder(&args.store).no_polling().open().await.map_err(Failure::usage)?;
+        let store = FileStore::builder(&args.store)
+            .no_polling()
+            .open()
+            .await
+            .map_err(Failure::usage)?;
         f(store).await.map_err(Failure::usage)
     })
 }
@@ -268,7 +311,9 @@ where
 /// The key on stdin, less one trailing newline.
 fn read_key() -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut key = Zeroizing::new(Vec::new());
-    io::stdin().read_to_end(&mut key).map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
+    io::stdin()
+        .read_to_end(&mut key)
+        .map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
     if key.ends_with(b"\n") {
         key.pop();
         if key.ends_with(b"\r") {
@@ -290,5 +335,8 @@ fn print_line(line: &str) -> Result<(), Failure> {
 
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
-    stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(|e| Failure::usage(format!("writing stdout: {e}")))
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::usage(format!("writing stdout: {e}")))
 }

@@ -64,7 +64,10 @@ pub struct KeyExtractor {
 
 impl Default for KeyExtractor {
     fn default() -> Self {
-        Self::new([KeySource::header(), KeySource::query()], &KeyFormat::default())
+        Self::new(
+            [KeySource::header(), KeySource::query()],
+            &KeyFormat::default(),
+        )
     }
 }
 
@@ -72,7 +75,10 @@ impl KeyExtractor {
     /// An extractor reading `sources` in order; `format` gives the prefix HTTP Basic
     /// credentials are rebuilt with.
     pub fn new(sources: impl IntoIterator<Item = KeySource>, format: &KeyFormat) -> Self {
-        Self { sources: sources.into_iter().collect(), prefix: format.prefix().into() }
+        Self {
+            sources: sources.into_iter().collect(),
+            prefix: format.prefix().into(),
+        }
     }
 
     /// The sources, in the order they are read.
@@ -86,15 +92,16 @@ impl KeyExtractor {
     /// [`ExtractError`] when there is none, two different ones, or an unreadable one.
     pub fn extract(&self, uri: &Uri, headers: &HeaderMap) -> Result<PresentedKey, ExtractError> {
         let mut found: Option<PresentedKey> = None;
-        let mut offer = |candidate: Result<PresentedKey, ExtractError>| -> Result<(), ExtractError> {
-            let candidate = candidate?;
-            match &found {
-                None => found = Some(candidate),
-                Some(key) if *key == candidate => {}
-                Some(_) => return Err(ExtractError::Conflicting),
-            }
-            Ok(())
-        };
+        let mut offer =
+            |candidate: Result<PresentedKey, ExtractError>| -> Result<(), ExtractError> {
+                let candidate = candidate?;
+                match &found {
+                    None => found = Some(candidate),
+                    Some(key) if *key == candidate => {}
+                    Some(_) => return Err(ExtractError::Conflicting),
+                }
+                Ok(())
+            };
         for source in self.sources.iter() {
             match source {
                 KeySource::Header(name) => {
@@ -112,7 +119,9 @@ impl KeyExtractor {
                         }
                         match value {
                             Cow::Borrowed(value) => offer(presented(value.as_bytes()))?,
-                            Cow::Owned(value) => offer(presented(Zeroizing::new(value).as_bytes()))?,
+                            Cow::Owned(value) => {
+                                offer(presented(Zeroizing::new(value).as_bytes()))?
+                            }
                         }
                     }
                 }
@@ -130,10 +139,10 @@ impl KeyExtractor {
 
     /// The key in a Basic `Authorization` value; `None` for another scheme.
     fn basic(&self, value: &[u8]) -> Option<Result<PresentedKey, ExtractError>> {
-        let (scheme, encoded) = value.split_at_checked(6)?;
-        if !scheme.eq_ignore_ascii_case(b"basic ") {
+        if !is_basic(value) {
             return None;
         }
+        let encoded = &value[6..];
         let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) {
             Ok(decoded) => Zeroizing::new(decoded),
             Err(_) => return Some(Err(ExtractError::Unreadable)),
@@ -143,13 +152,16 @@ impl KeyExtractor {
         };
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
         let prefix = self.prefix.as_bytes();
-        let whole = password.len() > prefix.len() && password.starts_with(prefix) && password[prefix.len()] == b'_';
+        let whole = password.len() > prefix.len()
+            && password.starts_with(prefix)
+            && password[prefix.len()] == b'_';
         Some(if whole {
             presented(password)
         } else if user.is_empty() || password.is_empty() {
             Err(ExtractError::Unreadable)
         } else {
-            PresentedKey::concat(&[prefix, b"_", user, b"_", password]).map_err(|_| ExtractError::Unreadable)
+            PresentedKey::concat(&[prefix, b"_", user, b"_", password])
+                .map_err(|_| ExtractError::Unreadable)
         })
     }
 
@@ -169,16 +181,33 @@ impl KeyExtractor {
                 }
                 KeySource::Query(_) => {}
                 KeySource::Basic => {
-                    let basic = headers
-                        .get(AUTHORIZATION)
-                        .is_some_and(|v| v.as_bytes().get(..6).is_some_and(|s| s.eq_ignore_ascii_case(b"basic ")));
-                    if basic {
+                    if headers
+                        .get_all(AUTHORIZATION)
+                        .iter()
+                        .any(|v| is_basic(v.as_bytes()))
+                    {
+                        // Keep any other scheme's credentials: they are not ours to hide.
+                        let others: Vec<_> = headers
+                            .get_all(AUTHORIZATION)
+                            .iter()
+                            .filter(|v| !is_basic(v.as_bytes()))
+                            .cloned()
+                            .collect();
                         headers.remove(AUTHORIZATION);
+                        for value in others {
+                            headers.append(AUTHORIZATION, value);
+                        }
                     }
                 }
             }
         }
     }
+}
+
+fn is_basic(value: &[u8]) -> bool {
+    value
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
 }
 
 fn presented(bytes: &[u8]) -> Result<PresentedKey, ExtractError> {
@@ -192,7 +221,9 @@ fn strip_query(uri: &mut Uri, param: &str) {
         .split('&')
         .filter(|pair| {
             let name = pair.split('=').next().unwrap_or_default();
-            form_urlencoded::parse(name.as_bytes()).next().is_none_or(|(n, _)| n != param)
+            form_urlencoded::parse(name.as_bytes())
+                .next()
+                .is_none_or(|(n, _)| n != param)
         })
         .collect();
     if kept.len() == query.split('&').count() {
@@ -223,7 +254,10 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
@@ -236,19 +270,34 @@ mod tests {
     fn query_is_form_urlencoded() {
         let ex = KeyExtractor::default();
         let uri: Uri = "/x?a=1&apikey=a%2Bb+c&z".parse().unwrap();
-        assert_eq!(expose(ex.extract(&uri, &HeaderMap::new())), Ok(b"a+b c".to_vec()));
+        assert_eq!(
+            expose(ex.extract(&uri, &HeaderMap::new())),
+            Ok(b"a+b c".to_vec())
+        );
     }
 
     #[test]
     fn same_key_twice_is_fine_two_keys_are_not() {
         let ex = KeyExtractor::default();
         let uri: Uri = "/x?apikey=k1".parse().unwrap();
-        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "k1")]))), Ok(b"k1".to_vec()));
-        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "k2")]))), Err(ExtractError::Conflicting));
-        let twice: Uri = "/x?apikey=k1&apikey=k2".parse().unwrap();
-        assert_eq!(expose(ex.extract(&twice, &HeaderMap::new())), Err(ExtractError::Conflicting));
         assert_eq!(
-            expose(ex.extract(&"/".parse().unwrap(), &headers(&[("apikey", "k1"), ("apikey", "k3")]))),
+            expose(ex.extract(&uri, &headers(&[("apikey", "k1")]))),
+            Ok(b"k1".to_vec())
+        );
+        assert_eq!(
+            expose(ex.extract(&uri, &headers(&[("apikey", "k2")]))),
+            Err(ExtractError::Conflicting)
+        );
+        let twice: Uri = "/x?apikey=k1&apikey=k2".parse().unwrap();
+        assert_eq!(
+            expose(ex.extract(&twice, &HeaderMap::new())),
+            Err(ExtractError::Conflicting)
+        );
+        assert_eq!(
+            expose(ex.extract(
+                &"/".parse().unwrap(),
+                &headers(&[("apikey", "k1"), ("apikey", "k3")])
+            )),
             Err(ExtractError::Conflicting)
         );
     }
@@ -256,32 +305,67 @@ mod tests {
     #[test]
     fn missing_and_empty() {
         let ex = KeyExtractor::default();
-        assert_eq!(expose(ex.extract(&"/?apikey=".parse().unwrap(), &headers(&[("apikey", "")]))), Err(ExtractError::Missing));
+        assert_eq!(
+            expose(ex.extract(&"/?apikey=".parse().unwrap(), &headers(&[("apikey", "")]))),
+            Err(ExtractError::Missing)
+        );
         let long = "a".repeat(crate::key::MAX_KEY_LEN + 1);
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &headers(&[("apikey", &long)]))), Err(ExtractError::Unreadable));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &headers(&[("apikey", &long)]))),
+            Err(ExtractError::Unreadable)
+        );
     }
 
     #[test]
     fn configured_names_only() {
-        let ex = extractor([KeySource::Header(HeaderName::from_static("x-api-key")), KeySource::Query("key".into())]);
+        let ex = extractor([
+            KeySource::Header(HeaderName::from_static("x-api-key")),
+            KeySource::Query("key".into()),
+        ]);
         let uri: Uri = "/?apikey=nope".parse().unwrap();
-        assert_eq!(expose(ex.extract(&uri, &headers(&[("apikey", "nope")]))), Err(ExtractError::Missing));
-        assert_eq!(expose(ex.extract(&"/?key=k".parse().unwrap(), &HeaderMap::new())), Ok(b"k".to_vec()));
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &headers(&[("x-api-key", "h")]))), Ok(b"h".to_vec()));
+        assert_eq!(
+            expose(ex.extract(&uri, &headers(&[("apikey", "nope")]))),
+            Err(ExtractError::Missing)
+        );
+        assert_eq!(
+            expose(ex.extract(&"/?key=k".parse().unwrap(), &HeaderMap::new())),
+            Ok(b"k".to_vec())
+        );
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &headers(&[("x-api-key", "h")]))),
+            Ok(b"h".to_vec())
+        );
     }
 
     #[test]
     fn basic_rebuilds_the_key() {
         let ex = extractor([KeySource::Basic]);
-        let b64 = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let b64 = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
         let h = headers(&[("authorization", &b64("ID1:SECRET"))]);
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Ok(b"tak_ID1_SECRET".to_vec()));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &h)),
+            Ok(b"tak_ID1_SECRET".to_vec())
+        );
         let h = headers(&[("authorization", &b64("anyone:tak_ID1_SECRET"))]);
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Ok(b"tak_ID1_SECRET".to_vec()));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &h)),
+            Ok(b"tak_ID1_SECRET".to_vec())
+        );
         let h = headers(&[("authorization", "Basic !!!")]);
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Err(ExtractError::Unreadable));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &h)),
+            Err(ExtractError::Unreadable)
+        );
         let h = headers(&[("authorization", "Bearer abc")]);
-        assert_eq!(expose(ex.extract(&"/".parse().unwrap(), &h)), Err(ExtractError::Missing));
+        assert_eq!(
+            expose(ex.extract(&"/".parse().unwrap(), &h)),
+            Err(ExtractError::Missing)
+        );
     }
 
     #[test]
@@ -295,11 +379,27 @@ mod tests {
             .unwrap();
         ex.strip(&mut req);
         assert_eq!(req.uri(), "/p/a%20th?a=1&b=%2B");
-        assert!(req.headers().get("apikey").is_none() && req.headers().get("authorization").is_none());
+        assert!(
+            req.headers().get("apikey").is_none() && req.headers().get("authorization").is_none()
+        );
         assert_eq!(req.headers().get("other").unwrap(), "1");
-        let mut only = http::Request::get("http://h/p?apikey=x").header("authorization", "Bearer t").body(()).unwrap();
+        let mut only = http::Request::get("http://h/p?apikey=x")
+            .header("authorization", "Bearer t")
+            .body(())
+            .unwrap();
         ex.strip(&mut only);
         assert_eq!(only.uri(), "http://h/p");
-        assert!(only.headers().get("authorization").is_some(), "a bearer token is not ours to strip");
+        assert!(
+            only.headers().get("authorization").is_some(),
+            "a bearer token is not ours to strip"
+        );
+        let mut both = http::Request::get("/")
+            .header("authorization", "Bearer t")
+            .header("authorization", "Basic eDp5")
+            .body(())
+            .unwrap();
+        ex.strip(&mut both);
+        let left: Vec<_> = both.headers().get_all("authorization").iter().collect();
+        assert_eq!(left, ["Bearer t"]);
     }
 }

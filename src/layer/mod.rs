@@ -2,7 +2,7 @@
 //!
 //! [`ApiKeyLayer`] takes the key from the configured [sources](KeySource) (header `apikey`,
 //! then query parameter `apikey`, by default), checks it with a [`Validator`], and either
-//! passes the request on with an [`Identity`](crate::Identity) in its extensions or answers
+//! passes the request on with an [`Identity`] in its extensions or answers
 //! with a [rejection](RejectionResponse). Missing key: 401 with `WWW-Authenticate`. Invalid,
 //! unknown, wrong-secret, expired, inactive and revoked keys: one response, byte for byte.
 //! Store unreachable: 503.
@@ -29,7 +29,7 @@
 //!     .layer(ApiKeyLayer::new(Validator::builder(store).build()))
 //!     .service_fn(|req: Request<Full<Bytes>>| async move {
 //!         let who = req.extensions().get::<Identity>().unwrap().principal().to_owned();
-//!         Ok::<_, std::convert::Infallible>(Response::new(Full::from(who)))
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::from(who)))
 //!     });
 //!
 //! let request = Request::get("/").header("apikey", key.expose()).body(Full::default())?;
@@ -87,9 +87,18 @@ impl ApiKeyLayer {
     /// A layer checking keys with `validator`, from the `apikey` header then the `apikey`
     /// query parameter, answering with [`JsonRejection`].
     pub fn new(validator: Validator) -> Self {
-        let extractor =
-            KeyExtractor::new([KeySource::header(), KeySource::query()], validator.key_format());
-        Self { validator, config: Arc::new(Config { extractor, strip_key: false }), rejection: JsonRejection::new() }
+        let extractor = KeyExtractor::new(
+            [KeySource::header(), KeySource::query()],
+            validator.key_format(),
+        );
+        Self {
+            validator,
+            config: Arc::new(Config {
+                extractor,
+                strip_key: false,
+            }),
+            rejection: JsonRejection::new(),
+        }
     }
 }
 
@@ -97,7 +106,8 @@ impl<R> ApiKeyLayer<R> {
     /// Where to look for the key, in order (default: `apikey` header, `apikey` query
     /// parameter). HTTP Basic is off unless listed.
     pub fn sources(mut self, sources: impl IntoIterator<Item = KeySource>) -> Self {
-        Arc::make_mut(&mut self.config).extractor = KeyExtractor::new(sources, self.validator.key_format());
+        Arc::make_mut(&mut self.config).extractor =
+            KeyExtractor::new(sources, self.validator.key_format());
         self
     }
 
@@ -111,7 +121,11 @@ impl<R> ApiKeyLayer<R> {
     /// The responses for refused requests (default [`JsonRejection`]; see
     /// [`MaximoRejection`], or pass a closure).
     pub fn rejection<R2>(self, rejection: R2) -> ApiKeyLayer<R2> {
-        ApiKeyLayer { validator: self.validator, config: self.config, rejection }
+        ApiKeyLayer {
+            validator: self.validator,
+            config: self.config,
+            rejection,
+        }
     }
 
     /// The validator keys are checked with.
@@ -124,6 +138,11 @@ impl<S, R: Clone> Layer<S> for ApiKeyLayer<R> {
     type Service = ApiKey<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ApiKey::from_parts(inner, self.validator.clone(), Arc::clone(&self.config), self.rejection.clone())
+        ApiKey::from_parts(
+            inner,
+            self.validator.clone(),
+            Arc::clone(&self.config),
+            self.rejection.clone(),
+        )
     }
 }

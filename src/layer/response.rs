@@ -55,7 +55,9 @@ pub struct JsonRejection {
 
 impl Default for JsonRejection {
     fn default() -> Self {
-        Self { challenge: HeaderValue::from_static("ApiKey realm=\"api\"") }
+        Self {
+            challenge: HeaderValue::from_static("ApiKey realm=\"api\""),
+        }
     }
 }
 
@@ -106,7 +108,9 @@ pub struct MaximoRejection {
 
 impl Default for MaximoRejection {
     fn default() -> Self {
-        Self { challenge: HeaderValue::from_static("ApiKey realm=\"maximo\"") }
+        Self {
+            challenge: HeaderValue::from_static("ApiKey realm=\"maximo\""),
+        }
     }
 }
 
@@ -141,7 +145,12 @@ impl<B: From<Bytes>> RejectionResponse<B> for MaximoRejection {
     }
 }
 
-fn json<B: From<Bytes>>(status: StatusCode, body: &'static str, rejection: Rejection, challenge: &HeaderValue) -> Response<B> {
+fn json<B: From<Bytes>>(
+    status: StatusCode,
+    body: &'static str,
+    rejection: Rejection,
+    challenge: &HeaderValue,
+) -> Response<B> {
     let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -47,8 +47,18 @@ impl<S> ApiKey<S, super::JsonRejection> {
 }
 
 impl<S, R> ApiKey<S, R> {
-    pub(super) fn from_parts(inner: S, validator: Validator, config: Arc<Config>, rejection: R) -> Self {
-        Self { inner, validator, config, rejection }
+    pub(super) fn from_parts(
+        inner: S,
+        validator: Validator,
+        config: Arc<Config>,
+        rejection: R,
+    ) -> Self {
+        Self {
+            inner,
+            validator,
+            config,
+            rejection,
+        }
     }
 
     /// The inner service.
@@ -116,7 +126,9 @@ where
                             config.admit(&mut req, identity);
                             inner.call(req).await
                         }
-                        Err(ValidationError::Rejected(_)) => Ok(rejection.respond(Rejection::Invalid)),
+                        Err(ValidationError::Rejected(_)) => {
+                            Ok(rejection.respond(Rejection::Invalid))
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "API key could not be checked");
                             Ok(rejection.respond(Rejection::Unavailable))
@@ -156,15 +168,23 @@ pin_project! {
 
 impl<F: Future> ResponseFuture<F> {
     fn inner(future: F) -> Self {
-        Self { kind: Kind::Inner { future } }
+        Self {
+            kind: Kind::Inner { future },
+        }
     }
 
     fn ready(output: F::Output) -> Self {
-        Self { kind: Kind::Ready { output: Some(output) } }
+        Self {
+            kind: Kind::Ready {
+                output: Some(output),
+            },
+        }
     }
 
     fn cold(future: Pin<Box<dyn Future<Output = F::Output> + Send>>) -> Self {
-        Self { kind: Kind::Cold { future } }
+        Self {
+            kind: Kind::Cold { future },
+        }
     }
 }
 
@@ -175,7 +195,9 @@ impl<F: Future> fmt::Debug for ResponseFuture<F> {
             Kind::Ready { .. } => "ready",
             Kind::Cold { .. } => "cold",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use jiff::{Span, Timestamp, tz::TimeZone};
+use jiff::{tz::TimeZone, Span, Timestamp};
 
 /// A key's expiry as written by an operator: `never`, a duration from now, or a time.
 ///
@@ -109,10 +109,22 @@ mod tests {
         assert_eq!(at("12h"), Some("2026-03-02T00:00:00Z".parse().unwrap()));
         assert_eq!(at("PT90M"), Some("2026-03-01T13:30:00Z".parse().unwrap()));
         assert_eq!(at("1 week"), Some("2026-03-08T12:00:00Z".parse().unwrap()));
-        assert_eq!(at("2027-01-31T00:00:00Z"), Some("2027-01-31T00:00:00Z".parse().unwrap()));
-        assert_eq!("0d".parse::<Expiry>().unwrap_err(), ExpiryError::NotPositive);
-        assert_eq!("-3d".parse::<Expiry>().unwrap_err(), ExpiryError::NotPositive);
-        assert_eq!("soon".parse::<Expiry>().unwrap_err(), ExpiryError::Unrecognised);
+        assert_eq!(
+            at("2027-01-31T00:00:00Z"),
+            Some("2027-01-31T00:00:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            "0d".parse::<Expiry>().unwrap_err(),
+            ExpiryError::NotPositive
+        );
+        assert_eq!(
+            "-3d".parse::<Expiry>().unwrap_err(),
+            ExpiryError::NotPositive
+        );
+        assert_eq!(
+            "soon".parse::<Expiry>().unwrap_err(),
+            ExpiryError::Unrecognised
+        );
         assert_eq!("".parse::<Expiry>().unwrap_err(), ExpiryError::Unrecognised);
     }
 }

@@ -167,7 +167,10 @@ impl FileStore {
 
     /// Options for the store at `path`.
     pub fn builder(path: impl Into<PathBuf>) -> FileStoreBuilder {
-        FileStoreBuilder { path: path.into(), poll_interval: Some(Duration::from_millis(250)) }
+        FileStoreBuilder {
+            path: path.into(),
+            poll_interval: Some(Duration::from_millis(250)),
+        }
     }
 
     /// The store's file.
@@ -198,7 +201,10 @@ impl FileStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -226,7 +232,10 @@ impl Inner {
 /// Ids whose record differs between `old` and `new`.
 fn diff(old: &BTreeMap<KeyId, KeyRecord>, new: &BTreeMap<KeyId, KeyRecord>) -> Vec<KeyId> {
     let gone = old.keys().filter(|id| !new.contains_key(*id));
-    let added_or_changed = new.iter().filter(|(id, r)| old.get(*id) != Some(*r)).map(|(id, _)| id);
+    let added_or_changed = new
+        .iter()
+        .filter(|(id, r)| old.get(*id) != Some(*r))
+        .map(|(id, _)| id);
     gone.chain(added_or_changed).cloned().collect()
 }
 
@@ -244,7 +253,11 @@ async fn watch(inner: Weak<Inner>, interval: Duration) {
 
 async fn reload(inner: &Arc<Inner>) -> Result<bool, StoreError> {
     let path = inner.path.clone();
-    let known = inner.state.read().unwrap_or_else(PoisonError::into_inner).fingerprint;
+    let known = inner
+        .state
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .fingerprint;
     let snapshot = blocking(move || {
         let now = current_fingerprint(&path)?;
         if now == known {
@@ -271,11 +284,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(suffix);
     path.with_file_name(name)
 }
@@ -292,26 +311,42 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Snapshot { records: BTreeMap::new(), revision: 0, fingerprint: None });
+            return Ok(Snapshot {
+                records: BTreeMap::new(),
+                revision: 0,
+                fingerprint: None,
+            });
         }
         Err(e) => return Err(io_error(path)(e)),
     };
     // The fingerprint of the very file read: a rename after this does not confuse it.
     let fingerprint = Fingerprint::of(&file.metadata().map_err(io_error(path))?);
-    let corrupt = |source| StoreError::Corrupt { path: path.to_owned(), source };
+    let corrupt = |source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    };
     let contents: Contents = serde_json::from_reader(io::BufReader::new(file)).map_err(corrupt)?;
     if contents.version != FORMAT_VERSION {
-        let msg = format!("unsupported format version {} (expected {FORMAT_VERSION})", contents.version);
+        let msg = format!(
+            "unsupported format version {} (expected {FORMAT_VERSION})",
+            contents.version
+        );
         return Err(corrupt(serde::de::Error::custom(msg)));
     }
     let mut records = BTreeMap::new();
     for record in contents.keys {
         let id = record.id.clone();
         if records.insert(id.clone(), record).is_some() {
-            return Err(corrupt(serde::de::Error::custom(format!("duplicate key id {id}"))));
+            return Err(corrupt(serde::de::Error::custom(format!(
+                "duplicate key id {id}"
+            ))));
         }
     }
-    Ok(Snapshot { records, revision: contents.revision, fingerprint: Some(fingerprint) })
+    Ok(Snapshot {
+        records,
+        revision: contents.revision,
+        fingerprint: Some(fingerprint),
+    })
 }
 
 fn write_locked<T>(
@@ -401,7 +436,8 @@ impl KeyStore for FileStore {
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         let id = id.clone();
-        self.modify(move |records| Ok(records.remove(&id).is_some())).await
+        self.modify(move |records| Ok(records.remove(&id).is_some()))
+            .await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -29,16 +29,24 @@ impl MemoryStore {
     /// A store holding `records` (a later duplicate id replaces an earlier one).
     pub fn with_records(records: impl IntoIterator<Item = KeyRecord>) -> Self {
         let store = Self::new();
-        store.write().extend(records.into_iter().map(|r| (r.id.clone(), r)));
+        store
+            .write()
+            .extend(records.into_iter().map(|r| (r.id.clone(), r)));
         store
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<KeyId, KeyRecord>> {
-        self.inner.records.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<KeyId, KeyRecord>> {
-        self.inner.records.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn changed(&self, id: KeyId) {

@@ -169,7 +169,11 @@ pub struct ChangeFeed {
 
 impl std::fmt::Debug for ChangeFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.listeners.lock().unwrap_or_else(PoisonError::into_inner).len();
+        let n = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
         f.debug_struct("ChangeFeed").field("listeners", &n).finish()
     }
 }
@@ -182,14 +186,20 @@ impl ChangeFeed {
 
     /// Adds a listener.
     pub fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner).push(listener);
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(listener);
     }
 
     /// Tells every live listener of `change`, and forgets the dropped ones.
     pub fn publish(&self, change: &StoreChange) {
         // Listeners run outside the lock, so one may subscribe another.
         let live: Vec<_> = {
-            let mut listeners = self.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut listeners = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             listeners.retain(|l| l.strong_count() > 0);
             listeners.iter().filter_map(Weak::upgrade).collect()
         };
@@ -239,10 +249,14 @@ pub enum StoreError {
 /// relies on it to drop revoked keys from its cache.
 pub trait KeyStore: Send + Sync + 'static {
     /// The record with this id, if any.
-    fn get(&self, id: &KeyId) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+    fn get(&self, id: &KeyId)
+        -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
     /// Every record, or those of one principal, ordered by id.
-    fn list(&self, principal: Option<&str>) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+    fn list(
+        &self,
+        principal: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
 
     /// Adds a record; [`StoreError::AlreadyExists`] if its id is taken.
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -270,7 +284,8 @@ impl<S: KeyStore> ErasedStore for S {
     fn get<'a>(
         &'a self,
         id: &'a KeyId,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>>
+    {
         Box::pin(KeyStore::get(self, id))
     }
 

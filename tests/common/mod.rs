@@ -11,7 +11,8 @@ use tower_apikey::{KeyRecord, KeyStore, MemoryStore, StoreError};
 
 /// A fresh key for `principal`; the record carries the `read` permission.
 pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
-    let (mut record, key) = KeyRecord::generate(principal, &KeyFormat::default(), &HashParams::default()).unwrap();
+    let (mut record, key) =
+        KeyRecord::generate(principal, &KeyFormat::default(), &HashParams::default()).unwrap();
     record.permissions = vec!["read".into()];
     (record, key)
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints the ratios README quotes, each side measured in one run.
+#   bench/run.sh          full run (a few minutes)
+#   bench/run.sh smoke    build and run each benchmark once (CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = smoke ]; then
+  cargo bench --bench hot_path --bench cold_verify -- --test
+  python3 bench/openssl_pbkdf2.py 1 >/dev/null
+  exit 0
+fi
+
+# OpenSSL before and after the Rust run, so drift on a noisy machine shows in both.
+before=$(python3 bench/openssl_pbkdf2.py)
+cargo bench --bench cold_verify --bench hot_path -- --warm-up-time 2 --measurement-time 6
+after=$(python3 bench/openssl_pbkdf2.py)
+echo
+echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+python3 bench/report.py "$before" "$after"

@@ -1,0 +1,162 @@
+//! No presented or plaintext key shows in logs, `Debug` output or error messages.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::layer::KeySource;
+use tower_apikey::{ApiKeyLayer, KeyStatus, KeyStore, Validator};
+
+use common::{issue, FlakyStore};
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The parts of a key that must never be shown: the whole key and its secret part.
+fn secret_parts(key: &str) -> Vec<String> {
+    let secret = key.rsplit('_').next().unwrap().to_owned();
+    vec![key.to_owned(), secret[..16].to_owned()]
+}
+
+#[test]
+fn logs_debug_and_errors_never_show_a_key() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut shown = Vec::new();
+    let mut secrets = Vec::new();
+    runtime.block_on(async {
+        let store = FlakyStore::default();
+        let (good, good_key) = issue("alice");
+        let (mut revoked, revoked_key) = issue("bob");
+        revoked.status = KeyStatus::Revoked;
+        let (cold, cold_key) = issue("carol");
+        store.insert(good.clone()).await.unwrap();
+        store.insert(revoked.clone()).await.unwrap();
+        store.insert(cold.clone()).await.unwrap();
+        let wrong = KeyFormat::default().generate_for(&good.id).unwrap();
+        let (_, unknown) = issue("nobody");
+        let validator = Validator::builder(store.clone()).build();
+        let layer = ApiKeyLayer::new(validator.clone()).sources([
+            KeySource::header(),
+            KeySource::query(),
+            KeySource::Basic,
+        ]);
+        let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(
+            |_: Request<Full<Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+            },
+        );
+
+        let malformed = "tak_this-is-not-a-key-but-secret-looking-AAAAAAAAAAAAAAAA".to_owned();
+        let keys = [
+            good_key.expose().to_owned(),
+            good_key.expose().to_owned(),
+            wrong.expose().to_owned(),
+            revoked_key.expose().to_owned(),
+            unknown.expose().to_owned(),
+            malformed.clone(),
+        ];
+        for key in &keys {
+            let req = Request::get(format!("/x?apikey={key}"))
+                .body(Full::default())
+                .unwrap();
+            svc.clone().oneshot(req).await.unwrap();
+        }
+        // Conflicting keys, and a store outage on the cold path.
+        let req = Request::get(format!("/x?apikey={}", good_key.expose()))
+            .header("apikey", wrong.expose())
+            .body(Full::default())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+        store.set_down(true);
+        let req = Request::get("/x")
+            .header("apikey", cold_key.expose())
+            .body(Full::default())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+
+        // Debug and Display of everything a key passes through.
+        let presented = PresentedKey::new(good_key.expose().as_bytes()).unwrap();
+        let parsed = KeyFormat::default().parse(&presented).unwrap();
+        let identity = validator.validate(&presented).await.unwrap();
+        let err = validator
+            .validate(&PresentedKey::new(wrong.expose().as_bytes()).unwrap())
+            .await
+            .unwrap_err();
+        let down = validator
+            .validate(&PresentedKey::new(cold_key.expose().as_bytes()).unwrap())
+            .await
+            .unwrap_err();
+        shown.extend([
+            format!("{good_key:?}"),
+            format!("{presented:?}"),
+            format!("{parsed:?}"),
+            format!("{identity:?}"),
+            format!("{good:?}"),
+            format!("{err:?} {err}"),
+            format!("{down:?} {down}"),
+            format!("{validator:?}"),
+            format!("{layer:?}"),
+            format!("{svc:?}", svc = ApiKeyLayer::new(validator.clone())),
+        ]);
+        for key in keys.iter().chain([cold_key.expose().to_owned()].iter()) {
+            secrets.extend(secret_parts(key));
+        }
+    });
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("API key rejected"),
+        "the run logged its refusals:\n{logs}"
+    );
+    assert!(
+        logs.contains("wrong_secret") && logs.contains("revoked") && logs.contains("unknown_key")
+    );
+    assert!(
+        logs.contains("could not be checked"),
+        "the outage was logged"
+    );
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a key shows in the logs:\n{logs}"
+        );
+        for text in &shown {
+            assert!(!text.contains(secret.as_str()), "a key shows in {text}");
+        }
+    }
+}
