@@ -131,16 +131,22 @@ async fn derivations_are_bounded_and_excess_is_shed() {
     );
 }
 
+/// A validator with a long cache TTL and a key that expires in `ms` milliseconds.
+fn expiring_key(ms: i64) -> (Validator, PresentedKey) {
+    let (mut record, key) = issue("alice");
+    record.expires_at = Some(jiff::Timestamp::now() + jiff::SignedDuration::from_millis(ms));
+    let store = MemoryStore::with_records([record]);
+    (
+        Validator::builder(store)
+            .cache_ttl(Duration::from_secs(3600))
+            .build(),
+        presented(key.expose()),
+    )
+}
+
 #[tokio::test]
 async fn expiry_is_checked_on_every_hit() {
-    let store = MemoryStore::new();
-    let (mut record, key) = issue("alice");
-    record.expires_at = Some(jiff::Timestamp::now() + jiff::SignedDuration::from_millis(400));
-    store.insert(record).await.unwrap();
-    let validator = Validator::builder(store)
-        .cache_ttl(Duration::from_secs(3600))
-        .build();
-    let key = presented(key.expose());
+    let (validator, key) = expiring_key(400);
     validator.validate(&key).await.unwrap();
     assert!(matches!(validator.validate_cached(&key), Some(Ok(_))));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -242,4 +248,42 @@ async fn records_made_elsewhere_validate_with_their_prf() {
             .principal(),
         "svc"
     );
+}
+
+#[tokio::test]
+async fn refusals_expire_after_the_negative_ttl_and_inserts_evict_them() {
+    let store = MemoryStore::new();
+    let validator = Validator::builder(store.clone())
+        .negative_ttl(Duration::from_millis(100))
+        .build();
+    let (record, key) = issue("late");
+    let key = presented(key.expose());
+    assert_eq!(
+        rejected(validator.validate(&key).await),
+        RejectReason::UnknownKey
+    );
+    assert_eq!(
+        rejected(validator.validate(&key).await),
+        RejectReason::UnknownKey
+    );
+    assert_eq!(validator.stats().store_reads, 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        rejected(validator.validate(&key).await),
+        RejectReason::UnknownKey
+    );
+    assert_eq!(validator.stats().store_reads, 2, "the refusal expired");
+
+    // Issuing the key drops the cached refusal at once.
+    store.insert(record).await.unwrap();
+    assert_eq!(validator.validate(&key).await.unwrap().principal(), "late");
+}
+
+#[tokio::test]
+async fn a_cached_key_lives_no_longer_than_its_expiry() {
+    let (validator, key) = expiring_key(300);
+    validator.validate(&key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Its cache TTL was the time to expiry, not the hour configured: the entry is gone.
+    assert!(validator.validate_cached(&key).is_none());
 }
