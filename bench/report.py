@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Prints the ratios README quotes from one run: criterion's estimates and the OpenSSL times.
+"""Prints the table README quotes from one run: criterion's estimates and the OpenSSL times.
 
-Usage: report.py OPENSSL_NS [OPENSSL_NS ...]   (the timings taken around the cargo bench run)
+Usage: report.py OPENSSL_JSON [OPENSSL_JSON ...]  (the timings taken around the cargo bench run)
 """
 import json
 import pathlib
@@ -19,22 +19,28 @@ def ns(group, name):
         sys.exit(f"no estimate at {path}: run the benches first")
 
 
-openssl = statistics.median(float(x) for x in sys.argv[1:])
-fixed = ns("hot_path", "fixed_header")
-cached = ns("hot_path", "apikey_layer_cached_1k")
-correct = ns("cold_verify", "correct_key")
-wrong = ns("cold_verify", "wrong_key")
-crate = ns("cold_verify", "pbkdf2_crate")
+runs = [json.loads(arg) for arg in sys.argv[1:]]
+openssl = {prf: statistics.median(run[prf] for run in runs) for prf in runs[0]}
 
-rows = [
-    ("cached key through ApiKeyLayer (1k keys) / fixed-header layer", cached / fixed, "<= 2.0"),
-    ("cold verify, correct key / OpenSSL (hashlib)", correct / openssl, "<= 0.5"),
-    ("cold verify, wrong key / OpenSSL (hashlib)", wrong / openssl, ""),
-    ("cold verify, correct key / pbkdf2 crate", correct / crate, ""),
-]
-print(f"{'measure':<66} {'ratio':>7}  target")
+rows = []
+fixed, cached = ns("hot_path", "fixed_header"), ns("hot_path", "apikey_layer_cached_1k")
+rows.append(("hot path: cached key through ApiKeyLayer (1k keys) / fixed-header layer", cached / fixed, "<= 2.0"))
+for prf, target_right, target_wrong in [("sha1", "1.1", "0.55"), ("sha256", "1.1", ""), ("sha512", "1.1", "")]:
+    group = f"cold_verify_{prf}"
+    floor, right, wrong, crate = (ns(group, n) for n in ("floor", "correct_key", "wrong_key", "pbkdf2_crate"))
+    rows += [
+        (f"{prf}: correct key / floor", right / floor, f"<= {target_right}"),
+        (f"{prf}: wrong key / floor", wrong / floor, f"<= {target_wrong}" if target_wrong else ""),
+        (f"{prf}: correct key / OpenSSL", right / openssl[prf], "<= 0.5" if prf == "sha1" else ""),
+        (f"{prf}: wrong key / OpenSSL", wrong / openssl[prf], ""),
+        (f"{prf}: pbkdf2 crate / floor", crate / floor, ""),
+        (f"{prf}: OpenSSL / floor", openssl[prf] / floor, ""),
+    ]
+
+print(f"| {'measure':<76} | {'ratio':>6} | target |")
+print(f"|{'-' * 78}|{'-' * 8}|--------|")
 for name, ratio, target in rows:
-    print(f"{name:<66} {ratio:>6.2f}x  {target}")
+    print(f"| {name:<76} | {ratio:>5.2f}x | {target:<6} |")
 print()
-print(f"(medians: fixed header {fixed:.0f} ns, cached {cached:.0f} ns, correct {correct/1e3:.1f} us, "
-      f"wrong {wrong/1e3:.1f} us, pbkdf2 crate {crate/1e3:.1f} us, OpenSSL {openssl/1e3:.1f} us)")
+print(f"medians: fixed header {fixed:.0f} ns, cached {cached:.0f} ns; "
+      + ", ".join(f"{prf} floor {ns('cold_verify_' + prf, 'floor') / 1e3:.0f} us, OpenSSL {openssl[prf] / 1e3:.0f} us" for prf in openssl))

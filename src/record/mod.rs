@@ -21,12 +21,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hmac::digest::{FixedOutput, KeyInit, Update};
-use hmac::{EagerHash, Hmac};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use crate::key::RngError;
+
+mod pbkdf2;
 
 /// The largest iteration count a record may carry.
 ///
@@ -223,11 +222,7 @@ impl Pbkdf2Hash {
     /// two blocks). The early stop reveals only that the first block differed, which an
     /// attacker without the record learns nothing from.
     pub fn verify(&self, prf: Prf, key: &[u8]) -> bool {
-        match prf {
-            Prf::Sha1 => verify_with::<sha1::Sha1>(self, key),
-            Prf::Sha256 => verify_with::<sha2::Sha256>(self, key),
-            Prf::Sha512 => verify_with::<sha2::Sha512>(self, key),
-        }
+        pbkdf2::verify(prf, key, &self.salt, self.iterations, &self.hash)
     }
 }
 
@@ -389,75 +384,7 @@ impl HashParams {
 /// No limits are applied here (RFC 6070 has a 16,777,216-iteration vector); records are
 /// bounded when parsed. Runs for as long as the iterations say: call it off the async runtime.
 pub fn derive(prf: Prf, password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
-    match prf {
-        Prf::Sha1 => derive_with::<sha1::Sha1>(password, salt, iterations, out),
-        Prf::Sha256 => derive_with::<sha2::Sha256>(password, salt, iterations, out),
-        Prf::Sha512 => derive_with::<sha2::Sha512>(password, salt, iterations, out),
-    }
-}
-
-fn derive_with<D: EagerHash>(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
-    let prf = keyed::<D>(password);
-    let n = <Hmac<D> as hmac::digest::OutputSizeUser>::output_size();
-    for (i, chunk) in out.chunks_mut(n).enumerate() {
-        derive_block(&prf, salt, iterations, block_index(i), chunk);
-    }
-}
-
-fn verify_with<D: EagerHash>(record: &Pbkdf2Hash, password: &[u8]) -> bool {
-    let prf = keyed::<D>(password);
-    let n = <Hmac<D> as hmac::digest::OutputSizeUser>::output_size();
-    let mut block = [0u8; MAX_HASH_LEN];
-    for (i, stored) in record.hash.chunks(n).enumerate() {
-        let out = &mut block[..stored.len()];
-        derive_block(&prf, &record.salt, record.iterations, block_index(i), out);
-        if !bool::from(out.ct_eq(stored)) {
-            return false;
-        }
-    }
-    true
-}
-
-fn keyed<D: EagerHash>(password: &[u8]) -> Hmac<D> {
-    // HMAC accepts keys of every length; the error type exists for other MACs.
-    match Hmac::<D>::new_from_slice(password) {
-        Ok(prf) => prf,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    }
-}
-
-fn block_index(i: usize) -> u32 {
-    // Outputs are at most MAX_HASH_LEN (or a caller's buffer), far below 2^32 blocks.
-    u32::try_from(i + 1).unwrap_or(u32::MAX)
-}
-
-/// One PBKDF2 output block `T_i`, truncated to `out.len()`.
-///
-/// The `pbkdf2` crate derives every block in one call; verifying block by block lets a wrong
-/// key stop after the first, halving its cost for the Maximo form. The loop is the one the
-/// `pbkdf2` crate runs (keyed HMAC state cloned per iteration), so the cost per block is
-/// the same; `tests` check it against that crate, RFC 6070 and the interop vectors.
-#[inline(always)]
-fn derive_block<D: EagerHash>(
-    prf: &Hmac<D>,
-    salt: &[u8],
-    iterations: u32,
-    index: u32,
-    out: &mut [u8],
-) {
-    let mut mac = prf.clone();
-    mac.update(salt);
-    mac.update(&index.to_be_bytes());
-    let mut u = mac.finalize_fixed();
-    let mut t = u.clone();
-    for _ in 1..iterations {
-        let mut mac = prf.clone();
-        mac.update(&u);
-        u = mac.finalize_fixed();
-        t.iter_mut().zip(u.iter()).for_each(|(a, b)| *a ^= b);
-    }
-    let len = out.len();
-    out.copy_from_slice(&t[..len]);
+    pbkdf2::derive(prf, password, salt, iterations, out);
 }
 
 #[cfg(test)]
@@ -549,13 +476,13 @@ mod tests {
             let mut ours = vec![0u8; len];
             let mut theirs = vec![0u8; len];
             derive(Prf::Sha1, &password, &salt, iterations, &mut ours);
-            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(&password, &salt, iterations, &mut theirs);
+            ::pbkdf2::pbkdf2_hmac::<sha1::Sha1>(&password, &salt, iterations, &mut theirs);
             prop_assert_eq!(&ours, &theirs);
             derive(Prf::Sha256, &password, &salt, iterations, &mut ours);
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&password, &salt, iterations, &mut theirs);
+            ::pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&password, &salt, iterations, &mut theirs);
             prop_assert_eq!(&ours, &theirs);
             derive(Prf::Sha512, &password, &salt, iterations, &mut ours);
-            pbkdf2::pbkdf2_hmac::<sha2::Sha512>(&password, &salt, iterations, &mut theirs);
+            ::pbkdf2::pbkdf2_hmac::<sha2::Sha512>(&password, &salt, iterations, &mut theirs);
             prop_assert_eq!(&ours, &theirs);
         }
 
