@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use subtle::ConstantTimeEq;
 use tower::{Service, ServiceBuilder};
@@ -95,64 +95,80 @@ fn ok(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>
     std::future::ready(Ok(Response::new(Body::default())))
 }
 
+/// A validator with `n` keys issued and validated (so cached), and the keys as header values.
+fn cached_keys(runtime: &tokio::runtime::Runtime, n: usize) -> (Validator, Vec<HeaderValue>) {
+    let format = KeyFormat::default();
+    // One iteration: filling the cache is setup, not what is measured.
+    let params = HashParams::default().iterations(1).unwrap();
+    let store = MemoryStore::new();
+    let validator = Validator::builder(store.clone())
+        .max_cached_keys(n as u64 * 2)
+        .build();
+    let mut keys = Vec::with_capacity(n);
+    runtime.block_on(async {
+        for i in 0..n {
+            let (record, key) = KeyRecord::generate(format!("p{i}"), &format, &params).unwrap();
+            store.insert(record).await.unwrap();
+            let presented = PresentedKey::new(key.expose().as_bytes()).unwrap();
+            validator.validate(&presented).await.unwrap();
+            keys.push(HeaderValue::from_str(key.expose()).unwrap());
+        }
+    });
+    (validator, keys)
+}
+
+/// The request `curl -H "apikey: ..." http://127.0.0.1:3000/whoami` sends.
+fn request(key: &HeaderValue) -> Request<Body> {
+    Request::get("/whoami")
+        .header("host", "127.0.0.1:3000")
+        .header("user-agent", "curl/7.88.1")
+        .header("accept", "*/*")
+        .header("apikey", key.clone())
+        .body(Body::default())
+        .unwrap()
+}
+
 fn hot_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let format = KeyFormat::default();
-    let params = HashParams::default().iterations(1).unwrap();
 
-    // 1,000 cached keys; the request uses one of them.
-    let store = MemoryStore::new();
-    let validator = Validator::builder(store.clone()).build();
-    let mut keys = Vec::new();
-    runtime.block_on(async {
-        for i in 0..1000 {
-            let (record, key) = KeyRecord::generate(format!("p{i}"), &format, &params).unwrap();
-            store.insert(record).await.unwrap();
-            validator
-                .validate(&PresentedKey::new(key.expose().as_bytes()).unwrap())
-                .await
-                .unwrap();
-            keys.push(key);
-        }
-    });
-    let key = keys[500].expose().to_owned();
+    let (validator_1k, keys_1k) = cached_keys(&runtime, 1_000);
+    let (validator_100k, keys_100k) = cached_keys(&runtime, 100_000);
 
     let mut group = c.benchmark_group("hot_path");
-    // The request `curl -H "apikey: ..." http://127.0.0.1:3000/whoami` sends.
-    let request = || {
-        Request::get("/whoami")
-            .header("host", "127.0.0.1:3000")
-            .header("user-agent", "curl/7.88.1")
-            .header("accept", "*/*")
-            .header("apikey", &key)
-            .body(Body::default())
-            .unwrap()
-    };
-
+    let fixed = keys_1k[0].clone();
     let mut baseline = FixedHeader {
         inner: tower::service_fn(ok),
-        key: Bytes::from(key.clone()),
+        key: Bytes::copy_from_slice(fixed.as_bytes()),
     };
     group.bench_function("fixed_header", |b| {
         b.iter(|| {
-            let res = poll_once(baseline.call(request())).unwrap();
+            let res = poll_once(baseline.call(request(&fixed))).unwrap();
             assert_eq!(res.status(), StatusCode::OK);
             res
         })
     });
 
-    let mut layered = ServiceBuilder::new()
-        .layer(ApiKeyLayer::new(validator.clone()))
-        .service(tower::service_fn(ok));
-    group.bench_function("apikey_layer_cached_1k", |b| {
-        b.iter(|| {
-            let res = poll_once(layered.call(request())).unwrap();
-            assert_eq!(res.status(), StatusCode::OK);
-            res
-        })
-    });
+    // Each request presents the next key of a fixed permutation of all cached keys, so at
+    // 100k the lookups pay for memory, not a hot cache line.
+    for (name, validator, keys) in [
+        ("apikey_layer_cached_1k", validator_1k, keys_1k),
+        ("apikey_layer_cached_100k", validator_100k, keys_100k),
+    ] {
+        let mut layered = ServiceBuilder::new()
+            .layer(ApiKeyLayer::new(validator))
+            .service(tower::service_fn(ok));
+        let mut i = 0usize;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(7919);
+                let res = poll_once(layered.call(request(&keys[i % keys.len()]))).unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                res
+            })
+        });
+    }
     group.finish();
 }
 
