@@ -177,7 +177,8 @@ impl ValidatorBuilder {
         self
     }
 
-    /// The most PBKDF2 derivations running at once (default: the number of CPUs).
+    /// The most PBKDF2 derivations running at once (default: half the CPUs, at least one, so
+    /// a flood of cold keys leaves CPU time to requests with cached keys).
     pub fn max_concurrent_derivations(mut self, n: usize) -> Self {
         self.max_concurrent_derivations = n.max(1);
         self
@@ -333,7 +334,10 @@ impl Validator {
             cache_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             max_cached_keys: 100_000,
-            max_concurrent_derivations: std::thread::available_parallelism().map_or(2, usize::from),
+            // Half the CPUs: a flood of cold keys must leave cores to the runtime, or cached
+            // keys wait behind PBKDF2 for CPU time.
+            max_concurrent_derivations: std::thread::available_parallelism()
+                .map_or(1, |n| (n.get() / 2).max(1)),
             max_queued_derivations: 64,
         }
     }
