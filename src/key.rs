@@ -184,7 +184,8 @@ impl fmt::Debug for KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, so width and alignment apply (`{:<18}` in the CLI's table).
+        f.pad(&self.0)
     }
 }
 
@@ -581,6 +582,12 @@ mod tests {
             PresentedKey::new(&[b'a'; MAX_KEY_LEN + 1]).unwrap_err(),
             KeyError::TooLong
         );
+    }
+
+    #[test]
+    fn ids_display_with_padding() {
+        let id = KeyId::new("abc").unwrap();
+        assert_eq!(format!("[{id:<5}]"), "[abc  ]");
     }
 
     #[test]

@@ -230,6 +230,13 @@ fn issue_list_revoke() {
     let table = text(&out.stdout);
     assert_eq!(table.lines().count(), 2, "header and one row:\n{table}");
     assert!(table.contains(id));
+    let header = table.lines().next().unwrap();
+    let row = table.lines().nth(1).unwrap();
+    let column = header.find("PRINCIPAL").unwrap();
+    assert!(
+        row[column..].starts_with("alice"),
+        "columns line up:\n{table}"
+    );
 
     let out = run(&["revoke", "--store", store, id], b"");
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));

@@ -77,7 +77,7 @@ impl Prf {
 
 impl fmt::Display for Prf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
