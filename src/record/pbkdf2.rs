@@ -17,10 +17,45 @@ use zeroize::Zeroize;
 
 use super::Prf;
 
+/// A word of a hash's chaining state: big-endian on the wire.
+trait Word: Copy + Zeroize + std::ops::BitXorAssign {
+    const BYTES: usize;
+    fn write_be(self, out: &mut [u8]);
+    fn read_be(bytes: &[u8]) -> Self;
+}
+
+impl Word for u32 {
+    const BYTES: usize = 4;
+    #[inline(always)]
+    fn write_be(self, out: &mut [u8]) {
+        out.copy_from_slice(&self.to_be_bytes());
+    }
+    fn read_be(bytes: &[u8]) -> Self {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(bytes);
+        u32::from_be_bytes(b)
+    }
+}
+
+impl Word for u64 {
+    const BYTES: usize = 8;
+    #[inline(always)]
+    fn write_be(self, out: &mut [u8]) {
+        out.copy_from_slice(&self.to_be_bytes());
+    }
+    fn read_be(bytes: &[u8]) -> Self {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes);
+        u64::from_be_bytes(b)
+    }
+}
+
 /// A hash function seen as its compression function.
 trait BlockHash {
+    /// A word of the chaining state.
+    type Word: Word;
     /// The chaining state.
-    type State: Copy + Zeroize;
+    type State: Copy + Zeroize + AsRef<[Self::Word]> + AsMut<[Self::Word]>;
     /// One input block.
     type Block: Copy + Zeroize + AsRef<[u8]> + AsMut<[u8]>;
     /// The same function behind the `digest` API, for keying and the first iteration.
@@ -35,12 +70,34 @@ trait BlockHash {
     const ZERO: Self::Block;
 
     fn compress(state: &mut Self::State, block: &Self::Block);
+
     /// Writes the state as the big-endian digest into `out[..OUT_LEN]`.
-    fn write_out(state: &Self::State, out: &mut [u8]);
+    #[inline(always)]
+    fn write_out(state: &Self::State, out: &mut [u8]) {
+        let words = state.as_ref().iter();
+        for (chunk, word) in out.chunks_exact_mut(<Self::Word as Word>::BYTES).zip(words) {
+            word.write_be(chunk);
+        }
+    }
+
     /// `acc ^= state`, word by word: the running PBKDF2 sum stays in words.
-    fn xor(acc: &mut Self::State, state: &Self::State);
+    #[inline(always)]
+    fn xor(acc: &mut Self::State, state: &Self::State) {
+        acc.as_mut()
+            .iter_mut()
+            .zip(state.as_ref())
+            .for_each(|(a, b)| *a ^= *b);
+    }
+
     /// The state whose digest is `digest` (big-endian words).
-    fn read_in(digest: &[u8]) -> Self::State;
+    fn read_in(digest: &[u8]) -> Self::State {
+        let mut state = Self::IV;
+        let chunks = digest.chunks_exact(<Self::Word as Word>::BYTES);
+        for (word, chunk) in state.as_mut().iter_mut().zip(chunks) {
+            *word = Self::Word::read_be(chunk);
+        }
+        state
+    }
 }
 
 struct Sha1;
@@ -48,6 +105,7 @@ struct Sha256;
 struct Sha512;
 
 impl BlockHash for Sha1 {
+    type Word = u32;
     type State = [u32; 5];
     type Block = [u8; 64];
     type Digest = sha1::Sha1;
@@ -66,31 +124,10 @@ impl BlockHash for Sha1 {
     fn compress(state: &mut [u32; 5], block: &[u8; 64]) {
         sha1::block_api::compress(state, std::slice::from_ref(block));
     }
-
-    #[inline(always)]
-    fn write_out(state: &[u32; 5], out: &mut [u8]) {
-        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-    }
-
-    #[inline(always)]
-    fn xor(acc: &mut [u32; 5], state: &[u32; 5]) {
-        acc.iter_mut().zip(state).for_each(|(a, b)| *a ^= b);
-    }
-
-    fn read_in(digest: &[u8]) -> [u32; 5] {
-        let mut state = Self::IV;
-        for (word, chunk) in state.iter_mut().zip(digest.chunks_exact(4)) {
-            let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(chunk);
-            *word = u32::from_be_bytes(bytes);
-        }
-        state
-    }
 }
 
 impl BlockHash for Sha256 {
+    type Word = u32;
     type State = [u32; 8];
     type Block = [u8; 64];
     type Digest = sha2::Sha256;
@@ -112,31 +149,10 @@ impl BlockHash for Sha256 {
     fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
         sha2::block_api::compress256(state, std::slice::from_ref(block));
     }
-
-    #[inline(always)]
-    fn write_out(state: &[u32; 8], out: &mut [u8]) {
-        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-    }
-
-    #[inline(always)]
-    fn xor(acc: &mut [u32; 8], state: &[u32; 8]) {
-        acc.iter_mut().zip(state).for_each(|(a, b)| *a ^= b);
-    }
-
-    fn read_in(digest: &[u8]) -> [u32; 8] {
-        let mut state = Self::IV;
-        for (word, chunk) in state.iter_mut().zip(digest.chunks_exact(4)) {
-            let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(chunk);
-            *word = u32::from_be_bytes(bytes);
-        }
-        state
-    }
 }
 
 impl BlockHash for Sha512 {
+    type Word = u64;
     type State = [u64; 8];
     type Block = [u8; 128];
     type Digest = sha2::Sha512;
@@ -157,28 +173,6 @@ impl BlockHash for Sha512 {
     #[inline(always)]
     fn compress(state: &mut [u64; 8], block: &[u8; 128]) {
         sha2::block_api::compress512(state, std::slice::from_ref(block));
-    }
-
-    #[inline(always)]
-    fn write_out(state: &[u64; 8], out: &mut [u8]) {
-        for (chunk, word) in out.chunks_exact_mut(8).zip(state) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-    }
-
-    #[inline(always)]
-    fn xor(acc: &mut [u64; 8], state: &[u64; 8]) {
-        acc.iter_mut().zip(state).for_each(|(a, b)| *a ^= b);
-    }
-
-    fn read_in(digest: &[u8]) -> [u64; 8] {
-        let mut state = Self::IV;
-        for (word, chunk) in state.iter_mut().zip(digest.chunks_exact(8)) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(chunk);
-            *word = u64::from_be_bytes(bytes);
-        }
-        state
     }
 }
 
