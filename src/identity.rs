@@ -20,8 +20,9 @@ pub struct Identity(Arc<Inner>);
 
 struct Inner {
     key_id: KeyId,
-    principal: String,
-    name: Option<String>,
+    // Boxed strs, not Strings: a cached key costs 16 bytes less (scale bench).
+    principal: Box<str>,
+    name: Option<Box<str>>,
     permissions: Box<[String]>,
     expires_at: Option<Timestamp>,
 }
@@ -31,8 +32,8 @@ impl Identity {
     pub fn from_record(record: &KeyRecord) -> Self {
         Self(Arc::new(Inner {
             key_id: record.id.clone(),
-            principal: record.principal.clone(),
-            name: record.name.clone(),
+            principal: record.principal.as_str().into(),
+            name: record.name.as_deref().map(Into::into),
             permissions: record.permissions.clone().into_boxed_slice(),
             expires_at: record.expires_at,
         }))

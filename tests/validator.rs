@@ -280,10 +280,15 @@ async fn refusals_expire_after_the_negative_ttl_and_inserts_evict_them() {
 }
 
 #[tokio::test]
-async fn a_cached_key_lives_no_longer_than_its_expiry() {
+async fn an_expired_key_is_refused_from_the_cache_without_a_store_read() {
     let (validator, key) = expiring_key(300);
     validator.validate(&key).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    // Its cache TTL was the time to expiry, not the hour configured: the entry is gone.
-    assert!(validator.validate_cached(&key).is_none());
+    // The cache TTL is an hour; the hit's own expiry check refuses it.
+    assert!(matches!(
+        validator.validate_cached(&key),
+        Some(Err(RejectReason::Expired))
+    ));
+    assert_eq!(validator.stats().store_reads, 1);
+    assert_eq!(validator.stats().derivations, 1);
 }

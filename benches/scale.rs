@@ -1,0 +1,197 @@
+//! Scale: a million records in the memory and file stores, and a million cached keys.
+//!
+//! - **Cold lookup at 1M vs 1k**: the same probe keys (the Maximo form: SHA-1, 1000
+//!   iterations) planted in a 1k-record and a 1M-record store, each validated cold (store
+//!   read + one PBKDF2) by a fresh validator; rounds alternate small, large, small, large so
+//!   drift hits both. The store read alone is timed the same way.
+//! - **File store at 1M**: the file's size, the time to open (read and parse) it, and the
+//!   resident memory it adds.
+//! - **Memory per cached key**: resident memory before and after a validator caches N keys
+//!   (read from `/proc/self/statm`, so what the allocator really holds, not an estimate).
+//!
+//! `cargo bench --bench scale` runs at 1M (about a minute); `-- --test` (as `bench/run.sh
+//! smoke` passes) at 10k.
+
+use std::time::{Duration, Instant};
+
+use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::record::HashParams;
+use tower_apikey::{FileStore, KeyRecord, KeyStore, MemoryStore, Validator};
+
+/// Probe keys per store, validated cold in every round.
+const PROBES: usize = 100;
+const ROUNDS: usize = 5;
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm (Linux)");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("statm's second field");
+    pages * 4096
+}
+
+/// `n` records hashed with one iteration (filling is setup, not what is measured) plus the
+/// probes, hashed as Maximo does; returns the records and the probes' keys.
+fn records(n: usize, probes: &[(KeyRecord, String)]) -> Vec<KeyRecord> {
+    let format = KeyFormat::default();
+    let cheap = HashParams::default().iterations(1).unwrap();
+    let mut records: Vec<KeyRecord> = (0..n - probes.len())
+        .map(|i| {
+            KeyRecord::generate(format!("user{i}"), &format, &cheap)
+                .unwrap()
+                .0
+        })
+        .collect();
+    records.extend(probes.iter().map(|(r, _)| r.clone()));
+    records
+}
+
+fn probes() -> Vec<(KeyRecord, String)> {
+    let format = KeyFormat::default();
+    (0..PROBES)
+        .map(|i| {
+            let (record, key) =
+                KeyRecord::generate(format!("probe{i}"), &format, &HashParams::default()).unwrap();
+            (record, key.expose().to_owned())
+        })
+        .collect()
+}
+
+/// Mean time of one cold validation of each probe, by a fresh validator over `store`.
+async fn cold_lookup<S: KeyStore + Clone>(store: &S, probes: &[(KeyRecord, String)]) -> Duration {
+    let validator = Validator::builder(store.clone()).build();
+    let started = Instant::now();
+    for (_, key) in probes {
+        let key = PresentedKey::new(key.as_bytes()).unwrap();
+        validator
+            .validate(&key)
+            .await
+            .expect("a probe key is valid");
+    }
+    started.elapsed() / probes.len() as u32
+}
+
+/// Mean time of one store read of each probe's id.
+async fn store_read<S: KeyStore>(store: &S, probes: &[(KeyRecord, String)]) -> Duration {
+    let started = Instant::now();
+    for _ in 0..100 {
+        for (record, _) in probes {
+            assert!(store.get(&record.id).await.unwrap().is_some());
+        }
+    }
+    started.elapsed() / (100 * probes.len()) as u32
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Cold lookups in the small and the large store, alternating; prints the ratio.
+async fn compare<S: KeyStore + Clone>(
+    label: &str,
+    small: &S,
+    large: &S,
+    probes: &[(KeyRecord, String)],
+    sizes: (usize, usize),
+) {
+    let (mut cold_small, mut cold_large, mut read_small, mut read_large) =
+        (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        cold_small.push(cold_lookup(small, probes).await);
+        cold_large.push(cold_lookup(large, probes).await);
+        read_small.push(store_read(small, probes).await);
+        read_large.push(store_read(large, probes).await);
+    }
+    let (cs, cl) = (median(cold_small), median(cold_large));
+    let (rs, rl) = (median(read_small), median(read_large));
+    println!(
+        "scale {label}: cold lookup at {} records {:.2}x at {} (target <= 1.1x); store read alone {:.2}x",
+        sizes.1,
+        cl.as_secs_f64() / cs.as_secs_f64(),
+        sizes.0,
+        rl.as_secs_f64() / rs.as_secs_f64(),
+    );
+}
+
+fn main() {
+    let test = std::env::args().any(|a| a == "--test");
+    // cargo bench passes `--bench`; anything else is a filter this bench has no use for.
+    let large = if test { 10_000 } else { 1_000_000 };
+    let small = 1_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let probes = probes();
+
+        // Memory store.
+        let before = rss();
+        let big = MemoryStore::with_records(records(large, &probes));
+        let per_record = (rss().saturating_sub(before)) as f64 / large as f64;
+        let little = MemoryStore::with_records(records(small, &probes));
+        println!("scale memory store: {per_record:.0} B resident per record at {large} records");
+        compare("memory store", &little, &big, &probes, (small, large)).await;
+
+        // File store: written once as the file format, then opened.
+        let dir = tempfile::tempdir().unwrap();
+        let write = |n: usize, name: &str| {
+            let path = dir.path().join(name);
+            let keys = records(n, &probes);
+            let contents = serde_json::json!({ "version": 1, "revision": 1, "keys": keys });
+            std::fs::write(&path, serde_json::to_vec(&contents).unwrap()).unwrap();
+            path
+        };
+        let (big_path, little_path) = (write(large, "large.json"), write(small, "small.json"));
+        let size = std::fs::metadata(&big_path).unwrap().len();
+        let before = rss();
+        let started = Instant::now();
+        let big_file = FileStore::builder(&big_path).no_polling().open().await.unwrap();
+        let opened = started.elapsed();
+        let grown = rss().saturating_sub(before);
+        let little_file = FileStore::builder(&little_path).no_polling().open().await.unwrap();
+        println!(
+            "scale file store: {large} records, {:.0} MB file, opened in {:.2} s, {:.0} MB resident ({:.0} B per record)",
+            size as f64 / 1e6,
+            opened.as_secs_f64(),
+            grown as f64 / 1e6,
+            grown as f64 / large as f64,
+        );
+        compare("file store", &little_file, &big_file, &probes, (small, large)).await;
+        drop((big_file, little_file));
+
+        // Memory per cached key: a validator caches every key of a fresh store.
+        let format = KeyFormat::default();
+        let cheap = HashParams::default().iterations(1).unwrap();
+        let store = MemoryStore::new();
+        let mut keys = Vec::with_capacity(large);
+        for i in 0..large {
+            let (record, key) = KeyRecord::generate(format!("user{i}"), &format, &cheap).unwrap();
+            store.insert(record).await.unwrap();
+            keys.push(key.expose().to_owned());
+        }
+        let validator = Validator::builder(store.clone())
+            .max_cached_keys(large as u64 * 2)
+            .build();
+        let before = rss();
+        for key in &keys {
+            let key = PresentedKey::new(key.as_bytes()).unwrap();
+            validator.validate(&key).await.unwrap();
+        }
+        let cached = keys
+            .iter()
+            .filter(|k| {
+                let key = PresentedKey::new(k.as_bytes()).unwrap();
+                matches!(validator.validate_cached(&key), Some(Ok(_)))
+            })
+            .count();
+        assert_eq!(cached, large, "every key stays cached");
+        let per_key = rss().saturating_sub(before) as f64 / large as f64;
+        println!("scale cache: {per_key:.0} B resident per cached key at {large} cached keys (target <= 600 B)");
+    });
+}
