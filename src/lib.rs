@@ -56,12 +56,14 @@
 pub mod identity;
 pub mod key;
 pub mod layer;
+pub mod lifecycle;
 pub mod record;
 pub mod store;
 pub mod validator;
 
 pub use identity::Identity;
 pub use layer::{ApiKey, ApiKeyLayer};
+pub use lifecycle::{KeyManager, LifecycleError, NewKey};
 pub use store::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
 pub use validator::{ValidationError, Validator};
 

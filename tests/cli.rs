@@ -1,23 +1,12 @@
 //! The `tower-apikey` binary, driven as a script would drive it.
 #![cfg(feature = "cli")]
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::Output;
+
+use common::run_cli as run;
 use serde_json::Value;
-
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tower-apikey"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails before reading stdin closes it: not an error here.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
-}
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap()
@@ -172,14 +161,18 @@ fn issue_list_revoke() {
         "the store holds no plaintext"
     );
 
-    for expires in ["30d", "never", "2031-01-01T00:00:00Z"] {
+    for (principal, expires) in [
+        ("bob", "30d"),
+        ("carol", "never"),
+        ("dave", "2031-01-01T00:00:00Z"),
+    ] {
         let out = run(
             &[
                 "issue",
                 "--store",
                 store,
                 "--principal",
-                "bob",
+                principal,
                 "--expires",
                 expires,
             ],
@@ -281,4 +274,261 @@ fn a_corrupt_store_is_reported_and_left_alone() {
         text(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&store).unwrap(), "not json");
+}
+
+/// Exit code, stdout and stderr of one command; asserts no secret reached stderr.
+fn step(args: &[&str], stdin: &[u8], secrets: &[&str]) -> (i32, String, String) {
+    let out = run(args, stdin);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for secret in secrets {
+        assert!(
+            !stderr.contains(secret),
+            "{args:?} put a key on stderr: {stderr}"
+        );
+    }
+    (code(&out), stdout, stderr)
+}
+
+#[test]
+fn show_delete_protected_activate_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+    let issue = |extra: &[&str]| {
+        let mut args = vec![
+            "issue",
+            "--store",
+            store,
+            "--principal",
+            "ops",
+            "--iterations",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        step(&args, b"", &[])
+    };
+    let (c, key, _) = issue(&["--protected", "--name", "deploy"]);
+    assert_eq!(c, 0);
+    let key = key.trim().to_owned();
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    let (c, _, _) = issue(&[]);
+    assert_eq!(c, 0);
+    let (c, out, err) = issue(&[]);
+    assert_eq!(
+        (c, out.as_str()),
+        (1, ""),
+        "a third key is refused by the limit"
+    );
+    assert!(err.contains("ops already has 2 live key(s)"), "{err}");
+    let (c, _, _) = issue(&["--max-keys-per-principal", "3"]);
+    assert_eq!(c, 0, "a higher limit lets it in");
+    let (c, _, _) = issue(&["--max-keys-per-principal", "0"]);
+    assert_eq!(c, 2);
+
+    // show: text and JSON, no secrets.
+    let (c, out, _) = step(&["show", "--store", store, &id], b"", &[&key]);
+    assert_eq!(c, 0);
+    assert!(!out.contains(&key));
+    assert!(
+        out.contains("principal     ops") && out.contains("protected     yes"),
+        "{out}"
+    );
+    assert!(out.contains("created by    cli:"), "{out}");
+    let (_, out, _) = step(&["show", "--store", store, &id, "--json"], b"", &[&key]);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["name"], "deploy");
+    assert_eq!(shown["key_expired"], false);
+    assert_eq!(shown["last_used_at"], Value::Null);
+    assert_eq!(step(&["show", "--store", store, "nosuchid"], b"", &[]).0, 1);
+
+    // deactivate / activate; the listing shows the status.
+    assert_eq!(
+        step(&["deactivate", "--store", store, &id], b"", &[&key]).0,
+        0
+    );
+    let (_, out, _) = step(&["list", "--store", store, "--json"], b"", &[]);
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["status"], "inactive");
+    let (c, _, err) = step(&["regenerate", "--store", store, &id], b"", &[&key]);
+    assert_eq!(c, 1, "an inactive key is not regenerated");
+    assert!(err.contains("inactive"), "{err}");
+    assert_eq!(step(&["activate", "--store", store, &id], b"", &[]).0, 0);
+
+    // delete: protected needs --force; then the id is unknown.
+    let (c, _, err) = step(&["delete", "--store", store, &id], b"", &[&key]);
+    assert_eq!(c, 1);
+    assert!(err.contains("protected"), "{err}");
+    assert_eq!(
+        step(&["delete", "--store", store, &id, "--force"], b"", &[]).0,
+        0
+    );
+    assert_eq!(
+        step(&["delete", "--store", store, &id, "--force"], b"", &[]).0,
+        1
+    );
+    assert_eq!(step(&["activate", "--store", store, &id], b"", &[]).0, 1);
+
+    // Revoked is final.
+    let (_, other, _) = issue(&["--max-keys-per-principal", "5"]);
+    let other_id = other.trim().split('_').nth(1).unwrap().to_owned();
+    assert_eq!(
+        step(&["revoke", "--store", store, &other_id], b"", &[]).0,
+        0
+    );
+    assert_eq!(
+        step(&["activate", "--store", store, &other_id], b"", &[]).0,
+        1
+    );
+    let (_, out, _) = step(&["list", "--store", store], b"", &[]);
+    assert!(out.lines().next().unwrap().contains("LAST USED"), "{out}");
+}
+
+#[test]
+fn issue_key_stdin_and_maximo_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+
+    // A key in our format keeps its id; an opaque one becomes a legacy record.
+    let (c, key, _) = step(
+        &[
+            "issue",
+            "--store",
+            store,
+            "--principal",
+            "a",
+            "--iterations",
+            "1",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(c, 0);
+    let key = key.trim().to_owned();
+    let id = key.split('_').nth(1).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other_store = other.path().join("keys.json");
+    let other_store = other_store.to_str().unwrap();
+    let (c, out, _) = step(
+        &[
+            "issue",
+            "--store",
+            other_store,
+            "--principal",
+            "a",
+            "--key-stdin",
+        ],
+        format!("{key}\n").as_bytes(),
+        &[&key],
+    );
+    assert_eq!(c, 0);
+    assert_eq!(out.trim(), id, "the id is the only line on stdout");
+    assert!(!out.contains(&key));
+    let opaque = "MAXAPIKEY7f3kq9zz0a1b2c3d4e5f6";
+    let (c, out, _) = step(
+        &[
+            "issue",
+            "--store",
+            other_store,
+            "--principal",
+            "b",
+            "--key-stdin",
+        ],
+        opaque.as_bytes(),
+        &[opaque],
+    );
+    assert_eq!(c, 0);
+    let legacy_id = out.trim().to_owned();
+    let (_, shown, _) = step(
+        &["show", "--store", other_store, &legacy_id, "--json"],
+        b"",
+        &[opaque],
+    );
+    assert!(!shown.contains(opaque));
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["legacy"], true);
+    assert_eq!(
+        step(
+            &[
+                "issue",
+                "--store",
+                other_store,
+                "--principal",
+                "b",
+                "--key-stdin"
+            ],
+            b"",
+            &[]
+        )
+        .0,
+        2
+    );
+
+    // Maximo import: CSV with or without a header, or JSON; all or none.
+    let vectors = shared_vectors();
+    let case = &vectors["valid"][0];
+    let record = case["record"].as_str().unwrap();
+    let csv = format!("userid,apikey,expiration\nMXINTADM,{record},-1\nWILSON, {record} ,1440\n");
+    let (c, _, err) = step(
+        &["import", "--store", store, "--format", "maximo"],
+        csv.as_bytes(),
+        &[],
+    );
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("imported 2"), "{err}");
+    let json = format!(r#"[{{"userid":"JSONUSER","apikey":"{record}","expiration":60}}]"#);
+    assert_eq!(
+        step(
+            &["import", "--store", store, "--format", "maximo"],
+            json.as_bytes(),
+            &[]
+        )
+        .0,
+        0
+    );
+    let (_, out, _) = step(&["list", "--store", store, "--json"], b"", &[]);
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let legacy: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["legacy"] == true)
+        .collect();
+    assert_eq!(legacy.len(), 3);
+    let wilson = legacy.iter().find(|r| r["principal"] == "WILSON").unwrap();
+    assert!(wilson["expires_at"].is_string());
+    let before = rows.as_array().unwrap().len();
+    // A bad row: refused as bad input, naming the line, adding nothing, echoing no record.
+    let bad = format!("A,{record},-1\nB,1000:zz:00,-1\n");
+    let (c, _, err) = step(
+        &["import", "--store", store, "--format", "maximo"],
+        bad.as_bytes(),
+        &[record],
+    );
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("row 2"), "{err}");
+    let (c, _, err) = step(
+        &["import", "--store", store, "--format", "maximo"],
+        b"A,B\n",
+        &[],
+    );
+    assert_eq!(c, 2);
+    assert!(err.contains("line 1"), "{err}");
+    let (_, out, _) = step(&["list", "--store", store, "--json"], b"", &[]);
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), before);
+
+    // A plain export / import round trip, and the import is all or none.
+    let (c, export, _) = step(&["export", "--store", store], b"", &[&key]);
+    assert_eq!(c, 0);
+    assert!(!export.contains(&key));
+    let (c, _, err) = step(&["import", "--store", store], export.as_bytes(), &[]);
+    assert_eq!(c, 1, "every id is taken already: {err}");
+    assert_eq!(step(&["import", "--store", store], b"{not json", &[]).0, 2);
 }

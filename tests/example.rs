@@ -2,6 +2,8 @@
 //! requests, and the CLI changing the key file while the server runs.
 #![cfg(feature = "cli")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -64,10 +66,7 @@ fn get(addr: &str, target: &str, apikey: Option<&str>) -> (u16, String) {
 }
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tower-apikey"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::run_cli(args, b"");
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -91,24 +90,19 @@ fn within_a_second(addr: &str, key: &str, status: u16) {
     }
 }
 
-#[test]
-fn example_server_with_cli_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("apikeys.json");
-    let store_arg = store.to_str().unwrap();
+/// Starts the example on `store`; returns the server guard, its address, and the demo key
+/// it printed, if it did (on an empty store).
+fn start_printing(store: &std::path::Path) -> (Server, String, Option<String>) {
     let mut child = Command::new(example_binary())
         .env("ADDR", "127.0.0.1:0")
-        .env("APIKEY_STORE", &store)
+        .env("APIKEY_STORE", store)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let _server = Server(child);
-
-    // The demo key, printed once, then the address.
+    let server = Server(child);
     let mut demo = None;
-    let mut addr = None;
     for line in stdout.lines() {
         let line = line.unwrap();
         let trimmed = line.trim();
@@ -116,12 +110,19 @@ fn example_server_with_cli_changes() {
             demo = Some(trimmed.to_owned());
         }
         if let Some(rest) = trimmed.strip_prefix("listening on http://") {
-            addr = Some(rest.split(' ').next().unwrap().to_owned());
-            break;
+            return (server, rest.split(' ').next().unwrap().to_owned(), demo);
         }
     }
+    panic!("the server did not say where it listens");
+}
+
+#[test]
+fn example_server_with_cli_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("apikeys.json");
+    let store_arg = store.to_str().unwrap();
+    let (_server, addr, demo) = start_printing(&store);
     let demo = demo.expect("the demo key is printed on an empty store");
-    let addr = addr.expect("the server says where it listens");
 
     assert_eq!(get(&addr, "/health", None).0, 200);
     let (status, body) = get(&addr, "/whoami", Some(&demo));
@@ -141,4 +142,110 @@ fn example_server_with_cli_changes() {
     within_a_second(&addr, &key, 401);
     // The demo key is untouched.
     assert_eq!(get(&addr, "/whoami", Some(&demo)).0, 200);
+}
+
+/// Starts the example on `store`; returns the server guard and its address.
+fn start(store: &std::path::Path) -> (Server, String) {
+    let (server, addr, _) = start_printing(store);
+    (server, addr)
+}
+
+/// Exit code, stdout and stderr of one CLI command, with `stdin`.
+fn cli_with(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let out = common::run_cli(args, stdin.as_bytes());
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// An operator's session with the CLI while the server runs, step by step as a script would.
+#[test]
+fn operator_session_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("apikeys.json");
+    let s = store.to_str().unwrap();
+    let (_server, addr) = start(&store);
+    let key_of = |out: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "the key is the only line on stdout: {out:?}"
+        );
+        lines[0].to_owned()
+    };
+    let id_of = |key: &str| key.split('_').nth(1).unwrap().to_owned();
+
+    // Two keys for one principal; a third is refused by the limit (exit 1), no key printed.
+    let one = key_of(&cli(&[
+        "issue",
+        "--store",
+        s,
+        "--principal",
+        "ops",
+        "--expires",
+        "30d",
+    ]));
+    let two = key_of(&cli(&["issue", "--store", s, "--principal", "ops"]));
+    let (code, out, err) = cli_with(&["issue", "--store", s, "--principal", "ops"], "");
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    within_a_second(&addr, &one, 200);
+    within_a_second(&addr, &two, 200);
+
+    // Rotate: with both slots taken a grace period does not fit (exit 1); with none, it does.
+    let (code, _, err) = cli_with(&["rotate", "--store", s, &id_of(&one), "--grace", "7d"], "");
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = cli_with(&["rotate", "--store", s, &id_of(&one), "--grace", "0s"], "");
+    assert_eq!(code, 0, "{err}");
+    let three = key_of(&out);
+    within_a_second(&addr, &three, 200);
+    within_a_second(&addr, &one, 401);
+
+    // Regenerate: same id, new secret; the running server refuses the old one within 1 s.
+    let (code, out, err) = cli_with(&["regenerate", "--store", s, &id_of(&three)], "");
+    assert_eq!(code, 0, "{err}");
+    let four = key_of(&out);
+    assert_eq!(id_of(&four), id_of(&three));
+    within_a_second(&addr, &three, 401);
+    within_a_second(&addr, &four, 200);
+
+    // Deactivate, then try to regenerate: refused (exit 1).
+    assert_eq!(
+        cli_with(&["deactivate", "--store", s, &id_of(&two)], "").0,
+        0
+    );
+    within_a_second(&addr, &two, 401);
+    let (code, out, err) = cli_with(&["regenerate", "--store", s, &id_of(&two)], "");
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(err.contains("inactive"));
+    for key in [&one, &two, &three, &four] {
+        assert!(!err.contains(key.as_str()));
+    }
+
+    // Export, import into an empty store, and a server on it accepts the same keys.
+    let (code, export, _) = cli_with(&["export", "--store", s], "");
+    assert_eq!(code, 0);
+    for key in [&one, &two, &three, &four] {
+        assert!(!export.contains(key.as_str()), "no secret in an export");
+    }
+    let moved = dir.path().join("moved.json");
+    let m = moved.to_str().unwrap();
+    let (code, _, err) = cli_with(&["import", "--store", m], &export);
+    assert_eq!(code, 0, "{err}");
+    let (_second, moved_addr) = start(&moved);
+    assert_eq!(get(&moved_addr, "/whoami", Some(&four)).0, 200);
+    assert_eq!(
+        get(&moved_addr, "/whoami", Some(&two)).0,
+        401,
+        "still inactive"
+    );
+    assert_eq!(
+        get(&moved_addr, "/whoami", Some(&one)).0,
+        401,
+        "still expired"
+    );
+    assert_eq!(cli_with(&["activate", "--store", m, &id_of(&two)], "").0, 0);
+    within_a_second(&moved_addr, &two, 200);
 }

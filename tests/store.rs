@@ -48,6 +48,13 @@ async fn conformance<S: KeyStore>(store: S) {
     a.description = Some("deploys".into());
     a.permissions = vec!["read".into(), "write".into()];
     a.expires_at = Some("2030-01-01T00:00:00Z".parse().unwrap());
+    a.created_by = Some("ops".into());
+    a.updated_at = Some("2026-01-02T00:00:00Z".parse().unwrap());
+    a.updated_by = Some("cli:root".into());
+    a.protected = true;
+    a.last_used_at = Some("2026-01-03T00:00:00Z".parse().unwrap());
+    a.legacy = true;
+    a.lookup_digest = Some("ab".repeat(32));
     store.insert(a.clone()).await.unwrap();
     assert_eq!(store.get(&a.id).await.unwrap().as_ref(), Some(&a));
     assert_eq!(recorder.take(), vec![StoreChange::Changed(a.id.clone())]);
@@ -104,6 +111,79 @@ async fn conformance<S: KeyStore>(store: S) {
     assert!(store.get(&b.id).await.unwrap().is_none());
     assert_eq!(recorder.take(), vec![StoreChange::Changed(b.id.clone())]);
     assert_eq!(store.list(None).await.unwrap().len(), 2);
+
+    // Limited insert: live keys count (deactivated too), revoked and expired ones do not.
+    let limit = 2;
+    let carol = |status, expired: bool| {
+        let mut r = record("carol");
+        r.status = status;
+        if expired {
+            r.expires_at = Some("2020-01-01T00:00:00Z".parse().unwrap());
+        }
+        r
+    };
+    store
+        .insert(carol(KeyStatus::Revoked, false))
+        .await
+        .unwrap();
+    store.insert(carol(KeyStatus::Active, true)).await.unwrap();
+    store
+        .insert_limited(carol(KeyStatus::Inactive, false), limit)
+        .await
+        .unwrap();
+    store
+        .insert_limited(carol(KeyStatus::Active, false), limit)
+        .await
+        .unwrap();
+    recorder.take();
+    let third = carol(KeyStatus::Active, false);
+    assert!(matches!(
+        store.insert_limited(third.clone(), limit).await,
+        Err(StoreError::LimitReached { principal, limit: 2 }) if principal == "carol"
+    ));
+    assert!(store.get(&third.id).await.unwrap().is_none());
+    assert!(recorder.take().is_empty());
+    store.insert_limited(record("dave"), 1).await.unwrap();
+    assert!(matches!(
+        store.insert_limited(record("dave"), 1).await,
+        Err(StoreError::LimitReached { .. })
+    ));
+
+    // Many at once: all or none.
+    let before = store.list(None).await.unwrap().len();
+    let batch: Vec<KeyRecord> = (0..5).map(|_| record("erin")).collect();
+    let mut clash = batch.clone();
+    clash.push(c.clone());
+    assert!(
+        matches!(store.insert_many(clash).await, Err(StoreError::AlreadyExists(id)) if id == c.id)
+    );
+    assert_eq!(
+        store.list(None).await.unwrap().len(),
+        before,
+        "nothing added"
+    );
+    let mut twice = batch.clone();
+    twice.push(batch[0].clone());
+    assert!(matches!(
+        store.insert_many(twice).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.list(None).await.unwrap().len(),
+        before,
+        "nothing added"
+    );
+    recorder.take();
+    store.insert_many(batch.clone()).await.unwrap();
+    assert_eq!(store.list(Some("erin")).await.unwrap().len(), 5);
+    let mut published = recorder.take();
+    published.sort_by_key(|c| format!("{c:?}"));
+    let mut expected: Vec<StoreChange> = batch
+        .iter()
+        .map(|r| StoreChange::Changed(r.id.clone()))
+        .collect();
+    expected.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(published, expected, "each record added is published");
 
     // A dropped listener is forgotten, not called.
     drop(recorder);
@@ -176,6 +256,32 @@ async fn file_store_sees_another_process_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(recorder.take(), vec![StoreChange::Changed(rec.id.clone())]);
+}
+
+#[tokio::test]
+async fn file_store_limit_holds_across_handles_writing_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        handles.push(FileStore::builder(&path).no_polling().open().await.unwrap());
+    }
+    // Eight writers (as eight processes would, each with its own view) race for two slots.
+    let tasks: Vec<_> = handles
+        .into_iter()
+        .map(|store| tokio::spawn(async move { store.insert_limited(record("frank"), 2).await }))
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { .. }) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 2);
+    let fresh = FileStore::open(&path).await.unwrap();
+    assert_eq!(fresh.list(Some("frank")).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
-//! `tower-apikey`: hash, verify, issue, list and revoke API keys.
+//! `tower-apikey`: hash, verify, issue, rotate, regenerate, revoke, export and import API keys.
 //!
 //! Secrets come on stdin or from the OS RNG, never from argv. Exit status: 0 done, 1 refused
-//! (no match, unknown id), 2 bad usage or bad input; the reason goes to stderr, never a key.
+//! by a rule (no match, limit reached, key inactive or protected, unknown id), 2 bad usage or
+//! bad input; the reason goes to stderr, never a key.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -10,17 +11,18 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 use serde::Serialize;
-use tower_apikey::key::{KeyFormat, KeyId};
+use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
+use tower_apikey::lifecycle::{Export, MaximoKey};
 use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
 use tower_apikey::store::Expiry;
-use tower_apikey::{FileStore, KeyRecord, KeyStatus, KeyStore};
+use tower_apikey::{FileStore, KeyManager, KeyRecord, KeyStatus, LifecycleError, NewKey};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
 #[command(
     name = "tower-apikey",
     version,
-    about = "Hash, verify, issue, list and revoke API keys"
+    about = "Hash, verify, issue, rotate, regenerate, revoke, export and import API keys"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,14 +58,29 @@ enum Command {
         /// A permission the key carries (repeat for several).
         #[arg(long = "permission")]
         permissions: Vec<String>,
-        /// When the key expires: `never`, a duration (`30d`, `P1W`) or an RFC 3339 time.
-        #[arg(long, default_value = "never")]
+        /// When the key expires: `never`, a duration (`30d`, `P1W`), Maximo minutes (`-1` is
+        /// never) or an RFC 3339 time.
+        #[arg(long, default_value = "never", allow_hyphen_values = true)]
         expires: Expiry,
-        /// Key prefix.
-        #[arg(long, default_value = KeyFormat::DEFAULT_PREFIX)]
-        prefix: String,
+        /// Deleted only with `delete --force`.
+        #[arg(long)]
+        protected: bool,
+        /// Store the key given on stdin instead of making one, and print its id. A key not in
+        /// this format is kept as a legacy opaque key.
+        #[arg(long)]
+        key_stdin: bool,
         #[command(flatten)]
-        hash: HashArgs,
+        policy: PolicyArgs,
+    },
+    /// Show one key's record (no secrets).
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// List keys (no secrets).
     List {
@@ -76,6 +93,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Issue a second key like this one and let this one expire after a grace period; print
+    /// the new key as the only line on stdout.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// How long the old key keeps working (`7d`, `PT12H`, `0s`).
+        #[arg(long, default_value = "7d")]
+        grace: jiff::Span,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Give a key a new secret (same id and metadata) and print it as the only line on stdout;
+    /// the old secret stops working.
+    Regenerate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Switch a key off until it is activated.
+    Deactivate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Switch a deactivated key back on.
+    Activate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+    },
     /// Revoke a key for good.
     Revoke {
         #[command(flatten)]
@@ -83,6 +137,49 @@ enum Command {
         /// The key's id.
         id: KeyId,
     },
+    /// Delete a key's record.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// Delete a protected key too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write every record (no secrets) as JSON to stdout.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read records from stdin and add them all, or none.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// `json`: an `export`. `maximo`: CSV or a JSON array of `userid, apikey,
+        /// expiration` (PBKDF2 record, minutes with -1 for never), kept as legacy opaque keys.
+        #[arg(long, value_enum, default_value_t = ImportFormat::Json)]
+        format: ImportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportFormat {
+    Json,
+    Maximo,
+}
+
+/// How keys are made and limited.
+#[derive(Args)]
+struct PolicyArgs {
+    /// The most live keys one principal may hold.
+    #[arg(long, default_value_t = 2)]
+    max_keys_per_principal: usize,
+    /// Key prefix.
+    #[arg(long, default_value = KeyFormat::DEFAULT_PREFIX)]
+    prefix: String,
+    #[command(flatten)]
+    hash: HashArgs,
 }
 
 #[derive(Args)]
@@ -180,31 +277,79 @@ fn run(command: Command) -> Result<(), Failure> {
             description,
             permissions,
             expires,
-            prefix,
-            hash,
+            protected,
+            key_stdin,
+            policy,
         } => {
-            let params = hash.params()?;
-            let format = KeyFormat::with_prefix(&prefix).map_err(Failure::usage)?;
-            if principal.trim().is_empty() {
-                return Err(Failure::usage("principal must not be empty"));
+            let mut new = NewKey::new(principal)
+                .permissions(permissions)
+                .expires(expires)
+                .protected(protected);
+            if let Some(name) = name {
+                new = new.name(name);
             }
-            let expires_at = expires.resolve(Timestamp::now()).map_err(Failure::usage)?;
-            let (mut record, key) =
-                KeyRecord::generate(principal, &format, &params).map_err(Failure::usage)?;
-            record.name = name;
-            record.description = description;
-            record.permissions = permissions;
-            record.expires_at = expires_at;
-            with_store(&store, |store| async move { store.insert(record).await })?;
-            print_line(key.expose())
+            if let Some(description) = description {
+                new = new.description(description);
+            }
+            if key_stdin {
+                let key = read_key()?;
+                let key = PresentedKey::new(&key).map_err(Failure::usage)?;
+                let record = with_manager(&store, Some(&policy), |keys| async move {
+                    keys.issue_with_key(new, &key).await
+                })?;
+                print_line(record.id.as_str())
+            } else {
+                let (_, key) = with_manager(&store, Some(&policy), |keys| async move {
+                    keys.issue(new).await
+                })?;
+                print_line(key.expose())
+            }
+        }
+        Command::Show { store, id, json } => {
+            let record = with_manager(&store, None, |keys| async move { keys.get(&id).await })?;
+            let now = Timestamp::now();
+            if json {
+                let text = serde_json::to_string_pretty(&Listed::new(&record, now))
+                    .map_err(Failure::usage)?;
+                return print_line(&text);
+            }
+            let or_none =
+                |t: Option<Timestamp>, none: &str| t.map_or(none.to_owned(), |t| t.to_string());
+            let mut out = String::new();
+            let mut field = |name: &str, value: &str| out += &format!("{name:<13} {value}\n");
+            field("id", record.id.as_str());
+            field("principal", &record.principal);
+            field("status", status_of(&record, now));
+            field("name", record.name.as_deref().unwrap_or(""));
+            field("description", record.description.as_deref().unwrap_or(""));
+            field("permissions", &record.permissions.join(", "));
+            field("expires", &or_none(record.expires_at, "never"));
+            field(
+                "key expired",
+                if record.is_expired_at(now) {
+                    "yes"
+                } else {
+                    "no"
+                },
+            );
+            field("last used", &or_none(record.last_used_at, "never"));
+            field("protected", if record.protected { "yes" } else { "no" });
+            field("legacy", if record.legacy { "yes" } else { "no" });
+            field("prf", &record.prf.to_string());
+            field("iterations", &record.hash.iterations().to_string());
+            field("created", &record.created_at.to_string());
+            field("created by", record.created_by.as_deref().unwrap_or(""));
+            field("updated", &or_none(record.updated_at, ""));
+            field("updated by", record.updated_by.as_deref().unwrap_or(""));
+            write_stdout(out.as_bytes())
         }
         Command::List {
             store,
             principal,
             json,
         } => {
-            let records = with_store(&store, |store| async move {
-                store.list(principal.as_deref()).await
+            let records = with_manager(&store, None, |keys| async move {
+                keys.list(principal.as_deref()).await
             })?;
             let now = Timestamp::now();
             if json {
@@ -212,49 +357,159 @@ fn run(command: Command) -> Result<(), Failure> {
                 let text = serde_json::to_string_pretty(&rows).map_err(Failure::usage)?;
                 print_line(&text)
             } else {
-                let mut out = format!(
-                    "{:<18} {:<20} {:<9} {:<26} {}\n",
-                    "ID", "PRINCIPAL", "STATUS", "EXPIRES", "NAME"
-                );
+                let row = |id: &str,
+                           principal: &str,
+                           status: &str,
+                           expires: &str,
+                           used: &str,
+                           name: &str| {
+                    format!(
+                        "{id:<18} {principal:<20} {status:<9} {expires:<26} {used:<26} {name}\n"
+                    )
+                };
+                let mut out = row("ID", "PRINCIPAL", "STATUS", "EXPIRES", "LAST USED", "NAME");
                 for r in &records {
-                    let status = if r.status == KeyStatus::Active && r.is_expired_at(now) {
-                        "expired"
-                    } else {
-                        r.status.as_str()
-                    };
                     let expires = r
                         .expires_at
                         .map_or_else(|| "never".to_owned(), |t| t.to_string());
-                    out += &format!(
-                        "{:<18} {:<20} {:<9} {:<26} {}\n",
-                        r.id,
-                        r.principal,
-                        status,
-                        expires,
-                        r.name.as_deref().unwrap_or("")
+                    let used = r
+                        .last_used_at
+                        .map_or_else(|| "never".to_owned(), |t| t.to_string());
+                    out += &row(
+                        r.id.as_str(),
+                        &r.principal,
+                        status_of(r, now),
+                        &expires,
+                        &used,
+                        r.name.as_deref().unwrap_or(""),
                     );
                 }
                 write_stdout(out.as_bytes())
             }
         }
-        Command::Revoke { store, id } => {
-            let record = with_store(&store, |store| async move {
-                let Some(mut record) = store.get(&id).await? else {
-                    return Ok(None);
-                };
-                record.status = KeyStatus::Revoked;
-                store.update(record.clone()).await?;
-                Ok(Some(record))
+        Command::Rotate {
+            store,
+            id,
+            grace,
+            policy,
+        } => {
+            let (record, key) = with_manager(&store, Some(&policy), |keys| async move {
+                keys.rotate(&id, grace).await
             })?;
-            match record {
-                Some(record) => {
-                    eprintln!("revoked key {} of {}", record.id, record.principal);
-                    Ok(())
+            eprintln!("issued key {} of {}", record.id, record.principal);
+            print_line(key.expose())
+        }
+        Command::Regenerate { store, id, policy } => {
+            let (_, key) = with_manager(&store, Some(&policy), |keys| async move {
+                keys.regenerate(&id).await
+            })?;
+            print_line(key.expose())
+        }
+        Command::Deactivate { store, id } => {
+            let r = with_manager(
+                &store,
+                None,
+                |keys| async move { keys.deactivate(&id).await },
+            )?;
+            done("deactivated", &r)
+        }
+        Command::Activate { store, id } => {
+            let r = with_manager(&store, None, |keys| async move { keys.activate(&id).await })?;
+            done("activated", &r)
+        }
+        Command::Revoke { store, id } => {
+            let r = with_manager(&store, None, |keys| async move { keys.revoke(&id).await })?;
+            done("revoked", &r)
+        }
+        Command::Delete { store, id, force } => {
+            let r = with_manager(
+                &store,
+                None,
+                |keys| async move { keys.delete(&id, force).await },
+            )?;
+            done("deleted", &r)
+        }
+        Command::Export { store } => {
+            let export = with_manager(&store, None, |keys| async move { keys.export().await })?;
+            let text = serde_json::to_string_pretty(&export).map_err(Failure::usage)?;
+            print_line(&text)
+        }
+        Command::Import { store, format } => {
+            let mut input = Vec::new();
+            io::stdin()
+                .read_to_end(&mut input)
+                .map_err(|e| Failure::usage(format!("reading stdin: {e}")))?;
+            let n = match format {
+                ImportFormat::Json => {
+                    let export: Export = serde_json::from_slice(&input)
+                        .map_err(|e| Failure::usage(format!("not an export: {e}")))?;
+                    with_manager(
+                        &store,
+                        None,
+                        |keys| async move { keys.import(export).await },
+                    )?
                 }
-                None => Err(Failure::refused("no key with that id")),
-            }
+                ImportFormat::Maximo => {
+                    let rows = maximo_rows(&input)?;
+                    with_manager(&store, None, |keys| async move {
+                        keys.import_maximo(rows).await.map(|r| r.len())
+                    })?
+                }
+            };
+            eprintln!("imported {n} key record(s)");
+            Ok(())
         }
     }
+}
+
+/// The status a listing shows: an active key past its expiry shows as expired.
+fn status_of(record: &KeyRecord, now: Timestamp) -> &'static str {
+    if record.status == KeyStatus::Active && record.is_expired_at(now) {
+        "expired"
+    } else {
+        record.status.as_str()
+    }
+}
+
+fn done(what: &str, record: &KeyRecord) -> Result<(), Failure> {
+    eprintln!("{what} key {} of {}", record.id, record.principal);
+    Ok(())
+}
+
+/// Maximo rows from a JSON array of objects or CSV (`userid,apikey,expiration`, with or
+/// without that header line).
+fn maximo_rows(input: &[u8]) -> Result<Vec<MaximoKey>, Failure> {
+    let text = std::str::from_utf8(input).map_err(|_| Failure::usage("input is not UTF-8"))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text)
+            .map_err(|e| Failure::usage(format!("not a JSON array of Maximo keys: {e}")));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        // The csv crate's errors name a position, never a field's contents.
+        let record = record.map_err(|e| Failure::usage(format!("CSV: {e}")))?;
+        if i == 0
+            && record
+                .get(0)
+                .is_some_and(|f| f.eq_ignore_ascii_case("userid"))
+        {
+            continue;
+        }
+        let bad = || Failure::usage(format!("CSV line {}: want userid,apikey,expiration", i + 1));
+        if record.len() != 3 {
+            return Err(bad());
+        }
+        rows.push(MaximoKey {
+            userid: record[0].to_owned(),
+            apikey: record[1].to_owned(),
+            expiration: record[2].parse().map_err(|_| bad())?,
+        });
+    }
+    Ok(rows)
 }
 
 /// One row of `list --json`.
@@ -269,7 +524,13 @@ struct Listed<'a> {
     prf: Prf,
     expires_at: Option<Timestamp>,
     key_expired: bool,
+    last_used_at: Option<Timestamp>,
+    protected: bool,
+    legacy: bool,
     created_at: Timestamp,
+    created_by: Option<&'a str>,
+    updated_at: Option<Timestamp>,
+    updated_by: Option<&'a str>,
 }
 
 impl<'a> Listed<'a> {
@@ -284,17 +545,39 @@ impl<'a> Listed<'a> {
             prf: r.prf,
             expires_at: r.expires_at,
             key_expired: r.is_expired_at(now),
+            last_used_at: r.last_used_at,
+            protected: r.protected,
+            legacy: r.legacy,
             created_at: r.created_at,
+            created_by: r.created_by.as_deref(),
+            updated_at: r.updated_at,
+            updated_by: r.updated_by.as_deref(),
         }
     }
 }
 
-/// Opens the file store (no watching: this process is short-lived) and runs `f` on it.
-fn with_store<T, F, Fut>(args: &StoreArgs, f: F) -> Result<T, Failure>
+/// Opens the file store (no watching: this process is short-lived) and runs `f` with a key
+/// manager over it.
+fn with_manager<T, F, Fut>(
+    args: &StoreArgs,
+    policy: Option<&PolicyArgs>,
+    f: F,
+) -> Result<T, Failure>
 where
-    F: FnOnce(FileStore) -> Fut,
-    Fut: std::future::Future<Output = Result<T, tower_apikey::StoreError>>,
+    F: FnOnce(KeyManager<FileStore>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, LifecycleError>>,
 {
+    let mut keys_config = None;
+    if let Some(policy) = policy {
+        let params = policy.hash.params()?;
+        let format = KeyFormat::with_prefix(&policy.prefix).map_err(Failure::usage)?;
+        if policy.max_keys_per_principal == 0 {
+            return Err(Failure::usage(
+                "--max-keys-per-principal must be at least 1",
+            ));
+        }
+        keys_config = Some((params, format, policy.max_keys_per_principal));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(Failure::usage)?;
@@ -304,7 +587,18 @@ where
             .open()
             .await
             .map_err(Failure::usage)?;
-        f(store).await.map_err(Failure::usage)
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let mut keys = KeyManager::new(store).actor(format!("cli:{user}"));
+        if let Some((params, format, max)) = keys_config {
+            keys = keys
+                .hash_params(params)
+                .key_format(format)
+                .max_keys_per_principal(max);
+        }
+        f(keys).await.map_err(|e| Failure {
+            code: if e.is_refusal() { 1 } else { 2 },
+            message: e.to_string(),
+        })
     })
 }
 

@@ -10,7 +10,8 @@ use jiff::{tz::TimeZone, Span, Timestamp};
 /// Accepted forms (parsed by `jiff`):
 /// - `never`;
 /// - a duration: friendly (`30d`, `12h`, `1 week`) or ISO 8601 (`P1W`, `PT12H`);
-/// - an RFC 3339 time (`2027-01-31T00:00:00Z`).
+/// - an RFC 3339 time (`2027-01-31T00:00:00Z`);
+/// - Maximo's whole minutes: `1440` is a day, `-1` is never.
 ///
 /// # Example
 /// ```
@@ -19,6 +20,9 @@ use jiff::{tz::TimeZone, Span, Timestamp};
 /// assert_eq!("never".parse::<Expiry>()?.resolve(now)?, None);
 /// assert_eq!("P1W".parse::<Expiry>()?.resolve(now)?, Some("2026-01-08T00:00:00Z".parse()?));
 /// assert_eq!("30d".parse::<Expiry>()?.resolve(now)?, Some("2026-01-31T00:00:00Z".parse()?));
+/// assert_eq!("30 days".parse::<Expiry>()?.resolve(now)?, Some("2026-01-31T00:00:00Z".parse()?));
+/// assert_eq!("1440".parse::<Expiry>()?.resolve(now)?, Some("2026-01-02T00:00:00Z".parse()?));
+/// assert_eq!("-1".parse::<Expiry>()?.resolve(now)?, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +40,9 @@ pub enum Expiry {
 #[non_exhaustive]
 pub enum ExpiryError {
     /// Neither `never`, a duration nor an RFC 3339 time.
-    #[error("expiry must be `never`, a duration (30d, P1W) or an RFC 3339 time")]
+    #[error(
+        "expiry must be `never`, a duration (30d, P1W), minutes (-1 = never) or an RFC 3339 time"
+    )]
     Unrecognised,
     /// A duration that is zero or negative.
     #[error("expiry duration must be positive")]
@@ -57,6 +63,9 @@ impl FromStr for Expiry {
         if let Ok(at) = s.parse::<Timestamp>() {
             return Ok(Expiry::At(at));
         }
+        if let Ok(minutes) = s.parse::<i64>() {
+            return Expiry::from_minutes(minutes);
+        }
         let span: Span = s.parse().map_err(|_| ExpiryError::Unrecognised)?;
         if span.is_negative() || span.is_zero() {
             return Err(ExpiryError::NotPositive);
@@ -66,6 +75,22 @@ impl FromStr for Expiry {
 }
 
 impl Expiry {
+    /// Maximo's form: whole minutes from issue, `-1` for never.
+    ///
+    /// # Errors
+    /// [`ExpiryError::NotPositive`] for zero or a negative other than `-1`;
+    /// [`ExpiryError::OutOfRange`] beyond jiff's range of spans.
+    pub fn from_minutes(minutes: i64) -> Result<Self, ExpiryError> {
+        match minutes {
+            -1 => Ok(Expiry::Never),
+            m if m <= 0 => Err(ExpiryError::NotPositive),
+            m => Span::new()
+                .try_minutes(m)
+                .map(Expiry::After)
+                .map_err(|_| ExpiryError::OutOfRange),
+        }
+    }
+
     /// The expiry time for a key issued at `now`; `None` is never.
     ///
     /// Durations with days or longer units are added in UTC calendar terms (`P1M` from
@@ -126,5 +151,17 @@ mod tests {
             ExpiryError::Unrecognised
         );
         assert_eq!("".parse::<Expiry>().unwrap_err(), ExpiryError::Unrecognised);
+        assert_eq!(at("-1"), None);
+        assert_eq!(at("90"), Some("2026-03-01T13:30:00Z".parse().unwrap()));
+        assert_eq!(at("30 days"), Some("2026-03-31T12:00:00Z".parse().unwrap()));
+        assert_eq!("0".parse::<Expiry>().unwrap_err(), ExpiryError::NotPositive);
+        assert_eq!(
+            "-2".parse::<Expiry>().unwrap_err(),
+            ExpiryError::NotPositive
+        );
+        assert_eq!(
+            i64::MAX.to_string().parse::<Expiry>().unwrap_err(),
+            ExpiryError::OutOfRange
+        );
     }
 }

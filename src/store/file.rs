@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError};
+use super::{
+    insert_limited_into, insert_many_into, ChangeFeed, ChangeListener, KeyRecord, KeyStore,
+    StoreChange, StoreError,
+};
 use crate::key::KeyId;
 
 /// The format version written to the file.
@@ -437,6 +440,16 @@ impl KeyStore for FileStore {
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         let id = id.clone();
         self.modify(move |records| Ok(records.remove(&id).is_some()))
+            .await
+    }
+
+    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
+        self.modify(move |records| insert_limited_into(records, record, limit))
+            .await
+    }
+
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        self.modify(move |map| insert_many_into(map, records).map(drop))
             .await
     }
 

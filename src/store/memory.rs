@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use super::{ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError};
+use super::{
+    insert_limited_into, insert_many_into, ChangeFeed, ChangeListener, KeyRecord, KeyStore,
+    StoreChange, StoreError,
+};
 use crate::key::KeyId;
 
 /// A [`KeyStore`] in memory: for tests, and for applications that load keys themselves.
@@ -100,6 +103,21 @@ impl KeyStore for MemoryStore {
             self.changed(id.clone());
         }
         Ok(existed)
+    }
+
+    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
+        let id = record.id.clone();
+        insert_limited_into(&mut self.write(), record, limit)?;
+        self.changed(id);
+        Ok(())
+    }
+
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        let ids = insert_many_into(&mut self.write(), records)?;
+        for id in ids {
+            self.changed(id);
+        }
+        Ok(())
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -28,6 +28,7 @@ mod expiry;
 mod file;
 mod memory;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, Weak};
@@ -97,6 +98,28 @@ pub struct KeyRecord {
     pub expires_at: Option<Timestamp>,
     /// When the record was made.
     pub created_at: Timestamp,
+    /// Who made it (an operator, a service), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// When it last changed, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    /// Who last changed it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// Deleted only when forced (BMC Helix's `non_deletable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// When the key was last accepted, to within the validator's flush interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Timestamp>,
+    /// A legacy opaque key (a Maximo import): the key carries no id, so it is found by its
+    /// lookup digest, or by a scan until the digest is known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
+    /// For a legacy key: SHA-256 of the key, hex, once the key has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_digest: Option<String>,
 }
 
 impl KeyRecord {
@@ -130,6 +153,13 @@ impl KeyRecord {
             status: KeyStatus::Active,
             expires_at: None,
             created_at: Timestamp::now(),
+            created_by: None,
+            updated_at: None,
+            updated_by: None,
+            protected: false,
+            last_used_at: None,
+            legacy: false,
+            lookup_digest: None,
         }
     }
 
@@ -137,6 +167,52 @@ impl KeyRecord {
     pub fn is_expired_at(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
     }
+
+    /// Whether the key counts toward its principal's limit at `now`: not revoked and not
+    /// expired (deactivated keys count, as in Maximo).
+    pub fn is_live_at(&self, now: Timestamp) -> bool {
+        self.status != KeyStatus::Revoked && !self.is_expired_at(now)
+    }
+}
+
+/// [`KeyStore::insert_limited`] on an id-ordered map, for backends that hold one.
+pub(crate) fn insert_limited_into(
+    records: &mut BTreeMap<KeyId, KeyRecord>,
+    record: KeyRecord,
+    limit: usize,
+) -> Result<(), StoreError> {
+    if records.contains_key(&record.id) {
+        return Err(StoreError::AlreadyExists(record.id));
+    }
+    let now = Timestamp::now();
+    let live = records
+        .values()
+        .filter(|r| r.principal == record.principal && r.is_live_at(now))
+        .count();
+    if live >= limit {
+        return Err(StoreError::LimitReached {
+            principal: record.principal,
+            limit,
+        });
+    }
+    records.insert(record.id.clone(), record);
+    Ok(())
+}
+
+/// [`KeyStore::insert_many`] on an id-ordered map: all or nothing. Returns the ids added.
+pub(crate) fn insert_many_into(
+    records: &mut BTreeMap<KeyId, KeyRecord>,
+    new: Vec<KeyRecord>,
+) -> Result<Vec<KeyId>, StoreError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for record in &new {
+        if records.contains_key(&record.id) || !seen.insert(&record.id) {
+            return Err(StoreError::AlreadyExists(record.id.clone()));
+        }
+    }
+    let ids = new.iter().map(|r| r.id.clone()).collect();
+    records.extend(new.into_iter().map(|r| (r.id.clone(), r)));
+    Ok(ids)
 }
 
 /// A change to a store, as told to its subscribers.
@@ -219,6 +295,14 @@ pub enum StoreError {
     /// `update` of an id that is not there.
     #[error("key {0} does not exist")]
     NotFound(KeyId),
+    /// [`KeyStore::insert_limited`] for a principal that already holds `limit` live keys.
+    #[error("{principal} already has {limit} live key(s), the most allowed")]
+    LimitReached {
+        /// Whose keys.
+        principal: String,
+        /// The limit.
+        limit: usize,
+    },
     /// Reading or writing the store's file failed.
     #[error("key store file {path}: {source}")]
     Io {
@@ -266,6 +350,56 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Removes a record; `false` if there was none.
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds a record unless its principal already holds `limit` live keys (see
+    /// [`KeyRecord::is_live_at`]): [`StoreError::LimitReached`].
+    ///
+    /// The default reads then inserts, so two writers at once may both get in; the crate's
+    /// backends check and insert in one step (under their lock or in one transaction).
+    fn insert_limited(
+        &self,
+        record: KeyRecord,
+        limit: usize,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let now = Timestamp::now();
+            let live = self
+                .list(Some(&record.principal))
+                .await?
+                .iter()
+                .filter(|r| r.is_live_at(now))
+                .count();
+            if live >= limit {
+                return Err(StoreError::LimitReached {
+                    principal: record.principal,
+                    limit,
+                });
+            }
+            self.insert(record).await
+        }
+    }
+
+    /// Adds many records, all or none: [`StoreError::AlreadyExists`] if any id is taken (or
+    /// given twice), and then nothing is added.
+    ///
+    /// The default checks then inserts one by one; the crate's backends write once.
+    fn insert_many(
+        &self,
+        records: Vec<KeyRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            let mut seen = std::collections::BTreeSet::new();
+            for record in &records {
+                if !seen.insert(record.id.clone()) || self.get(&record.id).await?.is_some() {
+                    return Err(StoreError::AlreadyExists(record.id.clone()));
+                }
+            }
+            for record in records {
+                self.insert(record).await?;
+            }
+            Ok(())
+        }
+    }
 
     /// Registers a listener for changes (the change feed).
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);

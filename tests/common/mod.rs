@@ -68,3 +68,20 @@ impl KeyStore for FlakyStore {
         self.inner.subscribe(listener);
     }
 }
+
+/// Runs the `tower-apikey` binary with `stdin` and waits for it.
+#[cfg(feature = "cli")]
+pub fn run_cli(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tower-apikey"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails before reading stdin closes it: not an error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}

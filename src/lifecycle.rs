@@ -1,0 +1,571 @@
+//! The key lifecycle as IBM Maximo, MAS and BMC Helix run it, on any [`KeyStore`].
+//!
+//! [`KeyManager`] is what the CLI and an admin API call: issue within a per-principal limit,
+//! rotate with a grace period, regenerate a secret, deactivate, activate, revoke, delete
+//! (protected keys only when forced), and export or import the whole store. Every change goes
+//! through the store, so every validator subscribed to it drops the key at once.
+//!
+//! The rules:
+//! - at most [`max_keys_per_principal`](KeyManager::max_keys_per_principal) live keys per
+//!   principal (default 2, so a key can be rotated with no gap; 1 is Maximo's "Only one API
+//!   key allowed per user"). Deactivated keys count; revoked and expired keys do not;
+//! - a plaintext key is returned once, when issued or regenerated; only its record is kept;
+//! - regenerating keeps the id and metadata and is refused while the key is not active;
+//! - revoked is final: such a key cannot be activated, deactivated or regenerated.
+//!
+//! # Example
+//! ```
+//! use tower_apikey::lifecycle::{KeyManager, NewKey, LifecycleError};
+//! use tower_apikey::MemoryStore;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let keys = KeyManager::new(MemoryStore::new());
+//! let (first, _key) = keys.issue(NewKey::new("alice")).await?;
+//! keys.issue(NewKey::new("alice")).await?;
+//! // A third live key is over the default limit of two.
+//! assert!(matches!(keys.issue(NewKey::new("alice")).await, Err(LifecycleError::LimitReached { .. })));
+//!
+//! keys.revoke(&first.id).await?;
+//! let (_second, _new_key) = keys.issue(NewKey::new("alice")).await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use jiff::{Span, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
+use crate::record::{HashParams, Pbkdf2Hash, Prf, RecordError};
+use crate::store::{Expiry, ExpiryError, KeyRecord, KeyStatus, KeyStore, StoreError};
+
+/// The version [`Export`] writes.
+pub const EXPORT_VERSION: u32 = 1;
+
+/// Runs the key lifecycle on a store. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct KeyManager<S> {
+    store: S,
+    format: KeyFormat,
+    params: HashParams,
+    max_keys: usize,
+    actor: Option<String>,
+}
+
+/// What a new key carries, for [`KeyManager::issue`].
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    principal: String,
+    name: Option<String>,
+    description: Option<String>,
+    permissions: Vec<String>,
+    expiry: Expiry,
+    protected: bool,
+}
+
+impl NewKey {
+    /// A key for `principal`: no name, no permissions, never expires, not protected.
+    pub fn new(principal: impl Into<String>) -> Self {
+        Self {
+            principal: principal.into(),
+            name: None,
+            description: None,
+            permissions: Vec::new(),
+            expiry: Expiry::Never,
+            protected: false,
+        }
+    }
+
+    /// A short label.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A longer note.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// The permissions the key carries (replacing any given before).
+    pub fn permissions(mut self, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.permissions = permissions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// When the key expires, from the time it is issued.
+    pub fn expires(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Whether the key can be deleted only when forced.
+    pub fn protected(mut self, protected: bool) -> Self {
+        self.protected = protected;
+        self
+    }
+}
+
+/// Why a lifecycle operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LifecycleError {
+    /// No key has this id.
+    #[error("no key with id {0}")]
+    NotFound(KeyId),
+    /// The principal already holds the most live keys allowed.
+    #[error("{principal} already has {limit} live key(s), the most allowed")]
+    LimitReached {
+        /// Whose keys.
+        principal: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The key is deactivated; activate it first.
+    #[error("key {0} is inactive")]
+    Inactive(KeyId),
+    /// The key is revoked, for good.
+    #[error("key {0} is revoked")]
+    Revoked(KeyId),
+    /// The key is protected; deleting it needs force.
+    #[error("key {0} is protected; delete it with force")]
+    Protected(KeyId),
+    /// A key with this id exists already.
+    #[error("key {0} already exists")]
+    AlreadyExists(KeyId),
+    /// Input that cannot be used: an empty principal, a bad record or expiry.
+    #[error("{0}")]
+    Invalid(String),
+    /// The expiry could not be computed.
+    #[error(transparent)]
+    Expiry(#[from] ExpiryError),
+    /// The OS random number generator failed.
+    #[error(transparent)]
+    Rng(#[from] RngError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl LifecycleError {
+    /// Whether a rule refused the operation (limit, state, protection, unknown id), as
+    /// opposed to bad input or a failure: the CLI exits 1 for these, 2 for the rest.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            LifecycleError::NotFound(_)
+                | LifecycleError::LimitReached { .. }
+                | LifecycleError::Inactive(_)
+                | LifecycleError::Revoked(_)
+                | LifecycleError::Protected(_)
+                | LifecycleError::AlreadyExists(_)
+        )
+    }
+}
+
+impl From<StoreError> for LifecycleError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(id) => LifecycleError::NotFound(id),
+            StoreError::AlreadyExists(id) => LifecycleError::AlreadyExists(id),
+            StoreError::LimitReached { principal, limit } => {
+                LifecycleError::LimitReached { principal, limit }
+            }
+            other => LifecycleError::Store(other),
+        }
+    }
+}
+
+/// The whole store as JSON: records only (PBKDF2 records, never a key), so keys survive a
+/// reinstall or a move between backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Export {
+    /// [`EXPORT_VERSION`].
+    pub version: u32,
+    /// When it was taken.
+    pub exported_at: Timestamp,
+    /// Every record, ordered by id.
+    pub keys: Vec<KeyRecord>,
+}
+
+/// One row of a Maximo key export: the user, the PBKDF2 record, and the expiry in minutes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MaximoKey {
+    /// Maximo's `userid`: the principal.
+    pub userid: String,
+    /// The PBKDF2-HMAC-SHA1 record, `iterations:salt_hex:hash_hex`.
+    pub apikey: String,
+    /// Minutes the key lives from import; `-1` is never.
+    pub expiration: i64,
+}
+
+impl<S: KeyStore> KeyManager<S> {
+    /// A manager over `store` with the default key format, Maximo's PBKDF2 parameters and a
+    /// limit of two live keys per principal.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            format: KeyFormat::default(),
+            params: HashParams::default(),
+            max_keys: 2,
+            actor: None,
+        }
+    }
+
+    /// The format new keys are made in.
+    pub fn key_format(mut self, format: KeyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// How new keys are hashed.
+    pub fn hash_params(mut self, params: HashParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The most live keys one principal may hold (default 2; at least 1).
+    pub fn max_keys_per_principal(mut self, n: usize) -> Self {
+        self.max_keys = n.max(1);
+        self
+    }
+
+    /// Who is making the changes, recorded as `created_by` / `updated_by`.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// The store managed.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The record with this id.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`], or the store's failure.
+    pub async fn get(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound(id.clone()))
+    }
+
+    /// Every record, or those of one principal, ordered by id.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, LifecycleError> {
+        Ok(self.store.list(principal).await?)
+    }
+
+    /// Issues a new key: returns its record and the key, which is not kept anywhere.
+    ///
+    /// # Errors
+    /// [`LifecycleError::LimitReached`]; [`LifecycleError::Invalid`] for an empty principal;
+    /// the store's failure.
+    pub async fn issue(&self, new: NewKey) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
+        let now = Timestamp::now();
+        let (format, params) = (self.format.clone(), self.params);
+        let principal = checked_principal(&new.principal)?;
+        let (record, key) =
+            blocking(move || KeyRecord::generate(principal, &format, &params)).await??;
+        let record = self.fill(record, &new, now)?;
+        self.store
+            .insert_limited(record.clone(), self.max_keys)
+            .await?;
+        Ok((record, key))
+    }
+
+    /// Stores a key the caller already has (Maximo's `insertapikey`), within the limit.
+    ///
+    /// A key in this manager's format keeps the id it carries; any other key is stored as a
+    /// legacy opaque key, under a new id, with its lookup digest already known.
+    ///
+    /// # Errors
+    /// As [`issue`](Self::issue); [`LifecycleError::AlreadyExists`] if the key's id is taken.
+    pub async fn issue_with_key(
+        &self,
+        new: NewKey,
+        key: &PresentedKey,
+    ) -> Result<KeyRecord, LifecycleError> {
+        let now = Timestamp::now();
+        let principal = checked_principal(&new.principal)?;
+        let (id, legacy) = match self.format.parse(key) {
+            Ok(parsed) => (
+                KeyId::new(parsed.id()).map_err(|e| LifecycleError::Invalid(e.to_string()))?,
+                false,
+            ),
+            Err(_) => (KeyId::generate()?, true),
+        };
+        let params = self.params;
+        let secret = key.clone();
+        let hash = blocking(move || Pbkdf2Hash::create(secret.expose(), &params)).await??;
+        let mut record = KeyRecord::new(id, principal, hash, self.params.prf_kind());
+        if legacy {
+            record.legacy = true;
+            record.lookup_digest = Some(lookup_digest(key.expose()));
+        }
+        let record = self.fill(record, &new, now)?;
+        self.store
+            .insert_limited(record.clone(), self.max_keys)
+            .await?;
+        Ok(record)
+    }
+
+    /// Issues a second key for the key's principal, with the same name, description,
+    /// permissions and protection, and a lifetime as long as the old key's had; the old key
+    /// then expires after `grace` (or at its own expiry, if sooner).
+    ///
+    /// With a grace of zero the old key expires first, so a limit of one key still rotates.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Inactive`](LifecycleError::Inactive) or
+    /// [`Revoked`](LifecycleError::Revoked) for a key that is not active;
+    /// [`LimitReached`](LifecycleError::LimitReached); the store's failure.
+    pub async fn rotate(
+        &self,
+        id: &KeyId,
+        grace: Span,
+    ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
+        let mut old = self.get(id).await?;
+        require_active(&old)?;
+        let now = Timestamp::now();
+        let grace_end = Expiry::After(grace)
+            .resolve(now)
+            .map_err(|_| LifecycleError::Invalid("grace period out of range".into()))?
+            .unwrap_or(now);
+        if grace.is_negative() {
+            return Err(LifecycleError::Invalid(
+                "grace period must not be negative".into(),
+            ));
+        }
+        let lifetime = old
+            .expires_at
+            .map(|at| old.created_at.duration_until(at))
+            .filter(|d| d.is_positive());
+        let mut new = NewKey::new(old.principal.clone()).protected(old.protected);
+        new.name = old.name.clone();
+        new.description = old.description.clone();
+        new.permissions = old.permissions.clone();
+        if let Some(lifetime) = lifetime {
+            new.expiry = Expiry::At(
+                now.checked_add(lifetime)
+                    .map_err(|_| ExpiryError::OutOfRange)?,
+            );
+        }
+        old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
+        self.stamp(&mut old, now);
+        if grace_end <= now {
+            // No overlap wanted: retire the old key first, so it does not count.
+            self.store.update(old).await?;
+            self.issue(new).await
+        } else {
+            let issued = self.issue(new).await?;
+            self.store.update(old).await?;
+            Ok(issued)
+        }
+    }
+
+    /// A new secret for the same id and metadata; the old secret is refused from now on.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Inactive`](LifecycleError::Inactive) or
+    /// [`Revoked`](LifecycleError::Revoked) for a key that is not active; the store's failure.
+    pub async fn regenerate(
+        &self,
+        id: &KeyId,
+    ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
+        let mut record = self.get(id).await?;
+        require_active(&record)?;
+        let (format, params, key_id) = (self.format.clone(), self.params, id.clone());
+        let (key, hash) = blocking(move || {
+            let key = format.generate_for(&key_id)?;
+            let hash = Pbkdf2Hash::create(key.expose().as_bytes(), &params)?;
+            Ok::<_, RngError>((key, hash))
+        })
+        .await??;
+        record.hash = hash;
+        record.prf = self.params.prf_kind();
+        record.legacy = false;
+        record.lookup_digest = None;
+        self.stamp(&mut record, Timestamp::now());
+        self.store.update(record.clone()).await?;
+        Ok((record, key))
+    }
+
+    /// Switches a key off until [`activate`](Self::activate)d.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Revoked`](LifecycleError::Revoked).
+    pub async fn deactivate(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
+        self.set_status(id, KeyStatus::Inactive).await
+    }
+
+    /// Switches a deactivated key back on.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Revoked`](LifecycleError::Revoked).
+    pub async fn activate(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
+        self.set_status(id, KeyStatus::Active).await
+    }
+
+    /// Withdraws a key for good (it stays listed until deleted).
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; the store's failure.
+    pub async fn revoke(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
+        self.set_status(id, KeyStatus::Revoked).await
+    }
+
+    /// Deletes a key's record; a protected key only with `force`.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Protected`](LifecycleError::Protected).
+    pub async fn delete(&self, id: &KeyId, force: bool) -> Result<KeyRecord, LifecycleError> {
+        let record = self.get(id).await?;
+        if record.protected && !force {
+            return Err(LifecycleError::Protected(id.clone()));
+        }
+        if !self.store.delete(id).await? {
+            return Err(LifecycleError::NotFound(id.clone()));
+        }
+        Ok(record)
+    }
+
+    /// Every record, for [`import`](Self::import) elsewhere.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn export(&self) -> Result<Export, LifecycleError> {
+        Ok(Export {
+            version: EXPORT_VERSION,
+            exported_at: Timestamp::now(),
+            keys: self.store.list(None).await?,
+        })
+    }
+
+    /// Adds every record of an export, all or none (the per-principal limit is not applied:
+    /// this restores what was there). Returns how many were added.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Invalid`] for another export version;
+    /// [`AlreadyExists`](LifecycleError::AlreadyExists) if any id is taken (nothing added).
+    pub async fn import(&self, export: Export) -> Result<usize, LifecycleError> {
+        if export.version != EXPORT_VERSION {
+            return Err(LifecycleError::Invalid(format!(
+                "export version {} is not {EXPORT_VERSION}",
+                export.version
+            )));
+        }
+        let n = export.keys.len();
+        self.store.insert_many(export.keys).await?;
+        Ok(n)
+    }
+
+    /// Imports Maximo keys as legacy opaque records (PBKDF2-HMAC-SHA1), all or none; each
+    /// gets a new id, and its expiry counts from now. Returns the records added.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Invalid`] naming the first bad row (never echoing its record);
+    /// the store's failure.
+    pub async fn import_maximo(
+        &self,
+        rows: Vec<MaximoKey>,
+    ) -> Result<Vec<KeyRecord>, LifecycleError> {
+        let now = Timestamp::now();
+        let mut records = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let bad = |what: String| LifecycleError::Invalid(format!("row {}: {what}", i + 1));
+            let principal = checked_principal(&row.userid).map_err(|e| bad(e.to_string()))?;
+            let hash: Pbkdf2Hash = row
+                .apikey
+                .parse()
+                .map_err(|e: RecordError| bad(format!("apikey record: {e}")))?;
+            let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.to_string()))?;
+            let mut record = KeyRecord::new(KeyId::generate()?, principal, hash, Prf::Sha1);
+            record.legacy = true;
+            record.expires_at = expiry.resolve(now).map_err(|e| bad(e.to_string()))?;
+            record.created_by.clone_from(&self.actor);
+            records.push(record);
+        }
+        self.store.insert_many(records.clone()).await?;
+        Ok(records)
+    }
+
+    async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<KeyRecord, LifecycleError> {
+        let mut record = self.get(id).await?;
+        if record.status == status {
+            return Ok(record);
+        }
+        if record.status == KeyStatus::Revoked {
+            return Err(LifecycleError::Revoked(id.clone()));
+        }
+        record.status = status;
+        self.stamp(&mut record, Timestamp::now());
+        self.store.update(record.clone()).await?;
+        Ok(record)
+    }
+
+    /// Copies a new key's metadata onto a fresh record.
+    fn fill(
+        &self,
+        mut record: KeyRecord,
+        new: &NewKey,
+        now: Timestamp,
+    ) -> Result<KeyRecord, LifecycleError> {
+        record.name.clone_from(&new.name);
+        record.description.clone_from(&new.description);
+        record.permissions.clone_from(&new.permissions);
+        record.protected = new.protected;
+        record.expires_at = new.expiry.resolve(now)?;
+        record.created_at = now;
+        record.created_by.clone_from(&self.actor);
+        Ok(record)
+    }
+
+    fn stamp(&self, record: &mut KeyRecord, now: Timestamp) {
+        record.updated_at = Some(now);
+        record.updated_by.clone_from(&self.actor);
+    }
+}
+
+/// SHA-256 of a legacy key, hex: how the store finds it once it has been seen.
+pub(crate) fn lookup_digest(key: &[u8]) -> String {
+    Sha256::digest(key)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn checked_principal(principal: &str) -> Result<String, LifecycleError> {
+    let principal = principal.trim();
+    if principal.is_empty() {
+        return Err(LifecycleError::Invalid(
+            "principal must not be empty".into(),
+        ));
+    }
+    Ok(principal.to_owned())
+}
+
+fn require_active(record: &KeyRecord) -> Result<(), LifecycleError> {
+    match record.status {
+        KeyStatus::Active => Ok(()),
+        KeyStatus::Inactive => Err(LifecycleError::Inactive(record.id.clone())),
+        KeyStatus::Revoked => Err(LifecycleError::Revoked(record.id.clone())),
+    }
+}
+
+/// Runs PBKDF2 work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LifecycleError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LifecycleError::Store(StoreError::Unavailable(Box::new(e))))
+}
