@@ -8,6 +8,9 @@
 //!   resident memory it adds.
 //! - **Memory per cached key**: resident memory before and after a validator caches N keys
 //!   (read from `/proc/self/statm`, so what the allocator really holds, not an estimate).
+//! - **Legacy scan**: an opaque key that matches none of N imported Maximo records (SHA-1,
+//!   1000 iterations) scans them all, uncapped here; its time against one cold lookup of a
+//!   key in this crate's format, measured alternately.
 //!
 //! `cargo bench --bench scale` runs at 1M (about a minute); `-- --test` (as `bench/run.sh
 //! smoke` passes) at 10k.
@@ -15,8 +18,11 @@
 use std::time::{Duration, Instant};
 
 use tower_apikey::key::{KeyFormat, PresentedKey};
-use tower_apikey::record::HashParams;
-use tower_apikey::{FileStore, KeyRecord, KeyStore, MemoryStore, Validator};
+use tower_apikey::lifecycle::MaximoKey;
+use tower_apikey::record::{HashParams, Pbkdf2Hash};
+use tower_apikey::{
+    FileStore, KeyManager, KeyRecord, KeyStore, MemoryStore, ValidationError, Validator,
+};
 
 /// Probe keys per store, validated cold in every round.
 const PROBES: usize = 100;
@@ -117,6 +123,49 @@ async fn compare<S: KeyStore + Clone>(
     );
 }
 
+/// One full scan of `n` legacy records against one cold lookup, alternating.
+async fn legacy_scan(n: usize, probes: &[(KeyRecord, String)]) {
+    let params = HashParams::default();
+    let rows: Vec<MaximoKey> = (0..n)
+        .map(|i| MaximoKey {
+            userid: format!("USER{i}"),
+            apikey: Pbkdf2Hash::create(format!("MAXIMOKEY{i:017}").as_bytes(), &params)
+                .unwrap()
+                .to_string(),
+            expiration: -1,
+        })
+        .collect();
+    let store = MemoryStore::with_records(probes.iter().map(|(r, _)| r.clone()));
+    KeyManager::new(store.clone())
+        .import_maximo(rows)
+        .await
+        .unwrap();
+    let (mut scans, mut colds) = (vec![], vec![]);
+    for round in 0..3 {
+        let validator = Validator::builder(store.clone())
+            .legacy_scan_rate(u32::MAX)
+            .build();
+        let unknown = PresentedKey::new(format!("NOSUCHKEY{round:017}").as_bytes()).unwrap();
+        let started = Instant::now();
+        let refused = validator.validate(&unknown).await;
+        scans.push(started.elapsed());
+        assert!(matches!(refused, Err(ValidationError::Rejected(_))));
+        assert_eq!(
+            validator.stats().derivations,
+            n as u64,
+            "one derivation per record"
+        );
+        colds.push(cold_lookup(&store, &probes[..10]).await);
+    }
+    let (scan, cold) = (median(scans), median(colds));
+    println!(
+        "scale legacy scan: one scan of {n} legacy records {:.0}x a cold lookup ({:.0} ms; {:.2}x a cold lookup per record)",
+        scan.as_secs_f64() / cold.as_secs_f64(),
+        scan.as_secs_f64() * 1e3,
+        scan.as_secs_f64() / cold.as_secs_f64() / n as f64,
+    );
+}
+
 fn main() {
     let test = std::env::args().any(|a| a == "--test");
     // cargo bench passes `--bench`; anything else is a filter this bench has no use for.
@@ -193,5 +242,8 @@ fn main() {
         assert_eq!(cached, large, "every key stays cached");
         let per_key = rss().saturating_sub(before) as f64 / large as f64;
         println!("scale cache: {per_key:.0} B resident per cached key at {large} cached keys (target <= 600 B)");
+        drop((validator, store, keys));
+
+        legacy_scan(if test { 50 } else { 1_000 }, &probes).await;
     });
 }

@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let validator = Validator::builder(store).build();
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(ApiKeyLayer::new(validator))
+        .layer(ApiKeyLayer::new(validator.clone()))
         // Added after the layer, so not behind it.
         .route("/health", get(|| async { "ok" }));
 
@@ -54,6 +54,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    // Keys' last use is written in batches; write the last one before leaving.
+    validator.flush_last_used().await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! every request it lets through. With the `axum` feature, `Identity` is also an extractor.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -25,6 +26,8 @@ struct Inner {
     name: Option<Box<str>>,
     permissions: Box<[String]>,
     expires_at: Option<Timestamp>,
+    /// Unix seconds of the last use noted by the validator that made this identity.
+    last_used: AtomicI64,
 }
 
 impl Identity {
@@ -36,7 +39,16 @@ impl Identity {
             name: record.name.as_deref().map(Into::into),
             permissions: record.permissions.clone().into_boxed_slice(),
             expires_at: record.expires_at,
+            last_used: AtomicI64::new(0),
         }))
+    }
+
+    /// Notes a use at `now` (unix seconds); true the first time for each second, so the
+    /// caller records it once per second per key, not once per request.
+    pub(crate) fn note_use(&self, now: i64) -> bool {
+        // Load before store: a hot key's cache line stays shared between cores.
+        self.0.last_used.load(Ordering::Relaxed) != now
+            && self.0.last_used.swap(now, Ordering::Relaxed) != now
     }
 
     /// The user or service account the key belongs to.

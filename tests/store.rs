@@ -351,3 +351,66 @@ async fn file_store_never_overwrites_a_corrupt_file() {
     let err = FileStore::open(&path).await.unwrap_err();
     assert!(err.to_string().contains("version 7"), "{err}");
 }
+
+#[tokio::test]
+async fn file_store_last_use_writes_evict_no_cache_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let params = HashParams::default().iterations(1).unwrap();
+    let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
+    let id = record.id.clone();
+    let writer = FileStore::builder(&path).no_polling().open().await.unwrap();
+    writer.insert(record).await.unwrap();
+    // Another process's server, watching the file.
+    let server_store = FileStore::builder(&path)
+        .poll_interval(Duration::from_millis(50))
+        .open()
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    server_store.subscribe(Arc::downgrade(&recorder) as Weak<dyn ChangeListener>);
+
+    let now = jiff::Timestamp::now();
+    writer
+        .record_last_used(vec![(id.clone(), now)])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while server_store
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+        .is_none()
+    {
+        assert!(started.elapsed() < Duration::from_secs(2), "reloaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        recorder.take().is_empty(),
+        "last use is not a change to publish"
+    );
+    // An older time does not replace a newer one.
+    writer
+        .record_last_used(vec![(
+            id.clone(),
+            now - jiff::SignedDuration::from_hours(1),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        writer.get(&id).await.unwrap().unwrap().last_used_at,
+        Some(now)
+    );
+    // A real change still is published.
+    let mut revoked = writer.get(&id).await.unwrap().unwrap();
+    revoked.status = KeyStatus::Revoked;
+    writer.update(revoked).await.unwrap();
+    let started = Instant::now();
+    while recorder.take().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(2), "published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(key);
+}

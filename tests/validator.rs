@@ -64,18 +64,28 @@ async fn unknown_ids_reach_the_store_once() {
 
 #[tokio::test]
 async fn malformed_keys_never_reach_the_store() {
-    let validator = Validator::builder(MemoryStore::new()).build();
+    // Keys that claim this format but break it; with legacy keys off, any key not in it.
+    let claimed = Validator::builder(MemoryStore::new()).build();
+    let off = Validator::builder(MemoryStore::new())
+        .legacy_keys(false)
+        .build();
     for key in [
-        "x",
         "tak_abc_def",
         "tak_AAAAAAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ] {
         assert_eq!(
-            rejected(validator.validate(&presented(key)).await),
+            rejected(claimed.validate(&presented(key)).await),
             RejectReason::Malformed
         );
     }
-    assert_eq!(validator.stats().store_reads, 0);
+    assert_eq!(claimed.stats().store_reads, 0);
+    for key in ["x", "tak_abc_def", "opaque-key-of-another-system"] {
+        assert_eq!(
+            rejected(off.validate(&presented(key)).await),
+            RejectReason::Malformed
+        );
+    }
+    assert_eq!(off.stats().store_reads, 0);
 }
 
 #[tokio::test]
@@ -291,4 +301,79 @@ async fn an_expired_key_is_refused_from_the_cache_without_a_store_read() {
     ));
     assert_eq!(validator.stats().store_reads, 1);
     assert_eq!(validator.stats().derivations, 1);
+}
+
+#[tokio::test]
+async fn last_use_is_noted_in_memory_and_written_in_one_batch() {
+    let store = common::FlakyStore::default();
+    let (record, key) = issue("alice");
+    let id = record.id.clone();
+    store.inner.insert(record).await.unwrap();
+    let writes = || {
+        store
+            .last_used_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let last_used = || async { store.inner.get(&id).await.unwrap().unwrap().last_used_at };
+    let validator = Validator::builder(store.clone()).build();
+    let key = presented(key.expose());
+    validator.validate(&key).await.unwrap();
+    for _ in 0..1_000 {
+        assert!(matches!(validator.validate_cached(&key), Some(Ok(_))));
+    }
+    assert_eq!(writes(), 0, "no write per request");
+    assert!(last_used().await.is_none());
+
+    // A failed flush keeps the uses for the next one.
+    store.set_down(true);
+    assert!(validator.flush_last_used().await.is_err());
+    store.set_down(false);
+    validator.flush_last_used().await.unwrap();
+    assert_eq!(writes(), 1);
+    let age = jiff::Timestamp::now()
+        .duration_since(last_used().await.unwrap())
+        .as_secs();
+    assert!((0..=2).contains(&age), "{age}");
+
+    // Writing last use evicts nothing: the key is still answered from the cache.
+    assert!(matches!(validator.validate_cached(&key), Some(Ok(_))));
+    assert_eq!(validator.stats().derivations, 1);
+    // Nothing new to write: no batch.
+    validator.flush_last_used().await.unwrap();
+    assert_eq!(writes(), 1);
+}
+
+#[tokio::test]
+async fn last_use_is_flushed_on_the_interval_and_can_be_off() {
+    let store = MemoryStore::new();
+    let (record, key) = issue("alice");
+    let id = record.id.clone();
+    store.insert(record).await.unwrap();
+    let key = presented(key.expose());
+
+    let off = Validator::builder(store.clone())
+        .last_used_flush_interval(None)
+        .build();
+    off.validate(&key).await.unwrap();
+    off.flush_last_used().await.unwrap();
+    assert!(store
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+        .is_none());
+
+    let on = Validator::builder(store.clone())
+        .last_used_flush_interval(Some(Duration::from_secs(1)))
+        .build();
+    on.validate(&key).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(store
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+        .is_some());
 }

@@ -9,9 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use jiff::Timestamp;
+
 use super::{
-    insert_limited_into, insert_many_into, ChangeFeed, ChangeListener, KeyRecord, KeyStore,
-    StoreChange, StoreError,
+    differs_beyond_last_use, insert_limited_into, insert_many_into, record_last_used_in,
+    ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -237,7 +239,7 @@ fn diff(old: &BTreeMap<KeyId, KeyRecord>, new: &BTreeMap<KeyId, KeyRecord>) -> V
     let gone = old.keys().filter(|id| !new.contains_key(*id));
     let added_or_changed = new
         .iter()
-        .filter(|(id, r)| old.get(*id) != Some(*r))
+        .filter(|(id, r)| old.get(*id).is_none_or(|o| differs_beyond_last_use(o, r)))
         .map(|(id, _)| id);
     gone.chain(added_or_changed).cloned().collect()
 }
@@ -446,6 +448,26 @@ impl KeyStore for FileStore {
     async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
         self.modify(move |records| insert_limited_into(records, record, limit))
             .await
+    }
+
+    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self
+            .read()
+            .records
+            .values()
+            .filter(|r| r.legacy)
+            .cloned()
+            .collect())
+    }
+
+    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
+        // One write for the whole batch; the reload diff ignores last use, so no process
+        // drops a cached key for it.
+        self.modify(move |records| {
+            record_last_used_in(records, used);
+            Ok(())
+        })
+        .await
     }
 
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {

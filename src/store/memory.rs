@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
+use jiff::Timestamp;
+
 use super::{
-    insert_limited_into, insert_many_into, ChangeFeed, ChangeListener, KeyRecord, KeyStore,
-    StoreChange, StoreError,
+    insert_limited_into, insert_many_into, record_last_used_in, ChangeFeed, ChangeListener,
+    KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -109,6 +111,15 @@ impl KeyStore for MemoryStore {
         let id = record.id.clone();
         insert_limited_into(&mut self.write(), record, limit)?;
         self.changed(id);
+        Ok(())
+    }
+
+    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.read().values().filter(|r| r.legacy).cloned().collect())
+    }
+
+    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
+        record_last_used_in(&mut self.write(), used);
         Ok(())
     }
 

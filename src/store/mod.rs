@@ -199,6 +199,28 @@ pub(crate) fn insert_limited_into(
     Ok(())
 }
 
+/// [`KeyStore::record_last_used`] on an id-ordered map.
+pub(crate) fn record_last_used_in(
+    records: &mut BTreeMap<KeyId, KeyRecord>,
+    used: Vec<(KeyId, Timestamp)>,
+) {
+    for (id, at) in used {
+        if let Some(record) = records.get_mut(&id) {
+            record.last_used_at = Some(record.last_used_at.map_or(at, |seen| seen.max(at)));
+        }
+    }
+}
+
+/// Whether two versions of a record differ in anything but their last use.
+pub(crate) fn differs_beyond_last_use(a: &KeyRecord, b: &KeyRecord) -> bool {
+    if a.last_used_at == b.last_used_at {
+        return a != b;
+    }
+    let mut a = a.clone();
+    a.last_used_at = b.last_used_at;
+    a != *b
+}
+
 /// [`KeyStore::insert_many`] on an id-ordered map: all or nothing. Returns the ids added.
 pub(crate) fn insert_many_into(
     records: &mut BTreeMap<KeyId, KeyRecord>,
@@ -351,6 +373,31 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Removes a record; `false` if there was none.
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Records when keys were last accepted (ids with no record are skipped; a later time
+    /// than the one given is kept). Publishes no change: a key's last use does not change
+    /// whether it is valid, and caches must not drop it for that.
+    ///
+    /// The default does nothing, for stores that do not keep last use.
+    fn record_last_used(
+        &self,
+        used: Vec<(KeyId, Timestamp)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        drop(used);
+        std::future::ready(Ok(()))
+    }
+
+    /// Every legacy opaque record ([`KeyRecord::legacy`]), ordered by id: what a validator
+    /// scans for a key that carries no id.
+    ///
+    /// The default filters [`list`](Self::list); a database answers from an index.
+    fn list_legacy(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
+        async move {
+            let mut records = self.list(None).await?;
+            records.retain(|r| r.legacy);
+            Ok(records)
+        }
+    }
+
     /// Adds a record unless its principal already holds `limit` live keys (see
     /// [`KeyRecord::is_live_at`]): [`StoreError::LimitReached`].
     ///
@@ -411,10 +458,33 @@ pub(crate) trait ErasedStore: Send + Sync {
         &'a self,
         id: &'a KeyId,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>>;
+    fn list_legacy(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>>;
+    fn update(&self, record: KeyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn record_last_used(
+        &self,
+        used: Vec<(KeyId, Timestamp)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);
 }
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 impl<S: KeyStore> ErasedStore for S {
+    fn list_legacy(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>> {
+        Box::pin(KeyStore::list_legacy(self))
+    }
+
+    fn update(&self, record: KeyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(KeyStore::update(self, record))
+    }
+
+    fn record_last_used(
+        &self,
+        used: Vec<(KeyId, Timestamp)>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(KeyStore::record_last_used(self, used))
+    }
+
     fn get<'a>(
         &'a self,
         id: &'a KeyId,

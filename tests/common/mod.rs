@@ -1,7 +1,9 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use jiff::Timestamp;
 use std::sync::{Arc, Weak};
 
 use tower_apikey::key::{KeyFormat, KeyId, PlaintextKey};
@@ -22,6 +24,8 @@ pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
 pub struct FlakyStore {
     pub inner: MemoryStore,
     down: Arc<AtomicBool>,
+    /// How many `record_last_used` batches reached the store.
+    pub last_used_writes: Arc<AtomicUsize>,
 }
 
 impl FlakyStore {
@@ -62,6 +66,12 @@ impl KeyStore for FlakyStore {
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(id).await
+    }
+
+    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
+        self.check()?;
+        self.last_used_writes.fetch_add(1, Ordering::SeqCst);
+        self.inner.record_last_used(used).await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

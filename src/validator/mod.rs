@@ -40,7 +40,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -53,7 +53,13 @@ use crate::identity::Identity;
 use crate::key::{KeyFormat, KeyId, PresentedKey};
 use crate::record::Pbkdf2Hash;
 use crate::record::Prf;
-use crate::store::{ChangeListener, ErasedStore, KeyStatus, KeyStore, StoreChange, StoreError};
+use crate::store::{
+    ChangeListener, ErasedStore, KeyRecord, KeyStatus, KeyStore, StoreChange, StoreError,
+};
+
+mod legacy;
+
+use legacy::{Legacy, LegacyIndex};
 
 /// Why a key was refused. For logs and metrics only: callers get one answer for all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,6 +127,8 @@ pub struct ValidatorStats {
     pub shed: u64,
     /// Store reads on the cold path.
     pub store_reads: u64,
+    /// Scans of legacy records for an opaque key (each up to one derivation per record).
+    pub legacy_scans: u64,
 }
 
 /// Configuration for a [`Validator`].
@@ -132,6 +140,9 @@ pub struct ValidatorBuilder {
     max_cached_keys: u64,
     max_concurrent_derivations: usize,
     max_queued_derivations: usize,
+    legacy_keys: bool,
+    legacy_scan_rate: u32,
+    last_used_flush: Option<Duration>,
 }
 
 impl fmt::Debug for ValidatorBuilder {
@@ -146,6 +157,9 @@ impl fmt::Debug for ValidatorBuilder {
                 &self.max_concurrent_derivations,
             )
             .field("max_queued_derivations", &self.max_queued_derivations)
+            .field("legacy_keys", &self.legacy_keys)
+            .field("legacy_scan_rate", &self.legacy_scan_rate)
+            .field("last_used_flush", &self.last_used_flush)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +205,33 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Whether keys not in this format are looked for among legacy opaque records (Maximo
+    /// imports; default on). Off, such keys are refused as malformed without a store read.
+    pub fn legacy_keys(mut self, enabled: bool) -> Self {
+        self.legacy_keys = enabled;
+        self
+    }
+
+    /// The most PBKDF2 derivations per second a scan of legacy records may run (default
+    /// 2,000). Scans run one at a time; a legacy key is scanned for once, after which the
+    /// store knows its lookup digest.
+    pub fn legacy_scan_rate(mut self, per_second: u32) -> Self {
+        self.legacy_scan_rate = per_second.max(1);
+        self
+    }
+
+    /// How often the keys' last use is written to the store (default every 60 s); `None`
+    /// keeps no record of last use.
+    ///
+    /// Uses are noted in memory, once per key per second at most, and written as one batch
+    /// ([`KeyStore::record_last_used`]); call [`Validator::flush_last_used`] on shutdown so
+    /// the last batch is not lost. Tracking starts with the first cold-path validation, which
+    /// starts a one-second clock task on the Tokio runtime.
+    pub fn last_used_flush_interval(mut self, interval: Option<Duration>) -> Self {
+        self.last_used_flush = interval;
+        self
+    }
+
     /// Builds the validator and subscribes it to the store's changes.
     pub fn build(self) -> Validator {
         let mut digest_key = [0u8; 64];
@@ -212,6 +253,13 @@ impl ValidatorBuilder {
             .max_capacity(self.max_cached_keys)
             .time_to_live(self.negative_ttl)
             .build();
+        let legacy = Legacy::new(
+            self.legacy_keys,
+            self.legacy_scan_rate,
+            self.max_queued_derivations,
+            self.negative_ttl,
+            self.max_cached_keys,
+        );
         let inner = Arc::new(Inner {
             store: self.store,
             format: self.format,
@@ -226,6 +274,11 @@ impl ValidatorBuilder {
             derivations: AtomicU64::new(0),
             shed: AtomicU64::new(0),
             store_reads: AtomicU64::new(0),
+            legacy,
+            clock: AtomicI64::new(0),
+            clock_started: AtomicBool::new(false),
+            last_used_flush: self.last_used_flush,
+            used: Mutex::new(HashMap::new()),
         });
         let listener: Weak<dyn ChangeListener> = Arc::downgrade(&inner) as Weak<dyn ChangeListener>;
         inner.store.subscribe(listener);
@@ -274,6 +327,13 @@ struct Inner {
     derivations: AtomicU64,
     shed: AtomicU64,
     store_reads: AtomicU64,
+    legacy: Legacy,
+    /// Unix seconds, kept by the clock task; 0 until it runs (and then no use is noted).
+    clock: AtomicI64,
+    clock_started: AtomicBool,
+    last_used_flush: Option<Duration>,
+    /// Uses noted since the last flush: id -> unix seconds.
+    used: Mutex<HashMap<KeyId, i64>>,
 }
 
 /// What a cold lookup found, to cache.
@@ -294,6 +354,10 @@ impl ChangeListener for Inner {
     fn on_change(&self, change: &StoreChange) {
         // Bump first: a fill that read the store before this change then sees it moved.
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        // Any record may be a legacy one (an import, a digest learned): read them afresh, and
+        // let opaque keys refused before be looked for again.
+        self.legacy.forget_index();
+        self.legacy.refused.invalidate_all();
         match change {
             StoreChange::Changed(id) => {
                 self.valid.invalidate(id.as_str());
@@ -302,6 +366,7 @@ impl ChangeListener for Inner {
             _ => {
                 self.valid.invalidate_all();
                 self.refused.invalidate_all();
+                self.legacy.alias.invalidate_all();
             }
         }
     }
@@ -321,6 +386,9 @@ impl Validator {
             max_concurrent_derivations: std::thread::available_parallelism()
                 .map_or(1, |n| (n.get() / 2).max(1)),
             max_queued_derivations: 64,
+            legacy_keys: true,
+            legacy_scan_rate: 2_000,
+            last_used_flush: Some(Duration::from_secs(60)),
         }
     }
 
@@ -335,7 +403,7 @@ impl Validator {
     pub fn validate_cached(&self, key: &PresentedKey) -> Option<Result<Identity, RejectReason>> {
         // No checksum here: on a hit the digest decides; a miss goes through `parse`.
         let Ok(parsed) = self.inner.format.split(key) else {
-            return Some(Err(refused(None, RejectReason::Malformed)));
+            return self.validate_cached_legacy(key);
         };
         let id = parsed.id();
         let Some(entry) = self.inner.valid.get(id) else {
@@ -346,15 +414,31 @@ impl Validator {
         if !digests_equal(&digest, &entry.digest) {
             return Some(Err(refused(Some(id), RejectReason::WrongSecret)));
         }
-        // The clock is read only for keys that expire.
-        if entry
-            .identity
-            .expires_at()
-            .is_some_and(|at| at <= Timestamp::now())
-        {
-            return Some(Err(refused(Some(id), RejectReason::Expired)));
+        Some(check_expiry(&entry).inspect(|identity| self.inner.note_use(identity)))
+    }
+
+    /// The hot path for a key not in this format: a legacy key seen before, or a refusal.
+    fn validate_cached_legacy(&self, key: &PresentedKey) -> Option<Result<Identity, RejectReason>> {
+        let inner = &self.inner;
+        if !inner.is_legacy_candidate(key) {
+            return Some(Err(refused(None, RejectReason::Malformed)));
         }
-        Some(Ok(entry.identity.clone()))
+        let digest = inner.digest(key.expose());
+        let hit = inner
+            .legacy
+            .alias
+            .get(&digest)
+            .and_then(|id| inner.valid.get(&id).map(|entry| (id, entry)));
+        match hit {
+            Some((_, entry)) if digests_equal(&digest, &entry.digest) => {
+                Some(check_expiry(&entry).inspect(|identity| inner.note_use(identity)))
+            }
+            Some((id, _)) => Some(Err(refused(Some(id.as_str()), RejectReason::WrongSecret))),
+            None if inner.legacy.refused.contains_key(&digest) => {
+                Some(Err(refused(None, RejectReason::UnknownKey)))
+            }
+            None => None,
+        }
     }
 
     /// Validates a key: from the cache when it can, else from the store with one PBKDF2
@@ -368,14 +452,31 @@ impl Validator {
     pub async fn validate(&self, key: &PresentedKey) -> Result<Identity, ValidationError> {
         match self.validate_cached(key) {
             Some(result) => result.map_err(ValidationError::Rejected),
-            None => self.validate_uncached(key).await,
+            None => {
+                self.inner.start_clock();
+                let identity = self.validate_uncached(key).await?;
+                self.inner.note_use(&identity);
+                Ok(identity)
+            }
         }
+    }
+
+    /// Writes the uses noted since the last flush to the store, as one batch. Call it on
+    /// shutdown; a failed batch is kept for the next flush.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn flush_last_used(&self) -> Result<(), StoreError> {
+        self.inner.flush_last_used().await
     }
 
     /// The cold path alone: reads the store and derives, then caches the outcome.
     async fn validate_uncached(&self, key: &PresentedKey) -> Result<Identity, ValidationError> {
         let inner = &self.inner;
         let Ok(parsed) = inner.format.parse(key) else {
+            if inner.is_legacy_candidate(key) {
+                return self.validate_legacy(key).await;
+            }
             return Err(ValidationError::Rejected(refused(
                 None,
                 RejectReason::Malformed,
@@ -402,10 +503,7 @@ impl Validator {
             .map_err(ValidationError::Unavailable)?;
         let refusal = match &record {
             None => Some(RejectReason::UnknownKey),
-            Some(r) if r.status == KeyStatus::Inactive => Some(RejectReason::Inactive),
-            Some(r) if r.status == KeyStatus::Revoked => Some(RejectReason::Revoked),
-            Some(r) if r.is_expired_at(Timestamp::now()) => Some(RejectReason::Expired),
-            Some(_) => None,
+            Some(r) => refusal_of(r, Timestamp::now()),
         };
         let record = match (record, refusal) {
             (Some(record), None) => record,
@@ -438,6 +536,91 @@ impl Validator {
         Ok(identity)
     }
 
+    /// The cold path for a key not in this format: a legacy record found by the key's lookup
+    /// digest (one derivation) or, the first time, by a scan.
+    async fn validate_legacy(&self, key: &PresentedKey) -> Result<Identity, ValidationError> {
+        let inner = &self.inner;
+        let digest = inner.digest(key.expose());
+        let unknown = || {
+            inner.legacy.refused.insert(digest, ());
+            Err(ValidationError::Rejected(refused(
+                None,
+                RejectReason::UnknownKey,
+            )))
+        };
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        let index = inner.legacy_index().await?;
+        let lookup = crate::lifecycle::lookup_digest(key.expose());
+        if let Some(record) = index.by_digest.get(&lookup) {
+            let record = record.clone();
+            if let Some(reason) = refusal_of(&record, Timestamp::now()) {
+                inner.legacy.refused.insert(digest, ());
+                return Err(ValidationError::Rejected(refused(
+                    Some(record.id.as_str()),
+                    reason,
+                )));
+            }
+            let matched = inner
+                .derive(record.hash.clone(), record.prf, key.clone())
+                .await?;
+            if !matched {
+                return unknown();
+            }
+            return Ok(inner.fill_legacy(&record, digest, epoch));
+        }
+        if index.unseen.is_empty() {
+            return unknown();
+        }
+        let Ok(_slot) = inner.legacy.scan_slot().await else {
+            inner.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(ValidationError::Overloaded);
+        };
+        // A scan that ran while this one waited may have found this very key.
+        if let Some(result) = self.validate_cached_legacy(key) {
+            return result.map_err(ValidationError::Rejected);
+        }
+        let index = inner.legacy_index().await?;
+        inner.legacy.scans.fetch_add(1, Ordering::Relaxed);
+        let candidates: Vec<(Pbkdf2Hash, Prf)> = index
+            .unseen
+            .iter()
+            .map(|r| (r.hash.clone(), r.prf))
+            .collect();
+        let pacer = inner.legacy.pacer();
+        let secret = key.clone();
+        let this = Arc::clone(inner);
+        let found = tokio::task::spawn_blocking(move || {
+            candidates.iter().position(|(hash, prf)| {
+                pacer.wait();
+                this.derivations.fetch_add(1, Ordering::Relaxed);
+                hash.verify(*prf, secret.expose())
+            })
+        })
+        .await
+        .map_err(ValidationError::Internal)?;
+        let Some(found) = found else {
+            return unknown();
+        };
+        let mut record = index.unseen[found].clone();
+        // Remember the lookup digest, so this key is never scanned for again, here or on
+        // another server sharing the store.
+        record.lookup_digest = Some(lookup);
+        inner
+            .store
+            .update(record.clone())
+            .await
+            .map_err(ValidationError::Unavailable)?;
+        if let Some(reason) = refusal_of(&record, Timestamp::now()) {
+            return Err(ValidationError::Rejected(refused(
+                Some(record.id.as_str()),
+                reason,
+            )));
+        }
+        // Our own update moved the epoch; fence against changes after it.
+        let epoch = inner.epoch.load(Ordering::SeqCst);
+        Ok(inner.fill_legacy(&record, digest, epoch))
+    }
+
     /// Drops every cached entry.
     pub fn clear_cache(&self) {
         self.inner.on_change(&StoreChange::Reset);
@@ -449,7 +632,55 @@ impl Validator {
             derivations: self.inner.derivations.load(Ordering::Relaxed),
             shed: self.inner.shed.load(Ordering::Relaxed),
             store_reads: self.inner.store_reads.load(Ordering::Relaxed),
+            legacy_scans: self.inner.legacy.scans.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Keeps the coarse clock that stamps uses, and flushes them every `flush`, for as long as
+/// the validator lives.
+async fn keep_time(inner: Weak<Inner>, flush: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flushed = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        inner
+            .clock
+            .store(Timestamp::now().as_second(), Ordering::Relaxed);
+        if flushed.elapsed() >= flush {
+            flushed = std::time::Instant::now();
+            if let Err(error) = inner.flush_last_used().await {
+                tracing::warn!(%error, "last use of API keys not written; kept for the next flush");
+            }
+        }
+    }
+}
+
+/// A cached entry's answer: its identity, unless the key has expired since it was cached.
+fn check_expiry(entry: &ValidEntry) -> Result<Identity, RejectReason> {
+    // The clock is read only for keys that expire.
+    if entry
+        .identity
+        .expires_at()
+        .is_some_and(|at| at <= Timestamp::now())
+    {
+        return Err(refused(
+            Some(entry.identity.key_id().as_str()),
+            RejectReason::Expired,
+        ));
+    }
+    Ok(entry.identity.clone())
+}
+
+/// Why a record refuses every key, if it does: inactive, revoked or expired.
+fn refusal_of(record: &KeyRecord, now: Timestamp) -> Option<RejectReason> {
+    match record.status {
+        KeyStatus::Inactive => Some(RejectReason::Inactive),
+        KeyStatus::Revoked => Some(RejectReason::Revoked),
+        KeyStatus::Active if record.is_expired_at(now) => Some(RejectReason::Expired),
+        KeyStatus::Active => None,
     }
 }
 
@@ -493,6 +724,97 @@ impl Inner {
         let mut hash = self.digest_key.clone();
         hash.update(secret);
         hash.finalize().into()
+    }
+
+    /// Notes that `identity` was accepted now (at most once per second per key).
+    fn note_use(&self, identity: &Identity) {
+        let now = self.clock.load(Ordering::Relaxed);
+        if now != 0 && identity.note_use(now) {
+            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+            used.insert(identity.key_id().clone(), now);
+        }
+    }
+
+    /// Starts the clock task (and with it last-use tracking) once, if a runtime is there.
+    fn start_clock(self: &Arc<Self>) {
+        let Some(flush) = self.last_used_flush else {
+            return;
+        };
+        if self.clock.load(Ordering::Relaxed) != 0
+            || self.clock_started.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.clock_started.store(false, Ordering::SeqCst);
+            return;
+        };
+        self.clock
+            .store(Timestamp::now().as_second(), Ordering::Relaxed);
+        runtime.spawn(keep_time(Arc::downgrade(self), flush));
+    }
+
+    async fn flush_last_used(&self) -> Result<(), StoreError> {
+        let batch: Vec<(KeyId, Timestamp)> = {
+            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+            // `drain` keeps the map's capacity: noting a use stays free of allocation.
+            used.drain()
+                .filter_map(|(id, at)| Timestamp::from_second(at).ok().map(|at| (id, at)))
+                .collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.store.record_last_used(batch.clone()).await {
+            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, at) in batch {
+                let seen = used.entry(id).or_insert(0);
+                *seen = (*seen).max(at.as_second());
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Whether `key` may be a legacy opaque key: legacy keys are on, and it does not claim
+    /// this format by its prefix.
+    fn is_legacy_candidate(&self, key: &PresentedKey) -> bool {
+        let prefix = self.format.prefix().as_bytes();
+        let key = key.expose();
+        self.legacy.enabled
+            && !(key.len() > prefix.len() && key.starts_with(prefix) && key[prefix.len()] == b'_')
+    }
+
+    /// The legacy records, read from the store if no read is current.
+    async fn legacy_index(&self) -> Result<Arc<LegacyIndex>, ValidationError> {
+        if let Some(index) = self.legacy.index() {
+            return Ok(index);
+        }
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        self.store_reads.fetch_add(1, Ordering::Relaxed);
+        let records = self
+            .store
+            .list_legacy()
+            .await
+            .map_err(ValidationError::Unavailable)?;
+        let index = Arc::new(LegacyIndex::new(records));
+        // Kept only if no change landed meanwhile; used for this call either way.
+        if self.epoch.load(Ordering::SeqCst) == epoch {
+            self.legacy.set_index(Arc::clone(&index));
+        }
+        Ok(index)
+    }
+
+    /// Caches a legacy key that matched `record`, by id and by the key's cache digest.
+    fn fill_legacy(&self, record: &KeyRecord, digest: [u8; 32], epoch: u64) -> Identity {
+        let identity = Identity::from_record(record);
+        let entry = ValidEntry {
+            digest,
+            identity: identity.clone(),
+        };
+        self.fill(identity.key_id().clone(), Fill::Valid(entry), epoch);
+        self.legacy.alias.insert(digest, record.id.clone());
+        identity
     }
 
     /// Caches `entry` unless the store changed since `epoch` was read (fence by version).
