@@ -185,6 +185,39 @@ async fn conformance<S: KeyStore>(store: S) {
     expected.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(published, expected, "each record added is published");
 
+    // Last use: recorded without a change published; a later time is kept; unknown ids
+    // are skipped.
+    let at: jiff::Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+    let earlier = at - jiff::SignedDuration::from_hours(1);
+    store
+        .record_last_used(vec![(c.id.clone(), at), (KeyId::new("ghost").unwrap(), at)])
+        .await
+        .unwrap();
+    store
+        .record_last_used(vec![(c.id.clone(), earlier)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&c.id).await.unwrap().unwrap().last_used_at,
+        Some(at)
+    );
+    assert!(store
+        .get(&KeyId::new("ghost").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(recorder.take().is_empty(), "last use is not a change");
+
+    // Legacy records, and only those.
+    let legacy: Vec<KeyId> = store
+        .list_legacy()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(legacy, vec![a.id.clone()]);
+
     // A dropped listener is forgotten, not called.
     drop(recorder);
     store.delete(&c.id).await.unwrap();
