@@ -43,12 +43,18 @@ impl Identity {
         }))
     }
 
-    /// Notes a use at `now` (unix seconds); true the first time for each second, so the
-    /// caller records it once per second per key, not once per request.
-    pub(crate) fn note_use(&self, now: i64) -> bool {
-        // Load before store: a hot key's cache line stays shared between cores.
-        self.0.last_used.load(Ordering::Relaxed) != now
-            && self.0.last_used.swap(now, Ordering::Relaxed) != now
+    /// Notes a use at `now` (unix seconds).
+    pub(crate) fn note_use(&self, now: i64) {
+        // Load before store: a hot key's cache line stays shared between cores, written once
+        // a second at most.
+        if self.0.last_used.load(Ordering::Relaxed) != now {
+            self.0.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The last use noted (unix seconds), 0 for none.
+    pub(crate) fn last_used(&self) -> i64 {
+        self.0.last_used.load(Ordering::Relaxed)
     }
 
     /// The user or service account the key belongs to.

@@ -377,3 +377,24 @@ async fn last_use_is_flushed_on_the_interval_and_can_be_off() {
         .last_used_at
         .is_some());
 }
+
+#[tokio::test]
+async fn a_use_survives_its_cache_entry_expiring_before_the_flush() {
+    let store = MemoryStore::new();
+    let (record, key) = issue("alice");
+    let id = record.id.clone();
+    store.insert(record).await.unwrap();
+    let validator = Validator::builder(store.clone())
+        .cache_ttl(Duration::from_millis(200))
+        .build();
+    validator.validate(&presented(key.expose())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    validator.flush_last_used().await.unwrap();
+    assert!(store
+        .get(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+        .is_some());
+}

@@ -245,9 +245,19 @@ impl ValidatorBuilder {
         // Valid entries live for the cache TTL; a key that expires sooner is refused by the
         // hit's own expiry check. A global TTL costs less per hit than per-entry expiry
         // (measured here at 1k entries: 325 ns against 377 ns per moka get).
+        // Uses noted on entries that leave the cache before the next flush.
+        let evicted_uses = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&evicted_uses);
         let valid = moka::sync::Cache::builder()
             .max_capacity(self.max_cached_keys)
             .time_to_live(self.cache_ttl)
+            .eviction_listener(move |id: Arc<KeyId>, entry: ValidEntry, _| {
+                let at = entry.identity.last_used();
+                if at != 0 {
+                    let mut uses = keep.lock().unwrap_or_else(PoisonError::into_inner);
+                    uses.push((KeyId::clone(&id), at));
+                }
+            })
             .build_with_hasher(foldhash::fast::RandomState::default());
         let refused = moka::sync::Cache::builder()
             .max_capacity(self.max_cached_keys)
@@ -278,7 +288,8 @@ impl ValidatorBuilder {
             clock: AtomicI64::new(0),
             clock_started: AtomicBool::new(false),
             last_used_flush: self.last_used_flush,
-            used: Mutex::new(HashMap::new()),
+            flushed_through: AtomicI64::new(0),
+            evicted_uses,
         });
         let listener: Weak<dyn ChangeListener> = Arc::downgrade(&inner) as Weak<dyn ChangeListener>;
         inner.store.subscribe(listener);
@@ -332,8 +343,10 @@ struct Inner {
     clock: AtomicI64,
     clock_started: AtomicBool,
     last_used_flush: Option<Duration>,
-    /// Uses noted since the last flush: id -> unix seconds.
-    used: Mutex<HashMap<KeyId, i64>>,
+    /// Uses at or after this second (unix) are not yet in the store.
+    flushed_through: AtomicI64,
+    /// Uses noted on entries evicted since the last flush.
+    evicted_uses: Arc<Mutex<Vec<(KeyId, i64)>>>,
 }
 
 /// What a cold lookup found, to cache.
@@ -726,12 +739,12 @@ impl Inner {
         hash.finalize().into()
     }
 
-    /// Notes that `identity` was accepted now (at most once per second per key).
+    /// Notes that `identity` was accepted now: one relaxed store into the cached identity,
+    /// at most once a second per key; the flush collects it from the cache.
     fn note_use(&self, identity: &Identity) {
         let now = self.clock.load(Ordering::Relaxed);
-        if now != 0 && identity.note_use(now) {
-            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-            used.insert(identity.key_id().clone(), now);
+        if now != 0 {
+            identity.note_use(now);
         }
     }
 
@@ -755,23 +768,47 @@ impl Inner {
     }
 
     async fn flush_last_used(&self) -> Result<(), StoreError> {
-        let batch: Vec<(KeyId, Timestamp)> = {
-            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-            // `drain` keeps the map's capacity: noting a use stays free of allocation.
-            used.drain()
-                .filter_map(|(id, at)| Timestamp::from_second(at).ok().map(|at| (id, at)))
-                .collect()
-        };
+        // Uses after the last flush's second. One in that very second, after its collection,
+        // stays a second early in the store: within the flush interval's staleness.
+        let now = self.clock.load(Ordering::Relaxed);
+        let since = self.flushed_through.load(Ordering::SeqCst);
+        // Let expired entries leave (and hand over their uses) first.
+        self.valid.run_pending_tasks();
+        let evicted = std::mem::take(
+            &mut *self
+                .evicted_uses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut batch: HashMap<KeyId, i64> = evicted
+            .iter()
+            .filter(|(_, at)| *at > since)
+            .cloned()
+            .collect();
+        for (id, entry) in self.valid.iter() {
+            let at = entry.identity.last_used();
+            if at > since {
+                let seen = batch.entry(KeyId::clone(&id)).or_insert(at);
+                *seen = (*seen).max(at);
+            }
+        }
         if batch.is_empty() {
             return Ok(());
         }
-        if let Err(error) = self.store.record_last_used(batch.clone()).await {
-            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
-            for (id, at) in batch {
-                let seen = used.entry(id).or_insert(0);
-                *seen = (*seen).max(at.as_second());
-            }
+        let used: Vec<(KeyId, Timestamp)> = batch
+            .into_iter()
+            .filter_map(|(id, at)| Timestamp::from_second(at).ok().map(|at| (id, at)))
+            .collect();
+        if let Err(error) = self.store.record_last_used(used).await {
+            // Keep what was evicted; what is cached is collected again.
+            self.evicted_uses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(evicted);
             return Err(error);
+        }
+        if now != 0 {
+            self.flushed_through.store(now, Ordering::SeqCst);
         }
         Ok(())
     }
