@@ -226,7 +226,7 @@ impl ValidatorBuilder {
     /// Uses are noted in memory, once per key per second at most, and written as one batch
     /// ([`KeyStore::record_last_used`]); call [`Validator::flush_last_used`] on shutdown so
     /// the last batch is not lost. Tracking starts with the first cold-path validation, which
-    /// starts a one-second clock task on the Tokio runtime.
+    /// starts a small thread keeping a one-second clock (it ends with the validator).
     pub fn last_used_flush_interval(mut self, interval: Option<Duration>) -> Self {
         self.last_used_flush = interval;
         self
@@ -650,23 +650,25 @@ impl Validator {
     }
 }
 
-/// Keeps the coarse clock that stamps uses, and flushes them every `flush`, for as long as
-/// the validator lives.
-async fn keep_time(inner: Weak<Inner>, flush: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Keeps the coarse clock that stamps uses, and has the runtime flush them every `flush`,
+/// for as long as the validator lives.
+///
+/// A thread of its own, not a Tokio timer: the runtime it serves may have no time driver.
+fn keep_time(inner: Weak<Inner>, runtime: tokio::runtime::Handle, flush: Duration) {
     let mut flushed = std::time::Instant::now();
     loop {
-        tick.tick().await;
+        std::thread::sleep(Duration::from_secs(1));
         let Some(inner) = inner.upgrade() else { return };
         inner
             .clock
             .store(Timestamp::now().as_second(), Ordering::Relaxed);
         if flushed.elapsed() >= flush {
             flushed = std::time::Instant::now();
-            if let Err(error) = inner.flush_last_used().await {
-                tracing::warn!(%error, "last use of API keys not written; kept for the next flush");
-            }
+            runtime.spawn(async move {
+                if let Err(error) = inner.flush_last_used().await {
+                    tracing::warn!(%error, "last use of API keys not written; kept for the next flush");
+                }
+            });
         }
     }
 }
@@ -764,7 +766,14 @@ impl Inner {
         };
         self.clock
             .store(Timestamp::now().as_second(), Ordering::Relaxed);
-        runtime.spawn(keep_time(Arc::downgrade(self), flush));
+        let inner = Arc::downgrade(self);
+        let started = std::thread::Builder::new()
+            .name("tower-apikey-clock".into())
+            .spawn(move || keep_time(inner, runtime, flush));
+        if let Err(error) = started {
+            tracing::warn!(%error, "no thread for the last-use clock; last use is not recorded");
+            self.clock.store(0, Ordering::Relaxed);
+        }
     }
 
     async fn flush_last_used(&self) -> Result<(), StoreError> {
