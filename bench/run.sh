@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = smoke ]; then
-  cargo bench --bench hot_path --bench cold_verify --bench load --bench scale -- --test
+  cargo bench --features postgres --bench hot_path --bench cold_verify --bench load --bench scale -- --test
   python3 bench/openssl_pbkdf2.py 1 >/dev/null
   exit 0
 fi
@@ -16,7 +16,7 @@ before=$(python3 bench/openssl_pbkdf2.py)
 cargo bench --bench cold_verify --bench hot_path -- --warm-up-time 2 --measurement-time 6
 after=$(python3 bench/openssl_pbkdf2.py)
 load=$(cargo bench --bench load 2>/dev/null | grep -E '^(end to end|flood)')
-scale=$(cargo bench --bench scale 2>/dev/null | grep -E '^scale')
+scale=$(cargo bench --features postgres --bench scale 2>/dev/null | grep -E '^scale')
 echo
 echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 python3 bench/report.py "$before" "$after"

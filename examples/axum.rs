@@ -16,6 +16,15 @@
 //! ```
 //!
 //! `$ADDR` sets the listening address (default `127.0.0.1:3000`).
+//!
+//! With the `postgres` feature and `$DATABASE_URL` set, keys live in PostgreSQL instead (the
+//! schema is brought up to date at start), and several copies of this server on different
+//! ports form a fleet that sees every change within a second:
+//!
+//! ```text
+//! DATABASE_URL=postgresql://apikeys@localhost/apikeys ADDR=127.0.0.1:3001 \
+//!     cargo run --release --features postgres --example axum
+//! ```
 
 use std::error::Error;
 
@@ -32,9 +41,24 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
 
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        let store = tower_apikey::store::PgKeyStore::connect(url).await?;
+        store.migrate().await?;
+        return serve(store, &addr, "PostgreSQL").await;
+    }
     let store = FileStore::open(&path).await?;
+    serve(store, &addr, &path).await
+}
+
+/// Serves `/whoami` behind the layer, with keys in `store`, until Ctrl-C.
+async fn serve<S: KeyStore>(
+    store: S,
+    addr: &str,
+    keys_in: &str,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
     if store.list(None).await?.is_empty() {
-        issue_demo_key(&store, &addr).await?;
+        issue_demo_key(&store, addr).await?;
     }
 
     let validator = Validator::builder(store).build();
@@ -44,9 +68,9 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         // Added after the layer, so not behind it.
         .route("/health", get(|| async { "ok" }));
 
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(
-        "listening on http://{} (keys in {path})",
+        "listening on http://{} (keys in {keys_in})",
         listener.local_addr()?
     );
     axum::serve(listener, app)
@@ -69,7 +93,10 @@ async fn whoami(who: Identity) -> Json<Value> {
     }))
 }
 
-async fn issue_demo_key(store: &FileStore, addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
+async fn issue_demo_key(
+    store: &impl KeyStore,
+    addr: &str,
+) -> Result<(), Box<dyn Error + Send + Sync>> {
     // Hashing runs PBKDF2: off the async workers.
     let (mut record, key) = tokio::task::spawn_blocking(|| {
         KeyRecord::generate("demo", &KeyFormat::default(), &HashParams::default())

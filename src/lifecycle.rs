@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::{HashParams, Pbkdf2Hash, Prf, RecordError};
-use crate::store::{Expiry, ExpiryError, KeyRecord, KeyStatus, KeyStore, StoreError};
+use crate::store::{record_time, Expiry, ExpiryError, KeyRecord, KeyStatus, KeyStore, StoreError};
 
 /// The version [`Export`] writes.
 pub const EXPORT_VERSION: u32 = 1;
@@ -267,7 +267,7 @@ impl<S: KeyStore> KeyManager<S> {
     /// [`LifecycleError::LimitReached`]; [`LifecycleError::Invalid`] for an empty principal;
     /// the store's failure.
     pub async fn issue(&self, new: NewKey) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
-        let now = Timestamp::now();
+        let now = record_time();
         let (format, params) = (self.format.clone(), self.params);
         let principal = checked_principal(&new.principal)?;
         let (record, key) =
@@ -291,7 +291,7 @@ impl<S: KeyStore> KeyManager<S> {
         new: NewKey,
         key: &PresentedKey,
     ) -> Result<KeyRecord, LifecycleError> {
-        let now = Timestamp::now();
+        let now = record_time();
         let principal = checked_principal(&new.principal)?;
         let (id, legacy) = match self.format.parse(key) {
             Ok(parsed) => (
@@ -332,7 +332,7 @@ impl<S: KeyStore> KeyManager<S> {
     ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
         let mut old = self.get(id).await?;
         require_active(&old)?;
-        let now = Timestamp::now();
+        let now = record_time();
         let grace_end = Expiry::After(grace)
             .resolve(now)
             .map_err(|_| LifecycleError::Invalid("grace period out of range".into()))?
@@ -391,7 +391,7 @@ impl<S: KeyStore> KeyManager<S> {
         record.prf = self.params.prf_kind();
         record.legacy = false;
         record.lookup_digest = None;
-        self.stamp(&mut record, Timestamp::now());
+        self.stamp(&mut record, record_time());
         self.store.update(record.clone()).await?;
         Ok((record, key))
     }
@@ -442,7 +442,7 @@ impl<S: KeyStore> KeyManager<S> {
     pub async fn export(&self) -> Result<Export, LifecycleError> {
         Ok(Export {
             version: EXPORT_VERSION,
-            exported_at: Timestamp::now(),
+            exported_at: record_time(),
             keys: self.store.list(None).await?,
         })
     }
@@ -475,7 +475,7 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         rows: Vec<MaximoKey>,
     ) -> Result<Vec<KeyRecord>, LifecycleError> {
-        let now = Timestamp::now();
+        let now = record_time();
         let mut records = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let bad = |what: String| LifecycleError::Invalid(format!("row {}: {what}", i + 1));
@@ -504,7 +504,7 @@ impl<S: KeyStore> KeyManager<S> {
             return Err(LifecycleError::Revoked(id.clone()));
         }
         record.status = status;
-        self.stamp(&mut record, Timestamp::now());
+        self.stamp(&mut record, record_time());
         self.store.update(record.clone()).await?;
         Ok(record)
     }

@@ -532,3 +532,94 @@ fn issue_key_stdin_and_maximo_import() {
     assert_eq!(c, 1, "every id is taken already: {err}");
     assert_eq!(step(&["import", "--store", store], b"{not json", &[]).0, 2);
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn every_store_command_takes_a_database_url() {
+    let Some(db) = common::pg::database().await else {
+        return;
+    };
+    let url = db.url.as_str();
+    let (c, _, err) = step(&["migrate", "--database-url", url], b"", &[]);
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("applied 1"), "{err}");
+    let (c, _, err) = step(&["migrate", "--database-url", url], b"", &[]);
+    assert_eq!(c, 0);
+    assert!(err.contains("applied 0"), "{err}");
+
+    let pg = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--database-url", url]);
+        step(&all, b"", &[])
+    };
+    let (c, key, _) = pg(&["issue", "--principal", "ops", "--iterations", "1"]);
+    assert_eq!(c, 0);
+    let key = key.trim().to_owned();
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    assert_eq!(
+        pg(&["issue", "--principal", "ops", "--iterations", "1"]).0,
+        0
+    );
+    assert_eq!(
+        pg(&["issue", "--principal", "ops"]).0,
+        1,
+        "the limit holds in PostgreSQL"
+    );
+    let (c, shown, _) = pg(&["show", &id, "--json"]);
+    assert_eq!(c, 0);
+    assert!(!shown.contains(&key));
+    assert_eq!(pg(&["deactivate", &id]).0, 0);
+    assert_eq!(pg(&["regenerate", &id]).0, 1);
+    assert_eq!(pg(&["revoke", &id]).0, 0);
+    assert_eq!(pg(&["delete", &id]).0, 0);
+    assert_eq!(pg(&["delete", &id]).0, 1);
+    let (c, listed, _) = pg(&["list", "--json"]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // File -> PostgreSQL -> file: the keys survive the moves.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.json");
+    let file = file.to_str().unwrap();
+    let (_, moved_key, _) = step(
+        &[
+            "issue",
+            "--store",
+            file,
+            "--principal",
+            "mover",
+            "--iterations",
+            "1",
+        ],
+        b"",
+        &[],
+    );
+    let (_, export, _) = step(&["export", "--store", file], b"", &[]);
+    let (c, _, err) = step(&["import", "--database-url", url], export.as_bytes(), &[]);
+    assert_eq!(c, 0, "{err}");
+    let (_, back, _) = pg(&["export"]);
+    let again = dir.path().join("again.json");
+    let again = again.to_str().unwrap();
+    assert_eq!(
+        step(&["import", "--store", again], back.as_bytes(), &[]).0,
+        0
+    );
+    let store = tower_apikey::FileStore::open(again).await.unwrap();
+    let validator = tower_apikey::Validator::builder(store).build();
+    let presented = tower_apikey::key::PresentedKey::new(moved_key.trim().as_bytes()).unwrap();
+    assert!(validator.validate(&presented).await.is_ok());
+
+    // Neither flag nor DATABASE_URL: told what to give.
+    if std::env::var_os("DATABASE_URL").is_none() {
+        let out = run(&["list"], b"");
+        assert_eq!(code(&out), 2);
+        assert!(text(&out.stderr).contains("--store PATH or --database-url URL"));
+    }
+}

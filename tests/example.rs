@@ -93,24 +93,40 @@ fn within_a_second(addr: &str, key: &str, status: u16) {
 /// Starts the example on `store`; returns the server guard, its address, and the demo key
 /// it printed, if it did (on an empty store).
 fn start_printing(store: &std::path::Path) -> (Server, String, Option<String>) {
-    let mut child = Command::new(example_binary())
-        .env("ADDR", "127.0.0.1:0")
+    let mut command = Command::new(example_binary());
+    command
         .env("APIKEY_STORE", store)
+        .env_remove("DATABASE_URL");
+    start_command(command)
+}
+
+/// Starts the example as `command` says, on 127.0.0.1.
+fn start_command(mut command: Command) -> (Server, String, Option<String>) {
+    let mut child = command
+        .env("ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let server = Server(child);
     let mut demo = None;
-    for line in stdout.lines() {
+    for line in stdout.by_ref() {
         let line = line.unwrap();
         let trimmed = line.trim();
         if trimmed.starts_with("tak_") && demo.is_none() {
             demo = Some(trimmed.to_owned());
         }
         if let Some(rest) = trimmed.strip_prefix("listening on http://") {
-            return (server, rest.split(' ').next().unwrap().to_owned(), demo);
+            let addr = rest.split(' ').next().unwrap().to_owned();
+            // Keep reading the server's log, so a full pipe never stalls it; show it on
+            // failure (the test harness captures it).
+            std::thread::spawn(move || {
+                for line in stdout.map_while(Result::ok) {
+                    eprintln!("server: {line}");
+                }
+            });
+            return (server, addr, demo);
         }
     }
     panic!("the server did not say where it listens");
@@ -248,4 +264,42 @@ fn operator_session_against_a_running_server() {
     );
     assert_eq!(cli_with(&["activate", "--store", m, &id_of(&two)], "").0, 0);
     within_a_second(&moved_addr, &two, 200);
+}
+
+/// Two copies of the example on one PostgreSQL database are a fleet: a key revoked with the
+/// CLI is refused by both within a second.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_servers_on_one_database_form_a_fleet() {
+    let Some(db) = common::pg::database().await else {
+        return;
+    };
+    let on_db = || {
+        let mut command = Command::new(example_binary());
+        command.env("DATABASE_URL", &db.url);
+        start_command(command)
+    };
+    let (_first, first, demo) = on_db();
+    let demo = demo.expect("the first server finds the database empty and issues a demo key");
+    let (_second, second, none) = on_db();
+    assert!(none.is_none(), "the second finds the demo key there");
+    for addr in [&first, &second] {
+        assert_eq!(get(addr, "/whoami", Some(&demo)).0, 200);
+    }
+    let key = cli_with(
+        &["issue", "--database-url", &db.url, "--principal", "bob"],
+        "",
+    )
+    .1;
+    let key = key.trim().to_owned();
+    within_a_second(&first, &key, 200);
+    within_a_second(&second, &key, 200);
+    let id = key.split('_').nth(1).unwrap();
+    assert_eq!(
+        cli_with(&["revoke", "--database-url", &db.url, id], "").0,
+        0
+    );
+    within_a_second(&first, &key, 401);
+    within_a_second(&second, &key, 401);
+    assert_eq!(get(&second, "/whoami", Some(&demo)).0, 200);
 }

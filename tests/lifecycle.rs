@@ -1,5 +1,7 @@
 //! The key lifecycle rules, on every store backend, seen by a validator watching the store.
 
+mod common;
+
 use jiff::{Span, Timestamp};
 use tower_apikey::key::{KeyFormat, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
@@ -219,6 +221,15 @@ async fn memory_store_lifecycle() {
 async fn file_store_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open(dir.path().join("keys.json")).await.unwrap();
+    lifecycle_rules(store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store_lifecycle() {
+    let Some((_db, store)) = common::pg::migrated_store().await else {
+        return;
+    };
     lifecycle_rules(store).await;
 }
 

@@ -1,5 +1,7 @@
 //! One conformance suite for every `KeyStore` backend, and the file store's own promises.
 
+mod common;
+
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -226,6 +228,44 @@ async fn conformance<S: KeyStore>(store: S) {
 #[tokio::test]
 async fn memory_store_conforms() {
     conformance(MemoryStore::new()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store_conforms() {
+    let Some((_db, store)) = common::pg::migrated_store().await else {
+        return;
+    };
+    assert_eq!(store.migrate().await.unwrap(), 0, "migrations apply once");
+    conformance(store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_limit_holds_across_stores_writing_at_once() {
+    let Some((db, first)) = common::pg::migrated_store().await else {
+        return;
+    };
+    // Eight servers' stores race for two slots.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = tower_apikey::store::PgKeyStore::connect(db.url.as_str())
+            .await
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.insert_limited(record("frank"), 2).await
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { .. }) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 2);
+    assert_eq!(first.list(Some("frank")).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -15,7 +15,9 @@ use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
 use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
 use tower_apikey::store::Expiry;
-use tower_apikey::{FileStore, KeyManager, KeyRecord, KeyStatus, LifecycleError, NewKey};
+use tower_apikey::{
+    FileStore, KeyManager, KeyRecord, KeyStatus, KeyStore, LifecycleError, NewKey, StoreError,
+};
 use zeroize::Zeroizing;
 
 #[derive(Parser)]
@@ -147,6 +149,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Create or update the PostgreSQL schema.
+    Migrate {
+        /// The database (or DATABASE_URL).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
     /// Write every record (no secrets) as JSON to stdout.
     Export {
         #[command(flatten)]
@@ -182,11 +190,18 @@ struct PolicyArgs {
     hash: HashArgs,
 }
 
+/// Where the keys are: a JSON file or a PostgreSQL database. With neither flag, the
+/// DATABASE_URL environment variable names the database (so no password need be in argv).
 #[derive(Args)]
+#[group(multiple = false)]
 struct StoreArgs {
     /// The JSON key store file.
     #[arg(long)]
-    store: PathBuf,
+    store: Option<PathBuf>,
+    /// A PostgreSQL database (`postgresql://user@host/db` or `host=/run/postgresql
+    /// dbname=apikeys`). Needs the `postgres` feature.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -429,6 +444,21 @@ fn run(command: Command) -> Result<(), Failure> {
             )?;
             done("deleted", &r)
         }
+        Command::Migrate { database_url } => {
+            let args = StoreArgs {
+                store: None,
+                database_url: Some(database_url),
+            };
+            let applied = with_store(&args, |store| async move {
+                match store {
+                    CliStore::File(_) => Ok(0),
+                    #[cfg(feature = "postgres")]
+                    CliStore::Pg(store) => store.migrate().await,
+                }
+            })?;
+            eprintln!("applied {applied} migration(s); the schema is up to date");
+            Ok(())
+        }
         Command::Export { store } => {
             let export = with_manager(&store, None, |keys| async move { keys.export().await })?;
             let text = serde_json::to_string_pretty(&export).map_err(Failure::usage)?;
@@ -556,15 +586,14 @@ impl<'a> Listed<'a> {
     }
 }
 
-/// Opens the file store (no watching: this process is short-lived) and runs `f` with a key
-/// manager over it.
+/// Runs `f` with a key manager over the store `args` name.
 fn with_manager<T, F, Fut>(
     args: &StoreArgs,
     policy: Option<&PolicyArgs>,
     f: F,
 ) -> Result<T, Failure>
 where
-    F: FnOnce(KeyManager<FileStore>) -> Fut,
+    F: FnOnce(KeyManager<CliStore>) -> Fut,
     Fut: std::future::Future<Output = Result<T, LifecycleError>>,
 {
     let mut keys_config = None;
@@ -578,15 +607,7 @@ where
         }
         keys_config = Some((params, format, policy.max_keys_per_principal));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(Failure::usage)?;
-    runtime.block_on(async {
-        let store = FileStore::builder(&args.store)
-            .no_polling()
-            .open()
-            .await
-            .map_err(Failure::usage)?;
+    let outcome = with_store(args, |store| async move {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         let mut keys = KeyManager::new(store).actor(format!("cli:{user}"));
         if let Some((params, format, max)) = keys_config {
@@ -595,11 +616,119 @@ where
                 .key_format(format)
                 .max_keys_per_principal(max);
         }
-        f(keys).await.map_err(|e| Failure {
-            code: if e.is_refusal() { 1 } else { 2 },
-            message: e.to_string(),
-        })
+        Ok(f(keys).await)
+    })?;
+    outcome.map_err(|e| Failure {
+        code: if e.is_refusal() { 1 } else { 2 },
+        message: e.to_string(),
     })
+}
+
+/// Opens the store `args` name, without following changes (this process is short-lived),
+/// and runs `f` on it.
+fn with_store<T, F, Fut>(args: &StoreArgs, f: F) -> Result<T, Failure>
+where
+    F: FnOnce(CliStore) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tower_apikey::StoreError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::usage)?;
+    let from_env = std::env::var("DATABASE_URL").ok();
+    let database_url = args.database_url.as_ref().or(from_env.as_ref());
+    runtime.block_on(async {
+        let store = match (&args.store, database_url) {
+            (Some(path), _) => CliStore::File(
+                FileStore::builder(path)
+                    .no_polling()
+                    .open()
+                    .await
+                    .map_err(Failure::usage)?,
+            ),
+            #[cfg(feature = "postgres")]
+            (None, Some(url)) => CliStore::Pg(
+                tower_apikey::store::PgKeyStore::builder(url.as_str())
+                    .follow_changes(false)
+                    .connect()
+                    .await
+                    .map_err(Failure::usage)?,
+            ),
+            #[cfg(not(feature = "postgres"))]
+            (None, Some(_)) => {
+                return Err(Failure::usage(
+                    "this build has no PostgreSQL support (feature `postgres`)",
+                ))
+            }
+            (None, None) => {
+                return Err(Failure::usage(
+                    "give --store PATH or --database-url URL (or set DATABASE_URL)",
+                ))
+            }
+        };
+        f(store).await.map_err(Failure::usage)
+    })
+}
+
+/// The stores the CLI works on.
+#[derive(Clone)]
+enum CliStore {
+    File(FileStore),
+    #[cfg(feature = "postgres")]
+    Pg(tower_apikey::store::PgKeyStore),
+}
+
+/// Calls the same method on whichever store it is.
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            CliStore::File($store) => $call,
+            #[cfg(feature = "postgres")]
+            CliStore::Pg($store) => $call,
+        }
+    };
+}
+
+impl KeyStore for CliStore {
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        each!(self, s => s.get(id).await)
+    }
+
+    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        each!(self, s => s.list(principal).await)
+    }
+
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        each!(self, s => s.insert(record).await)
+    }
+
+    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
+        each!(self, s => s.update(record).await)
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        each!(self, s => s.delete(id).await)
+    }
+
+    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
+        each!(self, s => s.insert_limited(record, limit).await)
+    }
+
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        each!(self, s => s.insert_many(records).await)
+    }
+
+    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        each!(self, s => s.list_legacy().await)
+    }
+
+    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
+        each!(self, s => s.record_last_used(used).await)
+    }
+
+    fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
+        each!(self, s => s.subscribe(listener))
+    }
 }
 
 /// The key on stdin, less one trailing newline.

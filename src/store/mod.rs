@@ -5,7 +5,9 @@
 //!
 //! - [`MemoryStore`]: in process, for tests and embedded use;
 //! - [`FileStore`]: one JSON file, written atomically, reloaded when another process (the
-//!   `tower-apikey` CLI) changes it.
+//!   `tower-apikey` CLI) changes it;
+//! - `PgKeyStore` (feature `postgres`): PostgreSQL, shared by a fleet of servers, which hear
+//!   of every change through LISTEN/NOTIFY and a change log.
 //!
 //! # Example
 //! ```
@@ -27,6 +29,8 @@
 mod expiry;
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,6 +43,8 @@ use serde::{Deserialize, Serialize};
 pub use expiry::{Expiry, ExpiryError};
 pub use file::{FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgKeyStore, PgKeyStoreBuilder, TempCluster};
 
 use crate::key::{KeyFormat, KeyId, PlaintextKey, RngError};
 use crate::record::{HashParams, Pbkdf2Hash, Prf};
@@ -152,7 +158,7 @@ impl KeyRecord {
             permissions: Vec::new(),
             status: KeyStatus::Active,
             expires_at: None,
-            created_at: Timestamp::now(),
+            created_at: record_time(),
             created_by: None,
             updated_at: None,
             updated_by: None,
@@ -173,6 +179,14 @@ impl KeyRecord {
     pub fn is_live_at(&self, now: Timestamp) -> bool {
         self.status != KeyStatus::Revoked && !self.is_expired_at(now)
     }
+}
+
+/// Now, to the microsecond: the precision records are kept at, so a record reads back from
+/// every backend (PostgreSQL keeps microseconds) exactly as it was written.
+pub(crate) fn record_time() -> Timestamp {
+    let now = Timestamp::now();
+    let nanos = now.subsec_nanosecond() % 1_000;
+    now - jiff::SignedDuration::from_nanos(i64::from(nanos))
 }
 
 /// [`KeyStore::insert_limited`] on an id-ordered map, for backends that hold one.
@@ -342,6 +356,17 @@ pub enum StoreError {
         /// What the parser said.
         #[source]
         source: serde_json::Error,
+    },
+    /// The store's configuration is not usable (a database URL that does not parse, say).
+    #[error("key store configuration: {0}")]
+    Config(String),
+    /// A record in the store does not make a valid key record; it is reported, not skipped.
+    #[error("key store holds an invalid record {id}: {reason}")]
+    InvalidRecord {
+        /// The record's id as stored.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The backend could not be reached or failed; the request may succeed later.
     #[error("key store unavailable: {0}")]

@@ -95,3 +95,77 @@ pub fn run_cli(args: &[&str], stdin: &[u8]) -> std::process::Output {
     let _ = child.stdin.take().unwrap().write_all(stdin);
     child.wait_with_output().unwrap()
 }
+
+/// A PostgreSQL database for one test.
+#[cfg(feature = "postgres")]
+pub mod pg {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tower_apikey::store::{PgKeyStore, TempCluster};
+
+    /// A fresh, empty database, and the throwaway cluster it lives in (none when it is on
+    /// DATABASE_URL's server).
+    pub struct TestDb {
+        pub url: String,
+        pub cluster: Option<TempCluster>,
+    }
+
+    /// A fresh database with the schema in place, and a store on it.
+    pub async fn migrated_store() -> Option<(TestDb, PgKeyStore)> {
+        let db = database().await?;
+        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
+        assert_eq!(
+            store.migrate().await.unwrap(),
+            1,
+            "a fresh database takes every migration"
+        );
+        Some((db, store))
+    }
+
+    /// A database on DATABASE_URL's server when that is set, else in a throwaway cluster.
+    /// Without PostgreSQL: `None` and a notice, or a failure when TOWER_APIKEY_REQUIRE_PG is
+    /// set (as `.ci/run` does).
+    pub async fn database() -> Option<TestDb> {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "tak_test_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("DATABASE_URL reachable");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("CREATE DATABASE on DATABASE_URL's server");
+            let url = if url.contains("://") {
+                let (base, _) = url.rsplit_once('/').unwrap();
+                format!("{base}/{name}")
+            } else {
+                format!("{url} dbname={name}")
+            };
+            return Some(TestDb { url, cluster: None });
+        }
+        match TempCluster::start() {
+            Ok(cluster) => {
+                let url = cluster.fresh_database().await.expect("a fresh database");
+                Some(TestDb {
+                    url,
+                    cluster: Some(cluster),
+                })
+            }
+            Err(error) if std::env::var_os("TOWER_APIKEY_REQUIRE_PG").is_some() => {
+                panic!("PostgreSQL is required here (TOWER_APIKEY_REQUIRE_PG) but: {error}")
+            }
+            Err(error) => {
+                eprintln!(
+                    "SKIPPED: no PostgreSQL ({error}); install the server or set DATABASE_URL"
+                );
+                None
+            }
+        }
+    }
+}

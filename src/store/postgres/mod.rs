@@ -1,0 +1,741 @@
+//! The PostgreSQL key store, shared by a fleet of servers (feature `postgres`).
+
+mod cluster;
+
+pub use cluster::TempCluster;
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use jiff::Timestamp;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+use super::{ChangeFeed, ChangeListener, KeyRecord, KeyStatus, KeyStore, StoreChange, StoreError};
+use crate::key::KeyId;
+use crate::record::{Pbkdf2Hash, Prf};
+
+/// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE tower_apikey_keys (
+    id            TEXT PRIMARY KEY,
+    principal     TEXT NOT NULL,
+    hash          TEXT NOT NULL,
+    prf           TEXT NOT NULL,
+    name          TEXT,
+    description   TEXT,
+    permissions   TEXT[] NOT NULL DEFAULT '{}',
+    status        TEXT NOT NULL,
+    expires_at    TIMESTAMPTZ,
+    created_at    TIMESTAMPTZ NOT NULL,
+    created_by    TEXT,
+    updated_at    TIMESTAMPTZ,
+    updated_by    TEXT,
+    protected     BOOLEAN NOT NULL DEFAULT FALSE,
+    last_used_at  TIMESTAMPTZ,
+    legacy        BOOLEAN NOT NULL DEFAULT FALSE,
+    lookup_digest TEXT,
+    version       BIGINT NOT NULL
+);
+CREATE INDEX tower_apikey_keys_principal ON tower_apikey_keys (principal);
+CREATE INDEX tower_apikey_keys_legacy ON tower_apikey_keys (id) WHERE legacy;
+-- One row per committed change, in commit order (writers serialise on an advisory lock):
+-- what a server that missed notifications reads to catch up.
+CREATE TABLE tower_apikey_changes (
+    version    BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX tower_apikey_changes_at ON tower_apikey_changes (changed_at);
+"];
+
+/// The NOTIFY channel; the payload is the change's version.
+const CHANNEL: &str = "tower_apikey_changes";
+/// Serialises writers, so change versions commit in order.
+const WRITE_LOCK: i64 = 0x7461_6b5f_7772_6974;
+/// Serialises migrations.
+const MIGRATE_LOCK: i64 = 0x7461_6b5f_6d69_6772;
+/// How long changes are kept for servers catching up; one offline longer forgets its cache.
+const CHANGES_KEPT: &str = "1 day";
+
+const COLUMNS: &str = "id, principal, hash, prf, name, description, permissions, status, \
+    expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
+    legacy, lookup_digest";
+
+/// A [`KeyStore`] in PostgreSQL, shared by every server pointed at the same database.
+///
+/// - Every insert, update and delete commits a row in a change log and sends `NOTIFY` in the
+///   same transaction. Each store LISTENs on a connection of its own and, on a notification,
+///   on a timer ([`poll_interval`](PgKeyStoreBuilder::poll_interval), 1 s by default), and
+///   after reconnecting, reads the log from the last change it saw and tells its subscribers:
+///   a revocation reaches every server within a second, and within the poll interval even
+///   if notifications are lost.
+/// - Reads and writes go through a connection pool that reconnects by itself; while the
+///   database is down they fail with [`StoreError::Unavailable`] (a validator answers 503
+///   for cold keys and keeps serving cached ones until their TTL).
+/// - The schema ships in the crate: [`migrate`](Self::migrate) applies it (the CLI's
+///   `tower-apikey migrate --database-url URL` calls it).
+///
+/// Connections are made without TLS: use a Unix socket or a trusted network.
+///
+/// # Example
+/// ```no_run
+/// use tower_apikey::store::PgKeyStore;
+/// use tower_apikey::Validator;
+///
+/// # async fn run() -> Result<(), tower_apikey::StoreError> {
+/// let store = PgKeyStore::connect("postgresql://apikeys@db.internal/apikeys").await?;
+/// store.migrate().await?;
+/// let validator = Validator::builder(store).build();
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgKeyStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    feed: ChangeFeed,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config may hold a password: show where, not how.
+        f.debug_struct("PgKeyStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for [`PgKeyStore`].
+#[derive(Debug, Clone)]
+pub struct PgKeyStoreBuilder {
+    url: String,
+    pool_size: usize,
+    poll_interval: Duration,
+    listen: bool,
+    follow: bool,
+    connect_timeout: Duration,
+}
+
+impl PgKeyStoreBuilder {
+    /// The most connections in the pool (default 8).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// How often the change log is read when no notification came (default 1 s): the bound
+    /// on how stale a cache can be if notifications are lost.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Whether to LISTEN for notifications (default true). Off, changes are seen by polling
+    /// alone, within the poll interval.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// Whether to follow changes at all (default true). Off, subscribers hear only of this
+    /// handle's own writes: for short-lived tools such as the CLI.
+    pub fn follow_changes(mut self, follow: bool) -> Self {
+        self.follow = follow;
+        self
+    }
+
+    /// How long to wait for a connection before a call fails as unavailable (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Connects (lazily: the database may be down now) and starts following changes.
+    ///
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a URL that does not parse.
+    pub async fn connect(self) -> Result<PgKeyStore, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(&self.url)
+            .map_err(|e| StoreError::Config(format!("database URL: {e}")))?;
+        config.connect_timeout(self.connect_timeout);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.connect_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            pool,
+            config,
+            feed: ChangeFeed::default(),
+        });
+        if self.follow {
+            tokio::spawn(follow(
+                Arc::downgrade(&inner),
+                self.listen,
+                self.poll_interval,
+            ));
+        }
+        Ok(PgKeyStore { inner })
+    }
+}
+
+impl PgKeyStore {
+    /// Options for a store at `url` (`postgresql://user@host/db` or `host=/run/postgresql
+    /// dbname=apikeys`).
+    pub fn builder(url: impl Into<String>) -> PgKeyStoreBuilder {
+        PgKeyStoreBuilder {
+            url: url.into(),
+            pool_size: 8,
+            poll_interval: Duration::from_secs(1),
+            listen: true,
+            follow: true,
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// A store at `url` with the default options.
+    ///
+    /// # Errors
+    /// As [`PgKeyStoreBuilder::connect`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Brings the schema up to date: applies, in one transaction each, the migrations not
+    /// yet applied (several servers may call this at once). Returns how many were applied.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database fails.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
+            .await
+            .map_err(unavailable)?;
+        let result = async {
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS tower_apikey_schema (version INT NOT NULL)",
+                )
+                .await?;
+            let applied: i32 = client
+                .query_one(
+                    "SELECT coalesce(max(version), 0) FROM tower_apikey_schema",
+                    &[],
+                )
+                .await?
+                .get(0);
+            let applied = usize::try_from(applied).unwrap_or(0);
+            let mut count = 0;
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+                let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                let tx = client.transaction().await?;
+                tx.batch_execute(migration).await?;
+                tx.execute(
+                    "INSERT INTO tower_apikey_schema (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await?;
+                tx.commit().await?;
+                count += 1;
+            }
+            Ok::<_, tokio_postgres::Error>(count)
+        }
+        .await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
+            .await;
+        let count = result.map_err(unavailable)?;
+        unlocked.map_err(unavailable)?;
+        Ok(count)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+
+    /// Commits a write: logs a change for each id (stamping each record with its version),
+    /// sends one NOTIFY, prunes old changes, commits, then tells this process's subscribers.
+    async fn commit(&self, tx: Transaction<'_>, ids: Vec<KeyId>) -> Result<(), StoreError> {
+        let names: Vec<&str> = ids.iter().map(KeyId::as_str).collect();
+        tx.execute(
+            "WITH logged AS (INSERT INTO tower_apikey_changes (id) SELECT unnest($1::TEXT[]) \
+             RETURNING version, id) \
+             UPDATE tower_apikey_keys AS k SET version = logged.version \
+             FROM logged WHERE k.id = logged.id",
+            &[&names],
+        )
+        .await
+        .map_err(unavailable)?;
+        // Followers read the log, so one notification covers the whole transaction.
+        tx.batch_execute(&format!(
+            "NOTIFY {CHANNEL}; \
+             DELETE FROM tower_apikey_changes WHERE changed_at < now() - interval '{CHANGES_KEPT}'"
+        ))
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        // Commit first, then invalidate.
+        for id in ids {
+            self.inner.feed.publish(&StoreChange::Changed(id));
+        }
+        Ok(())
+    }
+}
+
+/// Starts a write: a transaction holding the write lock, so changes commit in version order.
+/// Dropped without [`PgKeyStore::commit`], it rolls back.
+async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(unavailable)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .await
+        .map_err(unavailable)?;
+    Ok(tx)
+}
+
+fn unavailable(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// Rows per multi-row INSERT: 17 parameters each, well under PostgreSQL's 65,535.
+const ROWS_PER_INSERT: usize = 1_000;
+
+/// The columns of [`COLUMNS`] for one record, as SQL parameters.
+struct Params {
+    id: String,
+    hash: String,
+    prf: String,
+    status: &'static str,
+}
+
+/// Inserts `records` (ids known to be free) in one statement.
+async fn insert_rows(tx: &Transaction<'_>, records: &[KeyRecord]) -> Result<u64, StoreError> {
+    let owned: Vec<Params> = records
+        .iter()
+        .map(|r| Params {
+            id: r.id.as_str().to_owned(),
+            hash: r.hash.to_string(),
+            prf: r.prf.to_string(),
+            status: r.status.as_str(),
+        })
+        .collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        Vec::with_capacity(records.len() * 17);
+    let mut values = String::new();
+    for (i, (r, p)) in records.iter().zip(&owned).enumerate() {
+        let base = i * 17;
+        values += if i == 0 { "(" } else { ", (" };
+        values += &(1..=17)
+            .map(|n| format!("${}", base + n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        values += ", 0)";
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &p.id,
+            &r.principal,
+            &p.hash,
+            &p.prf,
+            &r.name,
+            &r.description,
+            &r.permissions,
+            &p.status,
+            &r.expires_at,
+            &r.created_at,
+            &r.created_by,
+            &r.updated_at,
+            &r.updated_by,
+            &r.protected,
+            &r.last_used_at,
+            &r.legacy,
+            &r.lookup_digest,
+        ];
+        params.extend_from_slice(&row);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO tower_apikey_keys ({COLUMNS}, version) VALUES {values} \
+             ON CONFLICT (id) DO NOTHING"
+        ),
+        &params,
+    )
+    .await
+    .map_err(unavailable)
+}
+
+/// Inserts `record` in `tx`; `false` if its id is taken.
+async fn insert_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, StoreError> {
+    Ok(insert_rows(tx, std::slice::from_ref(record)).await? == 1)
+}
+
+/// The record a row holds; a row that does not make one is reported, not skipped.
+fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
+    let id: String = row.get("id");
+    let invalid = |reason: String| StoreError::InvalidRecord {
+        id: id.clone(),
+        reason,
+    };
+    let key_id = KeyId::new(&id).map_err(|e| invalid(e.to_string()))?;
+    let hash: Pbkdf2Hash = row
+        .get::<_, String>("hash")
+        .parse()
+        .map_err(|e: crate::record::RecordError| invalid(e.to_string()))?;
+    let prf: Prf = row
+        .get::<_, String>("prf")
+        .parse()
+        .map_err(|_| invalid("unknown prf".into()))?;
+    let status = match row.get::<_, String>("status").as_str() {
+        "active" => KeyStatus::Active,
+        "inactive" => KeyStatus::Inactive,
+        "revoked" => KeyStatus::Revoked,
+        other => return Err(invalid(format!("unknown status {other:?}"))),
+    };
+    let mut record = KeyRecord::new(key_id, row.get::<_, String>("principal"), hash, prf);
+    record.name = row.get("name");
+    record.description = row.get("description");
+    record.permissions = row.get("permissions");
+    record.status = status;
+    record.expires_at = row.get("expires_at");
+    record.created_at = row.get("created_at");
+    record.created_by = row.get("created_by");
+    record.updated_at = row.get("updated_at");
+    record.updated_by = row.get("updated_by");
+    record.protected = row.get("protected");
+    record.last_used_at = row.get("last_used_at");
+    record.legacy = row.get("legacy");
+    record.lookup_digest = row.get("lookup_digest");
+    Ok(record)
+}
+
+fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {
+    rows.iter().map(record_of).collect()
+}
+
+impl KeyStore for PgKeyStore {
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM tower_apikey_keys WHERE id = $1"),
+                &[&id.as_str()],
+            )
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(record_of).transpose()
+    }
+
+    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM tower_apikey_keys \
+                     WHERE $1::TEXT IS NULL OR principal = $1 ORDER BY id"
+                ),
+                &[&principal],
+            )
+            .await
+            .map_err(unavailable)?;
+        records_of(&rows)
+    }
+
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        if !insert_in(&tx, &record).await? {
+            return Err(StoreError::AlreadyExists(record.id));
+        }
+        self.commit(tx, vec![record.id]).await
+    }
+
+    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let status = record.status.as_str();
+        let hash = record.hash.to_string();
+        let prf = record.prf.to_string();
+        let n = tx
+            .execute(
+                "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
+                 description = $6, permissions = $7, status = $8, expires_at = $9, \
+                 created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
+                 protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
+                 WHERE id = $1",
+                &[
+                    &record.id.as_str(),
+                    &record.principal,
+                    &hash,
+                    &prf,
+                    &record.name,
+                    &record.description,
+                    &record.permissions,
+                    &status,
+                    &record.expires_at,
+                    &record.created_at,
+                    &record.created_by,
+                    &record.updated_at,
+                    &record.updated_by,
+                    &record.protected,
+                    &record.last_used_at,
+                    &record.legacy,
+                    &record.lookup_digest,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(StoreError::NotFound(record.id));
+        }
+        self.commit(tx, vec![record.id]).await
+    }
+
+    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let n = tx
+            .execute(
+                "DELETE FROM tower_apikey_keys WHERE id = $1",
+                &[&id.as_str()],
+            )
+            .await
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.commit(tx, vec![id.clone()]).await?;
+        Ok(true)
+    }
+
+    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        // The write lock makes count-then-insert one step for every writer.
+        let tx = begin(&mut client).await?;
+        let live: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM tower_apikey_keys WHERE principal = $1 \
+                 AND status <> 'revoked' AND (expires_at IS NULL OR expires_at > now())",
+                &[&record.principal],
+            )
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        if usize::try_from(live).unwrap_or(usize::MAX) >= limit {
+            return Err(StoreError::LimitReached {
+                principal: record.principal,
+                limit,
+            });
+        }
+        if !insert_in(&tx, &record).await? {
+            return Err(StoreError::AlreadyExists(record.id));
+        }
+        self.commit(tx, vec![record.id]).await
+    }
+
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = records.iter().find(|r| !seen.insert(&r.id)) {
+            return Err(StoreError::AlreadyExists(twice.id.clone()));
+        }
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        if let Some(row) = tx
+            .query_opt(
+                "SELECT id FROM tower_apikey_keys WHERE id = ANY($1) LIMIT 1",
+                &[&ids],
+            )
+            .await
+            .map_err(unavailable)?
+        {
+            let taken: String = row.get(0);
+            let taken = KeyId::new(&taken).map_err(|e| StoreError::InvalidRecord {
+                id: taken.clone(),
+                reason: e.to_string(),
+            })?;
+            return Err(StoreError::AlreadyExists(taken));
+        }
+        // Many rows per statement: an import of 100k records is a few hundred round trips.
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            insert_rows(&tx, chunk).await?;
+        }
+        let ids = records.into_iter().map(|r| r.id).collect();
+        self.commit(tx, ids).await
+    }
+
+    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM tower_apikey_keys WHERE legacy ORDER BY id"),
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        records_of(&rows)
+    }
+
+    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
+        // One statement, no change logged: last use changes no key's validity.
+        let (ids, times): (Vec<&str>, Vec<Timestamp>) =
+            used.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE tower_apikey_keys AS k \
+                 SET last_used_at = GREATEST(coalesce(k.last_used_at, u.at), u.at) \
+                 FROM unnest($1::TEXT[], $2::TIMESTAMPTZ[]) AS u(id, at) WHERE k.id = u.id",
+                &[&ids, &times],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.inner.feed.subscribe(listener);
+    }
+}
+
+/// Follows the change log for as long as the store lives: LISTENs on a connection of its
+/// own, reads the log on each notification, each poll interval and each reconnect, and
+/// tells subscribers what changed.
+async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
+    let mut cursor = Cursor {
+        version: None,
+        read_at: std::time::Instant::now(),
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(config) = inner.upgrade().map(|i| i.config.clone()) else {
+            return;
+        };
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                backoff = Duration::from_millis(100);
+                let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    while let Some(message) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        match message {
+                            Ok(AsyncMessage::Notification(_)) => {
+                                let _ = tx.send(());
+                            }
+                            Ok(_) => {}
+                            Err(error) => {
+                                tracing::warn!(%error, "key store change listener lost its connection");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listening = if listen {
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await
+                } else {
+                    Ok(())
+                };
+                if listening.is_ok() {
+                    loop {
+                        let Some(strong) = inner.upgrade() else {
+                            driver.abort();
+                            return;
+                        };
+                        if let Err(error) = catch_up(&client, &strong.feed, &mut cursor).await {
+                            tracing::warn!(%error, "key store change log not read; reconnecting");
+                            break;
+                        }
+                        drop(strong);
+                        // A notification, or the poll interval, whichever comes first.
+                        if let Ok(None) = tokio::time::timeout(poll, notified.recv()).await {
+                            break;
+                        }
+                        if driver.is_finished() {
+                            break;
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "key store change listener cannot connect; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Where a follower is in the change log.
+struct Cursor {
+    /// The last version read; `None` before the first read.
+    version: Option<i64>,
+    /// When the log was last read in full.
+    read_at: std::time::Instant,
+}
+
+/// Publishes every change after the cursor and moves it on. A follower that could not read
+/// the log for longer than changes are kept may have missed some: it resets instead.
+async fn catch_up(
+    client: &tokio_postgres::Client,
+    feed: &ChangeFeed,
+    cursor: &mut Cursor,
+) -> Result<(), tokio_postgres::Error> {
+    let Some(last) = cursor.version else {
+        // First read: start from now. Anything cached before it (the database may have been
+        // down when the store was made) may have missed a change: drop it.
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM tower_apikey_changes",
+                &[],
+            )
+            .await?;
+        cursor.version = Some(row.get(0));
+        cursor.read_at = std::time::Instant::now();
+        feed.publish(&StoreChange::Reset);
+        return Ok(());
+    };
+    let rows = client
+        .query(
+            "SELECT version, id FROM tower_apikey_changes WHERE version > $1 ORDER BY version",
+            &[&last],
+        )
+        .await?;
+    // Changes are pruned after a day; stay well inside that.
+    if cursor.read_at.elapsed() > Duration::from_secs(20 * 3600) {
+        feed.publish(&StoreChange::Reset);
+    }
+    cursor.read_at = std::time::Instant::now();
+    let mut seen = std::collections::HashSet::new();
+    for row in &rows {
+        cursor.version = Some(row.get(0));
+        let id: String = row.get(1);
+        if seen.insert(id.clone()) {
+            match KeyId::new(&id) {
+                Ok(id) => feed.publish(&StoreChange::Changed(id)),
+                Err(_) => feed.publish(&StoreChange::Reset),
+            }
+        }
+    }
+    Ok(())
+}
