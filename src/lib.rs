@@ -9,8 +9,10 @@
 //!   [`Identity`].
 //! - [`Validator`]: the checking itself, usable without tower. Validated keys are cached by
 //!   record id (a cached key costs a digest compare, no PBKDF2); a cold key costs one store
-//!   read and one PBKDF2 derivation on the blocking pool.
-//! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`].
+//!   read and one PBKDF2 derivation on a low-priority thread, off the runtime.
+//! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
+//!   (feature `postgres`) for a fleet.
+//! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import.
 //! - [`record`]: the PBKDF2 record format; [`key`]: the key format and generator.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
