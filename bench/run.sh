@@ -15,8 +15,11 @@ fi
 before=$(python3 bench/openssl_pbkdf2.py)
 cargo bench --bench cold_verify --bench hot_path -- --warm-up-time 2 --measurement-time 6
 after=$(python3 bench/openssl_pbkdf2.py)
-load=$(cargo bench --bench load 2>/dev/null | grep -E '^(end to end|flood)')
-scale=$(cargo bench --features postgres --bench scale 2>/dev/null | grep -E '^scale')
+# Their own output goes to target/bench-*.log; a failure says so instead of ending the run.
+load=$(cargo bench --bench load 2>target/bench-load.log | grep -E '^(end to end|flood)') \
+  || load="load bench failed: see target/bench-load.log"
+scale=$(cargo bench --features postgres --bench scale 2>target/bench-scale.log | grep -E '^scale') \
+  || scale="scale bench failed: see target/bench-scale.log"
 echo
 echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 python3 bench/report.py "$before" "$after"

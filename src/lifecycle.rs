@@ -190,7 +190,9 @@ pub struct Export {
 }
 
 /// One row of a Maximo key export: the user, the PBKDF2 record, and the expiry in minutes.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` leaves the record out.
+#[derive(Clone, Deserialize)]
 pub struct MaximoKey {
     /// Maximo's `userid`: the principal.
     pub userid: String,
@@ -198,6 +200,16 @@ pub struct MaximoKey {
     pub apikey: String,
     /// Minutes the key lives from import; `-1` is never.
     pub expiration: i64,
+}
+
+impl std::fmt::Debug for MaximoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaximoKey")
+            .field("userid", &self.userid)
+            .field("apikey", &"<redacted>")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 impl<S: KeyStore> KeyManager<S> {

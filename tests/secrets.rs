@@ -160,3 +160,35 @@ fn logs_debug_and_errors_never_show_a_key() {
         }
     }
 }
+
+#[tokio::test]
+async fn legacy_keys_and_maximo_rows_stay_out_of_debug_and_errors() {
+    use tower_apikey::lifecycle::{KeyManager, MaximoKey, NewKey};
+    let keys = KeyManager::new(tower_apikey::MemoryStore::new());
+    let opaque = "MAXIMOLEGACYKEY4F7Q2Z9W1X";
+    let record = keys
+        .issue_with_key(
+            NewKey::new("bob"),
+            &PresentedKey::new(opaque.as_bytes()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let digest = record.lookup_digest.clone().unwrap();
+    let shown = format!("{record:?}");
+    assert!(
+        !shown.contains(opaque) && !shown.contains(&digest),
+        "{shown}"
+    );
+
+    let hash = record.hash.to_string();
+    let row = MaximoKey {
+        userid: "MXINTADM".into(),
+        apikey: hash.clone(),
+        expiration: 0,
+    };
+    let shown = format!("{row:?}");
+    assert!(!shown.contains(&hash), "{shown}");
+    let err = keys.import_maximo(vec![row]).await.unwrap_err();
+    let shown = format!("{err:?} {err}");
+    assert!(!shown.contains(&hash), "{shown}");
+}

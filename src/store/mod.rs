@@ -75,8 +75,9 @@ impl KeyStatus {
 
 /// A stored API key: who it belongs to, what it may do, and the PBKDF2 record of its secret.
 ///
-/// `Debug` shows the record's parameters, never its salt or hash bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` shows the record's parameters, never its salt or hash bytes, nor a legacy key's
+/// lookup digest (a fast hash of the key).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     /// The record id, carried in clear in the key.
     pub id: KeyId,
@@ -126,6 +127,33 @@ pub struct KeyRecord {
     /// For a legacy key: SHA-256 of the key, hex, once the key has been seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup_digest: Option<String>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("hash", &self.hash)
+            .field("prf", &self.prf)
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("permissions", &self.permissions)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("created_by", &self.created_by)
+            .field("updated_at", &self.updated_at)
+            .field("updated_by", &self.updated_by)
+            .field("protected", &self.protected)
+            .field("last_used_at", &self.last_used_at)
+            .field("legacy", &self.legacy)
+            .field(
+                "lookup_digest",
+                &self.lookup_digest.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl KeyRecord {
