@@ -344,16 +344,16 @@ impl<S: KeyStore> KeyManager<S> {
     ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
         let mut old = self.get(id).await?;
         require_active(&old)?;
-        let now = record_time();
-        let grace_end = Expiry::After(grace)
-            .resolve(now)
-            .map_err(|_| LifecycleError::Invalid("grace period out of range".into()))?
-            .unwrap_or(now);
         if grace.is_negative() {
             return Err(LifecycleError::Invalid(
                 "grace period must not be negative".into(),
             ));
         }
+        let now = record_time();
+        let grace_end = Expiry::After(grace)
+            .resolve(now)
+            .map_err(|_| LifecycleError::Invalid("grace period out of range".into()))?
+            .unwrap_or(now);
         let lifetime = old
             .expires_at
             .map(|at| old.created_at.duration_until(at))
@@ -546,13 +546,7 @@ impl<S: KeyStore> KeyManager<S> {
 
 /// SHA-256 of a legacy key, hex: how the store finds it once it has been seen.
 pub(crate) fn lookup_digest(key: &[u8]) -> String {
-    Sha256::digest(key)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::record::Hex(&Sha256::digest(key)).to_string()
 }
 
 fn checked_principal(principal: &str) -> Result<String, LifecycleError> {

@@ -247,24 +247,15 @@ async fn postgres_limit_holds_across_stores_writing_at_once() {
         return;
     };
     // Eight servers' stores race for two slots.
-    let mut tasks = Vec::new();
+    let mut stores = Vec::new();
     for _ in 0..8 {
-        let store = tower_apikey::store::PgKeyStore::connect(db.url.as_str())
-            .await
-            .unwrap();
-        tasks.push(tokio::spawn(async move {
-            store.insert_limited(record("frank"), 2).await
-        }));
+        stores.push(
+            tower_apikey::store::PgKeyStore::connect(db.url.as_str())
+                .await
+                .unwrap(),
+        );
     }
-    let mut ok = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => ok += 1,
-            Err(StoreError::LimitReached { .. }) => {}
-            Err(other) => panic!("unexpected {other}"),
-        }
-    }
-    assert_eq!(ok, 2);
+    assert_eq!(race_for_two_slots(stores).await, 2);
     assert_eq!(first.list(Some("frank")).await.unwrap().len(), 2);
 }
 
@@ -340,19 +331,7 @@ async fn file_store_limit_holds_across_handles_writing_at_once() {
         handles.push(FileStore::builder(&path).no_polling().open().await.unwrap());
     }
     // Eight writers (as eight processes would, each with its own view) race for two slots.
-    let tasks: Vec<_> = handles
-        .into_iter()
-        .map(|store| tokio::spawn(async move { store.insert_limited(record("frank"), 2).await }))
-        .collect();
-    let mut ok = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => ok += 1,
-            Err(StoreError::LimitReached { .. }) => {}
-            Err(other) => panic!("unexpected {other}"),
-        }
-    }
-    assert_eq!(ok, 2);
+    assert_eq!(race_for_two_slots(handles).await, 2);
     let fresh = FileStore::open(&path).await.unwrap();
     assert_eq!(fresh.list(Some("frank")).await.unwrap().len(), 2);
 }
@@ -486,4 +465,22 @@ async fn file_store_last_use_writes_evict_no_cache_anywhere() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(key);
+}
+
+/// Each store inserts a key for one principal at once, under a limit of two; returns how
+/// many got in.
+async fn race_for_two_slots<S: KeyStore>(stores: Vec<S>) -> usize {
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|store| tokio::spawn(async move { store.insert_limited(record("frank"), 2).await }))
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::LimitReached { .. }) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    ok
 }

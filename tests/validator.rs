@@ -356,26 +356,14 @@ async fn last_use_is_flushed_on_the_interval_and_can_be_off() {
         .build();
     off.validate(&key).await.unwrap();
     off.flush_last_used().await.unwrap();
-    assert!(store
-        .get(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_used_at
-        .is_none());
+    assert!(last_used(&store, &id).await.is_none());
 
     let on = Validator::builder(store.clone())
         .last_used_flush_interval(Some(Duration::from_secs(1)))
         .build();
     on.validate(&key).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(store
-        .get(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_used_at
-        .is_some());
+    assert!(last_used(&store, &id).await.is_some());
 }
 
 #[tokio::test]
@@ -390,11 +378,10 @@ async fn a_use_survives_its_cache_entry_expiring_before_the_flush() {
     validator.validate(&presented(key.expose())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     validator.flush_last_used().await.unwrap();
-    assert!(store
-        .get(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .last_used_at
-        .is_some());
+    assert!(last_used(&store, &id).await.is_some());
+}
+
+/// The last use `store` holds for `id`.
+async fn last_used(store: &MemoryStore, id: &KeyId) -> Option<jiff::Timestamp> {
+    store.get(id).await.unwrap().unwrap().last_used_at
 }

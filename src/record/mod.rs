@@ -228,20 +228,28 @@ impl Pbkdf2Hash {
 
 impl fmt::Display for Pbkdf2Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.iterations)?;
-        write_hex(f, &self.salt)?;
-        f.write_str(":")?;
-        write_hex(f, &self.hash)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.iterations,
+            Hex(&self.salt),
+            Hex(&self.hash)
+        )
     }
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]];
-        f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+/// Bytes shown as lower-case hex.
+pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for b in self.0 {
+            let pair = [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]];
+            f.write_str(std::str::from_utf8(&pair).map_err(|_| fmt::Error)?)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 impl FromStr for Pbkdf2Hash {
