@@ -12,7 +12,9 @@
 //!   read and one PBKDF2 derivation on a low-priority thread, off the runtime.
 //! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
 //!   (feature `postgres`) for a fleet.
-//! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import.
+//! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import;
+//!   `admin::AdminApi` (feature `admin`) serves it as a REST API.
+//! - [`permission`]: require a permission of the key, as a layer or an axum extractor.
 //! - [`record`]: the PBKDF2 record format; [`key`]: the key format and generator.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
@@ -50,22 +52,28 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | [`Identity`] as an axum extractor (through `axum-core`) |
+//! | `axum` | yes | [`Identity`] and [`permission::Require`] as axum extractors (through `axum-core`) |
+//! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document |
+//! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
+//! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod identity;
 pub mod key;
 pub mod layer;
 pub mod lifecycle;
+pub mod permission;
 pub mod record;
 pub mod store;
 pub mod validator;
 
 pub use identity::Identity;
 pub use layer::{ApiKey, ApiKeyLayer};
-pub use lifecycle::{KeyManager, LifecycleError, NewKey};
+pub use lifecycle::{KeyManager, KeyPatch, LifecycleError, NewKey};
 pub use store::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
 pub use validator::{ValidationError, Validator};
 

@@ -107,6 +107,64 @@ impl NewKey {
     }
 }
 
+/// Changes to a key's metadata and state, for [`KeyManager::update`]. Fields left `None`
+/// stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+    permissions: Option<Vec<String>>,
+    expiry: Option<Expiry>,
+    status: Option<KeyStatus>,
+}
+
+impl KeyPatch {
+    /// No change.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the label, or clears it with `None`.
+    pub fn name(mut self, name: Option<String>) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// Sets the note, or clears it with `None`.
+    pub fn description(mut self, description: Option<String>) -> Self {
+        self.description = Some(description);
+        self
+    }
+
+    /// Replaces the permissions.
+    pub fn permissions(mut self, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.permissions = Some(permissions.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A new expiry, counted from now ([`Expiry::Never`] clears it).
+    pub fn expires(mut self, expiry: Expiry) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+
+    /// A new status, under the same rules as [`KeyManager::activate`],
+    /// [`deactivate`](KeyManager::deactivate) and [`revoke`](KeyManager::revoke).
+    pub fn status(mut self, status: KeyStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.permissions.is_none()
+            && self.expiry.is_none()
+            && self.status.is_none()
+    }
+}
+
 /// Why a lifecycle operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -247,6 +305,20 @@ impl<S: KeyStore> KeyManager<S> {
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
         self
+    }
+
+    /// This manager with another [`actor`](Self::actor), for one change made on someone's
+    /// behalf (an admin API request, say). Cheap when the store is.
+    pub fn acting_as(&self, actor: impl Into<String>) -> Self
+    where
+        S: Clone,
+    {
+        self.clone().actor(actor)
+    }
+
+    /// The most live keys one principal may hold.
+    pub fn limit(&self) -> usize {
+        self.max_keys
     }
 
     /// The store managed.
@@ -432,6 +504,47 @@ impl<S: KeyStore> KeyManager<S> {
         self.set_status(id, KeyStatus::Revoked).await
     }
 
+    /// Changes a key's name, description, permissions, expiry or status in one store update.
+    ///
+    /// A revoked key can still be renamed or described, but not given back a status,
+    /// permissions or a lifetime. Returns the record as stored.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Revoked`](LifecycleError::Revoked) for a change of
+    /// status, permissions or expiry on a revoked key; [`Expiry`](LifecycleError::Expiry);
+    /// the store's failure.
+    pub async fn update(&self, id: &KeyId, patch: KeyPatch) -> Result<KeyRecord, LifecycleError> {
+        let mut record = self.get(id).await?;
+        if patch.is_empty() {
+            return Ok(record);
+        }
+        let now = record_time();
+        let revives = patch.status.is_some_and(|s| s != KeyStatus::Revoked)
+            || patch.permissions.is_some()
+            || patch.expiry.is_some();
+        if record.status == KeyStatus::Revoked && revives {
+            return Err(LifecycleError::Revoked(id.clone()));
+        }
+        if let Some(name) = patch.name {
+            record.name = name;
+        }
+        if let Some(description) = patch.description {
+            record.description = description;
+        }
+        if let Some(permissions) = patch.permissions {
+            record.permissions = permissions;
+        }
+        if let Some(expiry) = patch.expiry {
+            record.expires_at = expiry.resolve(now)?;
+        }
+        if let Some(status) = patch.status {
+            record.status = status;
+        }
+        self.stamp(&mut record, now);
+        self.store.update(record.clone()).await?;
+        Ok(record)
+    }
+
     /// Deletes a key's record; a protected key only with `force`.
     ///
     /// # Errors
@@ -554,6 +667,12 @@ fn checked_principal(principal: &str) -> Result<String, LifecycleError> {
     if principal.is_empty() {
         return Err(LifecycleError::Invalid(
             "principal must not be empty".into(),
+        ));
+    }
+    // A principal goes into logs and audit fields: no line breaks or escapes in it.
+    if principal.chars().any(char::is_control) {
+        return Err(LifecycleError::Invalid(
+            "principal must not hold control characters".into(),
         ));
     }
     Ok(principal.to_owned())

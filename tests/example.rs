@@ -4,66 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `cargo test` builds the examples next to the test binaries' directory.
-fn example_binary() -> PathBuf {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = deps.parent().unwrap().join("examples").join("axum");
-    assert!(
-        path.exists(),
-        "the axum example was not built at {}",
-        path.display()
-    );
-    path
-}
-
-/// Status code and body of a GET.
-fn get(addr: &str, target: &str, apikey: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let header = apikey
-        .map(|k| format!("apikey: {k}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\n{header}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("an HTTP status line");
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
-}
 
 fn cli(args: &[&str]) -> String {
     let out = common::run_cli(args, b"");
@@ -79,7 +21,7 @@ fn cli(args: &[&str]) -> String {
 fn within_a_second(addr: &str, key: &str, status: u16) {
     let started = Instant::now();
     loop {
-        if get(addr, "/whoami", Some(key)).0 == status {
+        if common::http_get(addr, "/whoami", Some(key)).0 == status {
             return;
         }
         assert!(
@@ -92,44 +34,12 @@ fn within_a_second(addr: &str, key: &str, status: u16) {
 
 /// Starts the example on `store`; returns the server guard, its address, and the demo key
 /// it printed, if it did (on an empty store).
-fn start_printing(store: &std::path::Path) -> (Server, String, Option<String>) {
-    let mut command = Command::new(example_binary());
+fn start_printing(store: &std::path::Path) -> (common::Server, String, Option<String>) {
+    let mut command = Command::new(common::example_binary("axum"));
     command
         .env("APIKEY_STORE", store)
         .env_remove("DATABASE_URL");
-    start_command(command)
-}
-
-/// Starts the example as `command` says, on 127.0.0.1.
-fn start_command(mut command: Command) -> (Server, String, Option<String>) {
-    let mut child = command
-        .env("ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let server = Server(child);
-    let mut demo = None;
-    for line in stdout.by_ref() {
-        let line = line.unwrap();
-        let trimmed = line.trim();
-        if trimmed.starts_with("tak_") && demo.is_none() {
-            demo = Some(trimmed.to_owned());
-        }
-        if let Some(rest) = trimmed.strip_prefix("listening on http://") {
-            let addr = rest.split(' ').next().unwrap().to_owned();
-            // Keep reading the server's log, so a full pipe never stalls it; show it on
-            // failure (the test harness captures it).
-            std::thread::spawn(move || {
-                for line in stdout.map_while(Result::ok) {
-                    eprintln!("server: {line}");
-                }
-            });
-            return (server, addr, demo);
-        }
-    }
-    panic!("the server did not say where it listens");
+    common::start_example(command)
 }
 
 #[test]
@@ -140,15 +50,21 @@ fn example_server_with_cli_changes() {
     let (_server, addr, demo) = start_printing(&store);
     let demo = demo.expect("the demo key is printed on an empty store");
 
-    assert_eq!(get(&addr, "/health", None).0, 200);
-    let (status, body) = get(&addr, "/whoami", Some(&demo));
+    assert_eq!(common::http_get(&addr, "/health", None).0, 200);
+    let (status, body) = common::http_get(&addr, "/whoami", Some(&demo));
     assert_eq!(status, 200);
     let who: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(who["principal"], "demo");
     assert_eq!(who["permissions"], serde_json::json!(["read"]));
-    assert_eq!(get(&addr, &format!("/whoami?apikey={demo}"), None).0, 200);
-    assert_eq!(get(&addr, "/whoami", None).0, 401);
-    assert_eq!(get(&addr, "/whoami", Some(&format!("{demo}x"))).0, 401);
+    assert_eq!(
+        common::http_get(&addr, &format!("/whoami?apikey={demo}"), None).0,
+        200
+    );
+    assert_eq!(common::http_get(&addr, "/whoami", None).0, 401);
+    assert_eq!(
+        common::http_get(&addr, "/whoami", Some(&format!("{demo}x"))).0,
+        401
+    );
 
     // A key issued with the CLI works within a second; revoked, it stops within a second.
     let key = cli(&["issue", "--store", store_arg, "--principal", "bob"]);
@@ -157,11 +73,11 @@ fn example_server_with_cli_changes() {
     cli(&["revoke", "--store", store_arg, id]);
     within_a_second(&addr, &key, 401);
     // The demo key is untouched.
-    assert_eq!(get(&addr, "/whoami", Some(&demo)).0, 200);
+    assert_eq!(common::http_get(&addr, "/whoami", Some(&demo)).0, 200);
 }
 
 /// Starts the example on `store`; returns the server guard and its address.
-fn start(store: &std::path::Path) -> (Server, String) {
+fn start(store: &std::path::Path) -> (common::Server, String) {
     let (server, addr, _) = start_printing(store);
     (server, addr)
 }
@@ -251,14 +167,14 @@ fn operator_session_against_a_running_server() {
     let (code, _, err) = cli_with(&["import", "--store", m], &export);
     assert_eq!(code, 0, "{err}");
     let (_second, moved_addr) = start(&moved);
-    assert_eq!(get(&moved_addr, "/whoami", Some(&four)).0, 200);
+    assert_eq!(common::http_get(&moved_addr, "/whoami", Some(&four)).0, 200);
     assert_eq!(
-        get(&moved_addr, "/whoami", Some(&two)).0,
+        common::http_get(&moved_addr, "/whoami", Some(&two)).0,
         401,
         "still inactive"
     );
     assert_eq!(
-        get(&moved_addr, "/whoami", Some(&one)).0,
+        common::http_get(&moved_addr, "/whoami", Some(&one)).0,
         401,
         "still expired"
     );
@@ -275,16 +191,16 @@ async fn example_servers_on_one_database_form_a_fleet() {
         return;
     };
     let on_db = || {
-        let mut command = Command::new(example_binary());
+        let mut command = Command::new(common::example_binary("axum"));
         command.env("DATABASE_URL", &db.url);
-        start_command(command)
+        common::start_example(command)
     };
     let (_first, first, demo) = on_db();
     let demo = demo.expect("the first server finds the database empty and issues a demo key");
     let (_second, second, none) = on_db();
     assert!(none.is_none(), "the second finds the demo key there");
     for addr in [&first, &second] {
-        assert_eq!(get(addr, "/whoami", Some(&demo)).0, 200);
+        assert_eq!(common::http_get(addr, "/whoami", Some(&demo)).0, 200);
     }
     let key = cli_with(
         &["issue", "--database-url", &db.url, "--principal", "bob"],
@@ -301,5 +217,5 @@ async fn example_servers_on_one_database_form_a_fleet() {
     );
     within_a_second(&first, &key, 401);
     within_a_second(&second, &key, 401);
-    assert_eq!(get(&second, "/whoami", Some(&demo)).0, 200);
+    assert_eq!(common::http_get(&second, "/whoami", Some(&demo)).0, 200);
 }

@@ -47,6 +47,8 @@ fn logs_debug_and_errors_never_show_a_key() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
+        // Spans too, with their fields, when they open and close.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
         .with_writer(captured.clone())
         .with_ansi(false)
         .finish();
@@ -58,9 +60,11 @@ fn logs_debug_and_errors_never_show_a_key() {
 
     let mut shown = Vec::new();
     let mut secrets = Vec::new();
+    let mut good_id = String::new();
     runtime.block_on(async {
         let store = FlakyStore::default();
         let (good, good_key) = issue("alice");
+        good_id = good.id.as_str().to_owned();
         let (mut revoked, revoked_key) = issue("bob");
         revoked.status = KeyStatus::Revoked;
         let (cold, cold_key) = issue("carol");
@@ -150,6 +154,11 @@ fn logs_debug_and_errors_never_show_a_key() {
         logs.contains("could not be checked"),
         "the outage was logged"
     );
+    // The cold path's spans were recorded, with the key id (not secret) as a field.
+    for span in ["apikey.cold_path", "apikey.store_get", "apikey.derive"] {
+        assert!(logs.contains(span), "no {span} span in:\n{logs}");
+    }
+    assert!(logs.contains(&format!("key_id={good_id}")), "{logs}");
     for secret in &secrets {
         assert!(
             !logs.contains(secret.as_str()),

@@ -52,7 +52,7 @@ use http::Request;
 use tower_layer::Layer;
 
 pub use extract::{ExtractError, KeyExtractor, KeySource};
-pub use response::{JsonRejection, MaximoRejection, Rejection, RejectionResponse};
+pub use response::{GrpcRejection, JsonRejection, MaximoRejection, Rejection, RejectionResponse};
 pub use service::{ApiKey, ResponseFuture};
 
 use crate::identity::Identity;

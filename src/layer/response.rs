@@ -24,7 +24,7 @@ pub enum Rejection {
 
 /// Builds the response for a refused request.
 ///
-/// Implemented by [`JsonRejection`] (the default), [`MaximoRejection`], and any
+/// Implemented by [`JsonRejection`] (the default), [`MaximoRejection`], [`GrpcRejection`], and any
 /// `Fn(Rejection) -> Response<B>` closure that is `Clone + Send + Sync`.
 pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
     /// The response for `rejection`.
@@ -145,6 +145,43 @@ impl<B: From<Bytes>> RejectionResponse<B> for MaximoRejection {
     }
 }
 
+/// gRPC's answers, for tonic and other gRPC stacks: a trailers-only response (HTTP 200,
+/// `content-type: application/grpc`) whose `grpc-status` is `UNAUTHENTICATED` (16) for a
+/// missing or invalid key, `INVALID_ARGUMENT` (3) for two different keys, and `UNAVAILABLE`
+/// (14) when the key cannot be checked now.
+///
+/// Read the key from the `apikey` metadata entry: gRPC metadata travels as HTTP/2 headers,
+/// so the layer's default header source already does.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcRejection {
+    _private: (),
+}
+
+impl GrpcRejection {
+    /// The gRPC responses.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<B: Default> RejectionResponse<B> for GrpcRejection {
+    fn respond(&self, rejection: Rejection) -> Response<B> {
+        let (code, message) = match rejection {
+            Rejection::Missing => ("16", "an API key is required in the apikey metadata entry"),
+            Rejection::Invalid => ("16", "the API key is invalid, expired or revoked"),
+            Rejection::Conflicting => ("3", "the call carries two different API keys"),
+            Rejection::Unavailable => ("14", "the API key cannot be checked right now; try again"),
+        };
+        let mut response = Response::new(B::default());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from_static(code));
+        // Percent-encoding is needed only for bytes these messages do not hold.
+        headers.insert("grpc-message", HeaderValue::from_static(message));
+        response
+    }
+}
+
 fn json<B: From<Bytes>>(
     status: StatusCode,
     body: &'static str,
@@ -162,4 +199,30 @@ fn json<B: From<Bytes>>(
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_rejections_are_trailers_only_responses_with_a_grpc_status() {
+        for (rejection, code) in [
+            (Rejection::Missing, "16"),
+            (Rejection::Invalid, "16"),
+            (Rejection::Conflicting, "3"),
+            (Rejection::Unavailable, "14"),
+        ] {
+            let response: Response<String> = GrpcRejection::new().respond(rejection);
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "gRPC answers in trailers"
+            );
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc");
+            assert_eq!(response.headers()["grpc-status"], code, "{rejection:?}");
+            assert!(!response.headers()["grpc-message"].is_empty());
+            assert!(response.body().is_empty());
+        }
+    }
 }

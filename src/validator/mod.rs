@@ -49,6 +49,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{OnceCell, Semaphore};
+use tracing::Instrument;
 
 use crate::identity::Identity;
 use crate::key::{KeyFormat, KeyId, PresentedKey};
@@ -59,7 +60,11 @@ use crate::store::{
 };
 
 mod legacy;
+mod metrics;
 mod pool;
+
+#[cfg(feature = "metrics")]
+pub use metrics::describe_metrics;
 
 use legacy::{Legacy, LegacyIndex};
 use pool::DerivationPool;
@@ -449,7 +454,10 @@ impl Validator {
         if !digests_equal(&digest, &entry.digest) {
             return Some(Err(refused(Some(id), RejectReason::WrongSecret)));
         }
-        Some(check_expiry(&entry).inspect(|identity| self.inner.note_use(identity)))
+        Some(check_expiry(&entry).inspect(|identity| {
+            metrics::hit();
+            self.inner.note_use(identity);
+        }))
     }
 
     /// The hot path for a key not in this format: a legacy key seen before, or a refusal.
@@ -466,7 +474,10 @@ impl Validator {
             .and_then(|id| inner.valid.get(&id).map(|entry| (id, entry)));
         match hit {
             Some((_, entry)) if digests_equal(&digest, &entry.digest) => {
-                Some(check_expiry(&entry).inspect(|identity| inner.note_use(identity)))
+                Some(check_expiry(&entry).inspect(|identity| {
+                    metrics::hit();
+                    inner.note_use(identity);
+                }))
             }
             Some((id, _)) => Some(Err(refused(Some(id.as_str()), RejectReason::WrongSecret))),
             None if inner.legacy.refused.contains_key(&digest) => {
@@ -488,8 +499,10 @@ impl Validator {
         match self.validate_cached(key) {
             Some(result) => result.map_err(ValidationError::Rejected),
             None => {
+                metrics::miss();
                 self.inner.start_clock();
-                let identity = self.validate_uncached(key).await?;
+                let span = tracing::debug_span!("apikey.cold_path", key_id = tracing::field::Empty);
+                let identity = self.validate_uncached(key).instrument(span).await?;
                 self.inner.note_use(&identity);
                 Ok(identity)
             }
@@ -529,11 +542,13 @@ impl Validator {
                 reason,
             )))
         };
+        tracing::Span::current().record("key_id", tracing::field::display(&id));
         let epoch = inner.epoch.load(Ordering::SeqCst);
         inner.store_reads.fetch_add(1, Ordering::Relaxed);
         let record = inner
             .store
             .get(&id)
+            .instrument(tracing::debug_span!("apikey.store_get"))
             .await
             .map_err(ValidationError::Unavailable)?;
         let refusal = match &record {
@@ -554,7 +569,16 @@ impl Validator {
         let inflight = inner.join_inflight(&id, digest);
         let matched = inflight
             .cell
-            .get_or_try_init(|| inner.derive(record.hash.clone(), record.prf, key.clone()))
+            .get_or_try_init(|| {
+                let span = tracing::debug_span!(
+                    "apikey.derive",
+                    prf = record.prf.as_str(),
+                    iterations = record.hash.iterations()
+                );
+                inner
+                    .derive(record.hash.clone(), record.prf, key.clone())
+                    .instrument(span)
+            })
             .await
             .copied()?;
         if !matched {
@@ -608,6 +632,7 @@ impl Validator {
         }
         let Ok(_slot) = inner.legacy.scan_slot().await else {
             inner.shed.fetch_add(1, Ordering::Relaxed);
+            metrics::shed();
             return Err(ValidationError::Overloaded);
         };
         // A scan that ran while this one waited may have found this very key.
@@ -616,6 +641,7 @@ impl Validator {
         }
         let index = inner.legacy_index().await?;
         inner.legacy.scans.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("apikey.legacy_scan", candidates = index.unseen.len());
         let candidates: Vec<(Pbkdf2Hash, Prf)> = index
             .unseen
             .iter()
@@ -630,9 +656,11 @@ impl Validator {
                 candidates.iter().position(|(hash, prf)| {
                     pacer.wait();
                     this.derivations.fetch_add(1, Ordering::Relaxed);
+                    metrics::derivations(1);
                     hash.verify(*prf, secret.expose())
                 })
             })
+            .instrument(span)
             .await
             .map_err(|_| ValidationError::Internal)?;
         let Some(found) = found else {
@@ -741,6 +769,7 @@ fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Logs a refusal: the reason and the key id (ids are not secret), never the key.
 fn refused(id: Option<&str>, reason: RejectReason) -> RejectReason {
+    metrics::rejection(reason);
     tracing::debug!(
         key_id = id.unwrap_or("-"),
         reason = reason.as_str(),
@@ -936,6 +965,7 @@ impl Inner {
                 if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
                     self.shed.fetch_add(1, Ordering::Relaxed);
+                    metrics::shed();
                     return Err(ValidationError::Overloaded);
                 }
                 let _queued = QueueGuard(&self.queued);
@@ -946,6 +976,7 @@ impl Inner {
             }
         };
         self.derivations.fetch_add(1, Ordering::Relaxed);
+        metrics::derivations(1);
         // The permit moves into the job: if the caller gives up, the slot stays taken until
         // the derivation really ends, so the bound holds.
         self.pool

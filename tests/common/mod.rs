@@ -169,3 +169,96 @@ pub mod pg {
         }
     }
 }
+
+/// A server process, killed when the test ends, however it ends.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An example's binary: `cargo test` builds the examples beside the test binaries' directory.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "the {name} example was not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// Starts an example server as `command` says, on 127.0.0.1 port 0. Returns the guard, the
+/// address it printed (`listening on http://ADDR`), and the first key it printed, if any.
+pub fn start_example(mut command: std::process::Command) -> (Server, String, Option<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = command
+        .env("ADDR", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let server = Server(child);
+    let mut key = None;
+    for line in stdout.by_ref() {
+        let line = line.unwrap();
+        let trimmed = line.trim();
+        if trimmed.starts_with("tak_") && key.is_none() {
+            key = Some(trimmed.to_owned());
+        }
+        if let Some(rest) = trimmed.strip_prefix("listening on http://") {
+            let addr = rest.split(' ').next().unwrap().to_owned();
+            // Keep reading the server's output, so a full pipe never stalls it; show it on
+            // failure (the test harness captures it).
+            std::thread::spawn(move || {
+                for line in stdout.map_while(Result::ok) {
+                    eprintln!("server: {line}");
+                }
+            });
+            return (server, addr, key);
+        }
+    }
+    panic!("the server did not say where it listens");
+}
+
+/// Status code and body of a raw HTTP/1.1 GET of `target` from `addr`.
+pub fn http_get(addr: &str, target: &str, apikey: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let header = apikey
+        .map(|k| format!("apikey: {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\n{header}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}

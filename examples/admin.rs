@@ -1,0 +1,80 @@
+//! The admin REST API beside a protected API, in one axum server.
+//!
+//! ```text
+//! cargo run --release --features admin --example admin
+//! curl -H "apikey: <admin key>" http://127.0.0.1:3000/admin/keys
+//! curl -H "apikey: <admin key>" -H 'content-type: application/json' \
+//!      -d '{"principal": "bob", "permissions": ["read"], "expires": "90d"}' \
+//!      http://127.0.0.1:3000/admin/keys
+//! curl -H "apikey: <bob's key>" http://127.0.0.1:3000/whoami
+//! ```
+//!
+//! When no key in the store carries `apikeyAdmin`, the server issues one (protected, for the
+//! principal `admin`) and prints it once. The API's OpenAPI document is at
+//! `/admin/openapi.json` (it needs the admin key too).
+//!
+//! `$ADDR` sets the listening address (default `127.0.0.1:3000`), `$APIKEY_STORE` the key file
+//! (default `./apikeys.json`), `$MAX_KEYS_PER_PRINCIPAL` the live keys one principal may hold
+//! (default 2).
+
+use std::error::Error;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_apikey::admin::AdminApi;
+use tower_apikey::permission::API_KEY_ADMIN;
+use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+    tracing_subscriber::fmt().with_target(false).init();
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
+
+    let store = FileStore::open(&path).await?;
+    let mut keys = KeyManager::new(store.clone());
+    if let Ok(limit) = std::env::var("MAX_KEYS_PER_PRINCIPAL") {
+        keys = keys.max_keys_per_principal(limit.parse()?);
+    }
+    let has_admin = store.list(None).await?.iter().any(|r| {
+        r.permissions.iter().any(|p| p == API_KEY_ADMIN) && r.is_live_at(jiff::Timestamp::now())
+    });
+    if !has_admin {
+        let (_, key) = keys
+            .issue(
+                NewKey::new("admin")
+                    .name("bootstrap admin key")
+                    .permissions([API_KEY_ADMIN])
+                    .protected(true),
+            )
+            .await?;
+        println!("No key in the store could administer keys, so one was issued. It is shown this once:\n");
+        println!("    {}\n", key.expose());
+    }
+
+    // One validator for both: a change made through the admin API reaches it at once.
+    let validator = Validator::builder(store).build();
+    let auth = ApiKeyLayer::new(validator.clone());
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .layer(auth.clone())
+        .nest("/admin", AdminApi::new(keys, auth).into_router())
+        .route("/health", get(|| async { "ok" }));
+
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "listening on http://{} (keys in {path}; admin API under /admin)",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    validator.flush_last_used().await?;
+    Ok(())
+}
+
+async fn whoami(who: Identity) -> Json<Identity> {
+    Json(who)
+}

@@ -1,0 +1,478 @@
+//! The key-management REST API as an axum router, guarded by the `apikeyAdmin` permission.
+//!
+//! What IBM MAS (`POST /v1/apikeys`), Maximo (`mxapiapikey`) and BMC Helix (`/access_keys`)
+//! give their administrators, for any axum application: mount [`AdminApi::into_router`]
+//! under any path. Every change goes through [`KeyManager`], so it lands in the store, and
+//! every validator subscribed to the store (on this server or, with a shared store, on the
+//! whole fleet) drops a deactivated, revoked or regenerated key.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | `GET` | `/openapi.json` | this API's OpenAPI 3 document |
+//! | `GET` | `/keys` | list: `?principal=&status=&q=&limit=&after=` |
+//! | `POST` | `/keys` | create: `201`, the key returned this once |
+//! | `GET` | `/keys/{id}` | one key |
+//! | `PATCH` | `/keys/{id}` | name, description, permissions, expiry, status |
+//! | `DELETE` | `/keys/{id}` | `204`; a protected key needs `?force=true` |
+//! | `POST` | `/keys/{id}/regenerate` | a new secret for the same id (`409` while inactive) |
+//! | `GET` | `/principals/{principal}/keys` | one principal's keys |
+//! | `POST` | `/principals/{principal}/keys` | create for that principal, within its limit |
+//!
+//! Every route needs a key carrying the permission (`403` otherwise). Errors are JSON,
+//! `{"error": code, "message": text}`, with codes `bad_request`, `unsupported_media_type`,
+//! `invalid_body`, `forbidden`, `not_found`, `limit_reached`, `inactive`, `revoked`,
+//! `protected`, `already_exists`, `unavailable` and `internal`; a message names ids and
+//! principals, never a key. Changes are recorded as made by the calling key's principal
+//! (`created_by`, `updated_by`).
+//!
+//! # Example
+//! ```
+//! use axum::Router;
+//! use tower::ServiceExt;
+//! use tower_apikey::admin::AdminApi;
+//! use tower_apikey::permission::API_KEY_ADMIN;
+//! use tower_apikey::{ApiKeyLayer, KeyManager, MemoryStore, NewKey, Validator};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let keys = KeyManager::new(store.clone());
+//! let (_, admin_key) = keys.issue(NewKey::new("ops").permissions([API_KEY_ADMIN])).await?;
+//!
+//! let validator = Validator::builder(store).build();
+//! let app: Router = Router::new()
+//!     .nest("/admin", AdminApi::new(keys, ApiKeyLayer::new(validator)).into_router());
+//!
+//! let request = http::Request::post("/admin/principals/alice/keys")
+//!     .header("apikey", admin_key.expose())
+//!     .header("content-type", "application/json")
+//!     .body(axum::body::Body::from(r#"{"name": "billing job", "expires": "90d"}"#))?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), 201); // the body holds the new key, shown this once
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod model;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection as BodyRejection, QueryRejection};
+use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use crate::key::KeyId;
+use crate::layer::{ApiKeyLayer, JsonRejection, RejectionResponse};
+use crate::lifecycle::{KeyManager, LifecycleError, NewKey};
+use crate::permission::{RequirePermissionLayer, API_KEY_ADMIN};
+use crate::store::{KeyStore, StoreError};
+use crate::Identity;
+
+pub use model::{CreateKey, IssuedKey, KeyPage, KeyView, ListQuery, PatchKey};
+
+/// The OpenAPI 3 document of this API, as served at `/openapi.json` (where its `servers`
+/// entry is set to the path the router is mounted under).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Builds the admin router. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct AdminApi<S, R = JsonRejection> {
+    manager: KeyManager<S>,
+    auth: ApiKeyLayer<R>,
+    permission: Arc<str>,
+}
+
+impl<S, R> AdminApi<S, R>
+where
+    S: KeyStore + Clone,
+    R: RejectionResponse<axum::body::Body>,
+{
+    /// An admin API over `manager`, authenticating callers with `auth` (its validator should
+    /// watch the same store, so a change made here reaches it at once).
+    pub fn new(manager: KeyManager<S>, auth: ApiKeyLayer<R>) -> Self {
+        Self {
+            manager,
+            auth,
+            permission: API_KEY_ADMIN.into(),
+        }
+    }
+
+    /// The permission a caller's key must carry (default [`API_KEY_ADMIN`], `apikeyAdmin`).
+    pub fn permission(mut self, permission: impl Into<Arc<str>>) -> Self {
+        self.permission = permission.into();
+        self
+    }
+
+    /// The router, with the key check and the permission check applied to every route,
+    /// ready to [`nest`](Router::nest) under any path.
+    pub fn into_router<T: Clone + Send + Sync + 'static>(self) -> Router<T> {
+        let state = Arc::new(self.manager);
+        Router::new()
+            .route("/openapi.json", get(openapi))
+            .route("/keys", get(list::<S>).post(create::<S>))
+            .route(
+                "/keys/{id}",
+                get(show::<S>).patch(patch::<S>).delete(delete::<S>),
+            )
+            .route("/keys/{id}/regenerate", post(regenerate::<S>))
+            .route(
+                "/principals/{principal}/keys",
+                get(list_principal::<S>).post(create_principal::<S>),
+            )
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(RequirePermissionLayer::new(self.permission))
+            .layer(self.auth)
+            .with_state(state)
+    }
+}
+
+type Manager<S> = State<Arc<KeyManager<S>>>;
+
+/// Why an admin request failed; answered as `{"error": code, "message": text}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The key manager refused or failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The request itself is not usable: a bad query, body or field.
+    #[error("{message}")]
+    BadRequest {
+        /// `400`, `415` or `422`.
+        status: StatusCode,
+        /// What is wrong, for the caller.
+        message: String,
+    },
+    /// No such route or key id.
+    #[error("not found")]
+    NotFound,
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl AdminError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        AdminError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// The status and the error code sent.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use LifecycleError as L;
+        match self {
+            AdminError::Lifecycle(error) => match error {
+                L::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+                L::LimitReached { .. } => (StatusCode::CONFLICT, "limit_reached"),
+                L::Inactive(_) => (StatusCode::CONFLICT, "inactive"),
+                L::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
+                L::Protected(_) => (StatusCode::CONFLICT, "protected"),
+                L::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+                L::Invalid(_) | L::Expiry(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                L::Store(StoreError::Unavailable(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+                }
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            AdminError::BadRequest { status, .. } => match *status {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => (*status, "unsupported_media_type"),
+                StatusCode::UNPROCESSABLE_ENTITY => (*status, "invalid_body"),
+                _ => (StatusCode::BAD_REQUEST, "bad_request"),
+            },
+            AdminError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            // The cause is logged; the caller learns only that it was not their fault.
+            tracing::error!(error = %self, "admin API request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => "The key store is unavailable; try again.",
+                _ => "The server failed to handle the request.",
+            }
+            .to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": code, "message": message })),
+        )
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose refusals are [`AdminError`]s, so every error has the same JSON shape.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, AdminError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(body_error(&rejection)),
+        }
+    }
+}
+
+fn body_error(rejection: &BodyRejection) -> AdminError {
+    let message = match rejection {
+        BodyRejection::JsonDataError(error) => {
+            // serde's words name the field and what it wanted.
+            let detail = std::error::Error::source(error)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| error.body_text());
+            format!("the request body does not fit: {detail}")
+        }
+        BodyRejection::JsonSyntaxError(_) => "the request body is not valid JSON".to_owned(),
+        BodyRejection::MissingJsonContentType(_) => {
+            "the request body must be JSON (content-type: application/json)".to_owned()
+        }
+        _ => "the request body could not be read".to_owned(),
+    };
+    AdminError::BadRequest {
+        status: rejection.status(),
+        message,
+    }
+}
+
+/// `Query<T>` whose refusals are [`AdminError`]s.
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, AdminError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| AdminError::bad_request(format!("bad query string: {}", e.body_text())))
+}
+
+/// An id from the path; one that cannot be an id is just not found.
+fn key_id(id: &str) -> Result<KeyId, AdminError> {
+    KeyId::new(id).map_err(|_| AdminError::NotFound)
+}
+
+/// Where the router is mounted: the request's original path less its path within the router.
+fn mount_path(original: &Uri, local: &Uri) -> String {
+    let (original, local) = (original.path(), local.path());
+    original
+        .strip_suffix(local)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+async fn openapi(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
+    let mut document: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("the bundled OpenAPI document is JSON");
+    let base = mount_path(&original, &uri);
+    document["servers"] =
+        serde_json::json!([{ "url": if base.is_empty() { "/".to_owned() } else { base } }]);
+    Json(document).into_response()
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound
+}
+
+async fn method_not_allowed() -> AdminError {
+    AdminError::MethodNotAllowed
+}
+
+async fn list<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<KeyPage>, AdminError> {
+    let q = query(q)?;
+    let principal = q.principal.clone();
+    page(&keys, principal.as_deref(), q).await
+}
+
+async fn list_principal<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    Path(principal): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<KeyPage>, AdminError> {
+    page(&keys, Some(&principal), query(q)?).await
+}
+
+async fn page<S: KeyStore + Clone>(
+    keys: &KeyManager<S>,
+    principal: Option<&str>,
+    q: ListQuery,
+) -> Result<Json<KeyPage>, AdminError> {
+    let limit = q.limit()?;
+    let records = keys.list(principal).await?;
+    Ok(Json(KeyPage::of(
+        records,
+        &q,
+        limit,
+        jiff::Timestamp::now(),
+    )))
+}
+
+async fn show<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyView>, AdminError> {
+    let record = keys.get(&key_id(&id)?).await?;
+    Ok(Json(KeyView::new(&record, jiff::Timestamp::now())))
+}
+
+async fn create<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    who: Identity,
+    uri: OriginalUri,
+    local: Uri,
+    Body(body): Body<CreateKey>,
+) -> Result<Response, AdminError> {
+    let principal = body
+        .principal
+        .clone()
+        .ok_or_else(|| AdminError::bad_request("principal is required"))?;
+    issue(&keys, &who, &uri, &local, principal, body).await
+}
+
+async fn create_principal<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    who: Identity,
+    uri: OriginalUri,
+    local: Uri,
+    Path(principal): Path<String>,
+    Body(body): Body<CreateKey>,
+) -> Result<Response, AdminError> {
+    if body.principal.as_ref().is_some_and(|p| *p != principal) {
+        return Err(AdminError::bad_request(
+            "principal in the body differs from the one in the path",
+        ));
+    }
+    issue(&keys, &who, &uri, &local, principal, body).await
+}
+
+async fn issue<S: KeyStore + Clone>(
+    keys: &KeyManager<S>,
+    who: &Identity,
+    OriginalUri(original): &OriginalUri,
+    local: &Uri,
+    principal: String,
+    body: CreateKey,
+) -> Result<Response, AdminError> {
+    let new: NewKey = body.into_new_key(principal)?;
+    let (record, key) = keys.acting_as(who.principal()).issue(new).await?;
+    tracing::info!(key_id = %record.id, principal = %record.principal, by = who.principal(), "API key created");
+    let location = format!("{}/keys/{}", mount_path(original, local), record.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(IssuedKey::new(&record, key, jiff::Timestamp::now())),
+    )
+        .into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn patch<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    who: Identity,
+    Path(id): Path<String>,
+    Body(body): Body<PatchKey>,
+) -> Result<Json<KeyView>, AdminError> {
+    let id = key_id(&id)?;
+    let patch = body.into_patch()?;
+    let record = keys.acting_as(who.principal()).update(&id, patch).await?;
+    tracing::info!(key_id = %record.id, status = record.status.as_str(), by = who.principal(), "API key changed");
+    Ok(Json(KeyView::new(&record, jiff::Timestamp::now())))
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    who: Identity,
+    Path(id): Path<String>,
+    q: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<StatusCode, AdminError> {
+    let id = key_id(&id)?;
+    let force = query(q)?.force;
+    keys.delete(&id, force).await?;
+    tracing::info!(key_id = %id, by = who.principal(), "API key deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn regenerate<S: KeyStore + Clone>(
+    State(keys): Manager<S>,
+    who: Identity,
+    Path(id): Path<String>,
+) -> Result<Json<IssuedKey>, AdminError> {
+    let id = key_id(&id)?;
+    let (record, key) = keys.acting_as(who.principal()).regenerate(&id).await?;
+    tracing::info!(key_id = %id, by = who.principal(), "API key regenerated");
+    Ok(Json(IssuedKey::new(&record, key, jiff::Timestamp::now())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bundled_document_is_openapi_3_and_lists_every_route() {
+        let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = document["paths"].as_object().unwrap();
+        for (path, methods) in [
+            ("/openapi.json", &["get"][..]),
+            ("/keys", &["get", "post"]),
+            ("/keys/{id}", &["get", "patch", "delete"]),
+            ("/keys/{id}/regenerate", &["post"]),
+            ("/principals/{principal}/keys", &["get", "post"]),
+        ] {
+            let item = paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not documented"));
+            for method in methods {
+                assert!(
+                    item.get(method).is_some(),
+                    "{method} {path} is not documented"
+                );
+            }
+        }
+        assert_eq!(
+            paths.len(),
+            5,
+            "a documented path the router does not serve"
+        );
+    }
+
+    #[test]
+    fn mount_path_is_what_the_router_was_nested_under() {
+        let local: Uri = "/keys/abc".parse().unwrap();
+        assert_eq!(
+            mount_path(&"/admin/keys/abc".parse().unwrap(), &local),
+            "/admin"
+        );
+        assert_eq!(mount_path(&"/keys/abc".parse().unwrap(), &local), "");
+        assert_eq!(
+            mount_path(&"/a/b/keys/abc?x=1".parse().unwrap(), &local),
+            "/a/b"
+        );
+    }
+}

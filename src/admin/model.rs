@@ -1,0 +1,322 @@
+//! The JSON the admin API reads and writes; `openapi.json` describes the same shapes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::AdminError;
+use crate::key::{KeyId, PlaintextKey};
+use crate::lifecycle::{KeyPatch, NewKey};
+use crate::store::{Expiry, KeyRecord, KeyStatus};
+
+/// Longest name, in characters.
+const MAX_NAME: usize = 200;
+/// Longest description, in characters.
+const MAX_DESCRIPTION: usize = 2000;
+/// Longest principal, in characters.
+const MAX_PRINCIPAL: usize = 256;
+/// Longest permission, in characters.
+const MAX_PERMISSION: usize = 128;
+/// Most permissions on one key.
+const MAX_PERMISSIONS: usize = 64;
+/// Most keys on one page, and the default.
+const MAX_PAGE: usize = 500;
+const DEFAULT_PAGE: usize = 50;
+
+/// A key as the admin API shows it: everything but its PBKDF2 record.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct KeyView {
+    /// The record id.
+    pub id: KeyId,
+    /// Whose key it is.
+    pub principal: String,
+    /// A short label.
+    pub name: Option<String>,
+    /// A longer note.
+    pub description: Option<String>,
+    /// What the key may do.
+    pub permissions: Vec<String>,
+    /// `active`, `inactive` or `revoked`.
+    pub status: KeyStatus,
+    /// When it stops working; `null` is never.
+    pub expires_at: Option<Timestamp>,
+    /// Whether it has expired (it is kept until deleted).
+    pub expired: bool,
+    /// Deleted only with `?force=true`.
+    pub protected: bool,
+    /// An imported Maximo key, found by a scan until first used.
+    pub legacy: bool,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Who made it.
+    pub created_by: Option<String>,
+    /// When it last changed.
+    pub updated_at: Option<Timestamp>,
+    /// Who last changed it.
+    pub updated_by: Option<String>,
+    /// When it was last accepted, to within the validators' flush interval.
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl KeyView {
+    /// The view of `record`, with `expired` as of `now`.
+    pub fn new(record: &KeyRecord, now: Timestamp) -> Self {
+        Self {
+            id: record.id.clone(),
+            principal: record.principal.clone(),
+            name: record.name.clone(),
+            description: record.description.clone(),
+            permissions: record.permissions.clone(),
+            status: record.status,
+            expires_at: record.expires_at,
+            expired: record.is_expired_at(now),
+            protected: record.protected,
+            legacy: record.legacy,
+            created_at: record.created_at,
+            created_by: record.created_by.clone(),
+            updated_at: record.updated_at,
+            updated_by: record.updated_by.clone(),
+            last_used_at: record.last_used_at,
+        }
+    }
+}
+
+/// A key just made or regenerated: the key itself, shown this once, and its record.
+#[derive(Serialize)]
+#[non_exhaustive]
+pub struct IssuedKey {
+    /// The API key. Not kept anywhere: store it now.
+    pub key: String,
+    /// The key's record.
+    pub record: KeyView,
+}
+
+impl IssuedKey {
+    /// The answer for a key just issued.
+    pub fn new(record: &KeyRecord, key: PlaintextKey, now: Timestamp) -> Self {
+        Self {
+            key: key.expose().to_owned(),
+            record: KeyView::new(record, now),
+        }
+    }
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("key", &"<redacted>")
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// One page of a listing, ordered by id.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct KeyPage {
+    /// The keys on this page.
+    pub items: Vec<KeyView>,
+    /// Pass as `after` for the next page; `null` on the last.
+    pub next: Option<KeyId>,
+}
+
+impl KeyPage {
+    /// The page of `records` (ordered by id) that `query` asks for.
+    pub(super) fn of(
+        records: Vec<KeyRecord>,
+        query: &ListQuery,
+        limit: usize,
+        now: Timestamp,
+    ) -> Self {
+        let needle = query.q.as_deref().map(str::to_lowercase);
+        let mut matching = records
+            .iter()
+            .filter(|r| {
+                query
+                    .after
+                    .as_deref()
+                    .is_none_or(|after| r.id.as_str() > after)
+            })
+            .filter(|r| query.status.is_none_or(|status| r.status == status))
+            .filter(|r| needle.as_deref().is_none_or(|needle| matches(r, needle)));
+        let items: Vec<KeyView> = matching
+            .by_ref()
+            .take(limit)
+            .map(|r| KeyView::new(r, now))
+            .collect();
+        let next = match (matching.next(), items.last()) {
+            (Some(_), Some(last)) => Some(last.id.clone()),
+            _ => None,
+        };
+        Self { items, next }
+    }
+}
+
+/// Whether the search text (lower case) is in the id, principal, name or description.
+fn matches(record: &KeyRecord, needle: &str) -> bool {
+    [
+        Some(record.id.as_str()),
+        Some(record.principal.as_str()),
+        record.name.as_deref(),
+        record.description.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|field| field.to_lowercase().contains(needle))
+}
+
+/// The query string of a listing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Only this principal's keys (on `/keys`).
+    pub principal: Option<String>,
+    /// Only keys in this state.
+    pub status: Option<KeyStatus>,
+    /// Text searched for, case-insensitively, in id, principal, name and description.
+    pub q: Option<String>,
+    /// Keys per page: 1 to 500, default 50.
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+}
+
+impl ListQuery {
+    pub(super) fn limit(&self) -> Result<usize, AdminError> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE),
+            Some(n @ 1..=MAX_PAGE) => Ok(n),
+            Some(_) => Err(AdminError::bad_request(format!(
+                "limit must be 1 to {MAX_PAGE}"
+            ))),
+        }
+    }
+}
+
+/// The body of a create request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CreateKey {
+    /// Whose key (required on `/keys`; on `/principals/{principal}/keys` the path says).
+    pub principal: Option<String>,
+    /// A short label.
+    pub name: Option<String>,
+    /// A longer note.
+    pub description: Option<String>,
+    /// What the key may do.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// `never` (the default), a duration (`90d`, `P1W`), Maximo minutes, or an RFC 3339 time.
+    pub expires: Option<String>,
+    /// Deleted only with `?force=true`.
+    #[serde(default)]
+    pub protected: bool,
+}
+
+impl CreateKey {
+    pub(super) fn into_new_key(self, principal: String) -> Result<NewKey, AdminError> {
+        check_len("principal", &principal, MAX_PRINCIPAL)?;
+        let mut new = NewKey::new(principal)
+            .permissions(checked_permissions(self.permissions)?)
+            .protected(self.protected);
+        if let Some(name) = self.name {
+            check_len("name", &name, MAX_NAME)?;
+            new = new.name(name);
+        }
+        if let Some(description) = self.description {
+            check_len("description", &description, MAX_DESCRIPTION)?;
+            new = new.description(description);
+        }
+        if let Some(expires) = self.expires {
+            new = new.expires(expiry(&expires)?);
+        }
+        Ok(new)
+    }
+}
+
+/// The body of a patch: fields left out stay as they are; `null` clears a name or a
+/// description.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PatchKey {
+    /// A new label, or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    /// A new note, or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    /// The new permissions, replacing the old.
+    pub permissions: Option<Vec<String>>,
+    /// A new expiry, counted from now; `never` clears it.
+    pub expires: Option<String>,
+    /// `active`, `inactive` (deactivate) or `revoked` (for good).
+    pub status: Option<KeyStatus>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+impl PatchKey {
+    pub(super) fn into_patch(self) -> Result<KeyPatch, AdminError> {
+        let mut patch = KeyPatch::new();
+        if let Some(name) = self.name {
+            if let Some(name) = &name {
+                check_len("name", name, MAX_NAME)?;
+            }
+            patch = patch.name(name);
+        }
+        if let Some(description) = self.description {
+            if let Some(description) = &description {
+                check_len("description", description, MAX_DESCRIPTION)?;
+            }
+            patch = patch.description(description);
+        }
+        if let Some(permissions) = self.permissions {
+            patch = patch.permissions(checked_permissions(permissions)?);
+        }
+        if let Some(expires) = self.expires {
+            patch = patch.expires(expiry(&expires)?);
+        }
+        if let Some(status) = self.status {
+            patch = patch.status(status);
+        }
+        Ok(patch)
+    }
+}
+
+fn expiry(text: &str) -> Result<Expiry, AdminError> {
+    text.parse()
+        .map_err(|e| AdminError::bad_request(format!("expires: {e}")))
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), AdminError> {
+    if value.chars().count() > max {
+        return Err(AdminError::bad_request(format!(
+            "{field} must be at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn checked_permissions(permissions: Vec<String>) -> Result<Vec<String>, AdminError> {
+    if permissions.len() > MAX_PERMISSIONS {
+        return Err(AdminError::bad_request(format!(
+            "at most {MAX_PERMISSIONS} permissions"
+        )));
+    }
+    for permission in &permissions {
+        if permission.is_empty() || permission.chars().any(char::is_control) {
+            return Err(AdminError::bad_request(
+                "a permission must not be empty or hold control characters",
+            ));
+        }
+        check_len("a permission", permission, MAX_PERMISSION)?;
+    }
+    Ok(permissions)
+}

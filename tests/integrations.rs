@@ -1,0 +1,70 @@
+//! The hyper and tonic examples from outside: each started as its own process on 127.0.0.1,
+//! and called by a real client (a raw HTTP/1.1 request; a tonic gRPC client).
+
+mod common;
+
+#[path = "../examples/tonic/proto.rs"]
+#[allow(dead_code)]
+mod proto;
+
+use std::process::Command;
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+use tonic::Code;
+
+fn start(example: &str) -> (common::Server, String, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(common::example_binary(example));
+    command.env("APIKEY_STORE", dir.path().join("apikeys.json"));
+    let (server, addr, key) = common::start_example(command);
+    let key = key.expect("the demo key is printed on an empty store");
+    (server, addr, key, dir)
+}
+
+#[tokio::test]
+async fn tonic_example_answers_a_grpc_client_with_and_without_a_key() {
+    let (_server, addr, key, _dir) = start("tonic");
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+
+    let reply = proto::who_am_i(channel.clone(), Some(&key)).await.unwrap();
+    assert_eq!(reply.principal, "demo");
+    assert_eq!(reply.permissions, ["read"]);
+    assert!(key.starts_with(&format!("tak_{}_", reply.key_id)));
+
+    for apikey in [None, Some(format!("{key}x")), Some("tak_nope".to_owned())] {
+        let status = proto::who_am_i(channel.clone(), apikey.as_deref())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{apikey:?}: {status:?}"
+        );
+        assert!(
+            !status.message().contains(&key[4..]),
+            "the key is not echoed"
+        );
+    }
+    // The same channel still works after refusals: a refusal is an answer, not a broken stream.
+    assert!(proto::who_am_i(channel, Some(&key)).await.is_ok());
+}
+
+#[test]
+fn hyper_example_serves_identities_behind_the_layer() {
+    let (_server, addr, key, _dir) = start("hyper");
+    let (status, body) = common::http_get(&addr, "/", Some(&key));
+    assert_eq!(status, 200, "{body}");
+    let who: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["principal"], "demo");
+    assert_eq!(common::http_get(&addr, "/", None).0, 401);
+    assert_eq!(
+        common::http_get(&addr, "/", Some(&format!("{key}x"))).0,
+        401
+    );
+}
