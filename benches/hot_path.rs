@@ -172,5 +172,73 @@ fn hot_path(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_path);
+/// With the `metrics` feature: the 1k hot path with no recorder installed (the facade's
+/// no-op) and with a registry recorder of the kind exporters keep (atomic counters behind a
+/// sharded map, as `metrics-exporter-prometheus` has), side by side.
+#[cfg(feature = "metrics")]
+fn hot_path_metrics(c: &mut Criterion) {
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use metrics_util::registry::{AtomicStorage, Registry};
+
+    struct RegistryRecorder(Registry<Key, AtomicStorage>);
+
+    impl Recorder for RegistryRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            self.0
+                .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            self.0
+                .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            self.0
+                .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (validator, keys) = cached_keys(&runtime, 1_000);
+    let mut layered = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator))
+        .service(tower::service_fn(ok));
+    let recorder = RegistryRecorder(Registry::atomic());
+    let mut group = c.benchmark_group("hot_path_metrics");
+    for recorded in [false, true] {
+        let name = if recorded {
+            "cached_1k_recorded"
+        } else {
+            "cached_1k_no_recorder"
+        };
+        let mut i = 0usize;
+        let mut run = |b: &mut criterion::Bencher<'_>| {
+            b.iter(|| {
+                i = i.wrapping_add(7919);
+                let res = poll_once(layered.call(request(&keys[i % keys.len()]))).unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+                res
+            })
+        };
+        group.bench_function(name, |b| {
+            if recorded {
+                metrics::with_local_recorder(&recorder, || run(b));
+            } else {
+                run(b);
+            }
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(feature = "metrics"))]
+fn hot_path_metrics(_: &mut Criterion) {}
+
+criterion_group!(benches, hot_path, hot_path_metrics);
 criterion_main!(benches);

@@ -192,6 +192,10 @@ pub enum LifecycleError {
     /// A key with this id exists already.
     #[error("key {0} already exists")]
     AlreadyExists(KeyId),
+    /// The key kept changing under this change (other writers at the same moment); nothing
+    /// was written. Try again.
+    #[error("key {0} was being changed by someone else; try again")]
+    Conflict(KeyId),
     /// Input that cannot be used: an empty principal, a bad record or expiry.
     #[error("{0}")]
     Invalid(String),
@@ -218,6 +222,7 @@ impl LifecycleError {
                 | LifecycleError::Revoked(_)
                 | LifecycleError::Protected(_)
                 | LifecycleError::AlreadyExists(_)
+                | LifecycleError::Conflict(_)
         )
     }
 }
@@ -227,6 +232,7 @@ impl From<StoreError> for LifecycleError {
         match error {
             StoreError::NotFound(id) => LifecycleError::NotFound(id),
             StoreError::AlreadyExists(id) => LifecycleError::AlreadyExists(id),
+            StoreError::Conflict(id) => LifecycleError::Conflict(id),
             StoreError::LimitReached { principal, limit } => {
                 LifecycleError::LimitReached { principal, limit }
             }
@@ -414,7 +420,7 @@ impl<S: KeyStore> KeyManager<S> {
         id: &KeyId,
         grace: Span,
     ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
-        let mut old = self.get(id).await?;
+        let old = self.get(id).await?;
         require_active(&old)?;
         if grace.is_negative() {
             return Err(LifecycleError::Invalid(
@@ -440,15 +446,17 @@ impl<S: KeyStore> KeyManager<S> {
                     .map_err(|_| ExpiryError::OutOfRange)?,
             );
         }
-        old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
-        self.stamp(&mut old, now);
+        let retire = |old: &mut KeyRecord| {
+            old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
+            Ok(true)
+        };
         if grace_end <= now {
             // No overlap wanted: retire the old key first, so it does not count.
-            self.store.update(old).await?;
+            self.change(id, retire).await?;
             self.issue(new).await
         } else {
             let issued = self.issue(new).await?;
-            self.store.update(old).await?;
+            self.change(id, retire).await?;
             Ok(issued)
         }
     }
@@ -462,8 +470,7 @@ impl<S: KeyStore> KeyManager<S> {
         &self,
         id: &KeyId,
     ) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
-        let mut record = self.get(id).await?;
-        require_active(&record)?;
+        require_active(&self.get(id).await?)?;
         let (format, params, key_id) = (self.format.clone(), self.params, id.clone());
         let (key, hash) = blocking(move || {
             let key = format.generate_for(&key_id)?;
@@ -471,12 +478,17 @@ impl<S: KeyStore> KeyManager<S> {
             Ok::<_, RngError>((key, hash))
         })
         .await??;
-        record.hash = hash;
-        record.prf = self.params.prf_kind();
-        record.legacy = false;
-        record.lookup_digest = None;
-        self.stamp(&mut record, record_time());
-        self.store.update(record.clone()).await?;
+        let record = self
+            .change(id, |record| {
+                // Checked again: the key may have been deactivated during the derivation.
+                require_active(record)?;
+                record.hash = hash.clone();
+                record.prf = self.params.prf_kind();
+                record.legacy = false;
+                record.lookup_digest = None;
+                Ok(true)
+            })
+            .await?;
         Ok((record, key))
     }
 
@@ -514,35 +526,36 @@ impl<S: KeyStore> KeyManager<S> {
     /// status, permissions or expiry on a revoked key; [`Expiry`](LifecycleError::Expiry);
     /// the store's failure.
     pub async fn update(&self, id: &KeyId, patch: KeyPatch) -> Result<KeyRecord, LifecycleError> {
-        let mut record = self.get(id).await?;
         if patch.is_empty() {
-            return Ok(record);
+            return self.get(id).await;
         }
-        let now = record_time();
         let revives = patch.status.is_some_and(|s| s != KeyStatus::Revoked)
             || patch.permissions.is_some()
             || patch.expiry.is_some();
-        if record.status == KeyStatus::Revoked && revives {
-            return Err(LifecycleError::Revoked(id.clone()));
-        }
-        if let Some(name) = patch.name {
-            record.name = name;
-        }
-        if let Some(description) = patch.description {
-            record.description = description;
-        }
-        if let Some(permissions) = patch.permissions {
-            record.permissions = permissions;
-        }
-        if let Some(expiry) = patch.expiry {
-            record.expires_at = expiry.resolve(now)?;
-        }
-        if let Some(status) = patch.status {
-            record.status = status;
-        }
-        self.stamp(&mut record, now);
-        self.store.update(record.clone()).await?;
-        Ok(record)
+        let now = record_time();
+        let expires_at = patch.expiry.map(|e| e.resolve(now)).transpose()?;
+        self.change(id, |record| {
+            if record.status == KeyStatus::Revoked && revives {
+                return Err(LifecycleError::Revoked(record.id.clone()));
+            }
+            if let Some(name) = &patch.name {
+                record.name.clone_from(name);
+            }
+            if let Some(description) = &patch.description {
+                record.description.clone_from(description);
+            }
+            if let Some(permissions) = &patch.permissions {
+                record.permissions.clone_from(permissions);
+            }
+            if let Some(expires_at) = expires_at {
+                record.expires_at = expires_at;
+            }
+            if let Some(status) = patch.status {
+                record.status = status;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     /// Deletes a key's record; a protected key only with `force`.
@@ -621,17 +634,42 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<KeyRecord, LifecycleError> {
-        let mut record = self.get(id).await?;
-        if record.status == status {
-            return Ok(record);
+        self.change(id, |record| {
+            if record.status == status {
+                return Ok(false);
+            }
+            if record.status == KeyStatus::Revoked {
+                return Err(LifecycleError::Revoked(record.id.clone()));
+            }
+            record.status = status;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Reads a record, lets `edit` change it (`Ok(false)`: nothing to write), and writes it
+    /// back only if no one changed it meanwhile; otherwise reads it again and re-applies
+    /// `edit`, whose rules then see the newer record (a revocation made meanwhile stands).
+    async fn change(
+        &self,
+        id: &KeyId,
+        mut edit: impl FnMut(&mut KeyRecord) -> Result<bool, LifecycleError>,
+    ) -> Result<KeyRecord, LifecycleError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let current = self.get(id).await?;
+            let mut record = current.clone();
+            if !edit(&mut record)? {
+                return Ok(current);
+            }
+            self.stamp(&mut record, record_time());
+            match self.store.replace(&current, record.clone()).await {
+                Ok(()) => return Ok(record),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
         }
-        if record.status == KeyStatus::Revoked {
-            return Err(LifecycleError::Revoked(id.clone()));
-        }
-        record.status = status;
-        self.stamp(&mut record, record_time());
-        self.store.update(record.clone()).await?;
-        Ok(record)
+        Err(LifecycleError::Conflict(id.clone()))
     }
 
     /// Copies a new key's metadata onto a fresh record.

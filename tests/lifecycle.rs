@@ -313,3 +313,106 @@ async fn expiry_forms_apply_on_issue() {
         Err(ValidationError::Rejected(RejectReason::Expired))
     ));
 }
+
+/// A memory store where another writer revokes a key between a manager's read and its write,
+/// once: the race a read-modify-write must not lose.
+#[derive(Clone)]
+struct RevokedMeanwhile {
+    inner: MemoryStore,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeyStore for RevokedMeanwhile {
+    async fn get(
+        &self,
+        id: &tower_apikey::key::KeyId,
+    ) -> Result<Option<tower_apikey::KeyRecord>, tower_apikey::StoreError> {
+        self.inner.get(id).await
+    }
+    async fn list(
+        &self,
+        principal: Option<&str>,
+    ) -> Result<Vec<tower_apikey::KeyRecord>, tower_apikey::StoreError> {
+        self.inner.list(principal).await
+    }
+    async fn insert(
+        &self,
+        record: tower_apikey::KeyRecord,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.insert(record).await
+    }
+    async fn update(
+        &self,
+        record: tower_apikey::KeyRecord,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.update(record).await
+    }
+    async fn replace(
+        &self,
+        current: &tower_apikey::KeyRecord,
+        new: tower_apikey::KeyRecord,
+    ) -> Result<(), tower_apikey::StoreError> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let mut revoked = current.clone();
+            revoked.status = KeyStatus::Revoked;
+            self.inner.update(revoked).await?;
+        }
+        self.inner.replace(current, new).await
+    }
+    async fn delete(
+        &self,
+        id: &tower_apikey::key::KeyId,
+    ) -> Result<bool, tower_apikey::StoreError> {
+        self.inner.delete(id).await
+    }
+    fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
+        self.inner.subscribe(listener);
+    }
+}
+
+#[tokio::test]
+async fn a_change_never_undoes_a_revocation_made_meanwhile() {
+    use tower_apikey::KeyPatch;
+
+    let store = RevokedMeanwhile {
+        inner: MemoryStore::new(),
+        armed: Default::default(),
+    };
+    let keys =
+        KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap());
+    let validator = Validator::builder(store.clone()).build();
+    let arm = || store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    // A rename racing a revocation: the rename lands, the key stays revoked.
+    let (a, key_a) = keys.issue(NewKey::new("alice")).await.unwrap();
+    assert!(accepted(&validator, key_a.expose()).await);
+    arm();
+    let renamed = keys
+        .update(&a.id, KeyPatch::new().name(Some("renamed".into())))
+        .await
+        .unwrap();
+    assert_eq!(renamed.status, KeyStatus::Revoked);
+    assert_eq!(renamed.name.as_deref(), Some("renamed"));
+    assert!(!accepted(&validator, key_a.expose()).await);
+
+    // Deactivating, or regenerating, a key revoked meanwhile is refused by the rules as they
+    // apply to the record now; nothing brings it back.
+    let (b, key_b) = keys.issue(NewKey::new("bob")).await.unwrap();
+    arm();
+    assert!(matches!(
+        keys.deactivate(&b.id).await,
+        Err(LifecycleError::Revoked(_))
+    ));
+    let (c, key_c) = keys.issue(NewKey::new("carol")).await.unwrap();
+    arm();
+    assert!(matches!(
+        keys.regenerate(&c.id).await,
+        Err(LifecycleError::Revoked(_))
+    ));
+    for key in [&key_b, &key_c] {
+        assert!(!accepted(&validator, key.expose()).await);
+    }
+    for id in [&a.id, &b.id, &c.id] {
+        assert_eq!(keys.get(id).await.unwrap().status, KeyStatus::Revoked);
+    }
+}

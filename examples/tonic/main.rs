@@ -4,13 +4,13 @@
 //! ```text
 //! cargo run --release --example tonic                       # serve on 127.0.0.1:50051
 //! cargo run --release --example tonic -- call <key>         # a gRPC client calling WhoAmI
-//! grpcurl -plaintext -H "apikey: <key>" -import-path . -proto demo.proto \
+//! grpcurl -plaintext -H "apikey: <key>" -import-path examples/tonic -proto demo.proto \
 //!     127.0.0.1:50051 demo.Identity/WhoAmI                  # or any other gRPC client
 //! ```
 //!
 //! Keys live in the JSON file store at `$APIKEY_STORE` (default `./apikeys.json`); on an
 //! empty store the server issues one demo key and prints it once. `$ADDR` sets the address
-//! (default `127.0.0.1:50051`). The service is in `proto.rs`, with its proto definition.
+//! (default `127.0.0.1:50051`). The service is `demo.proto`, written out in `proto.rs`.
 
 mod proto;
 

@@ -1,13 +1,5 @@
-//! The example's gRPC service, `demo.Identity/WhoAmI`, written out as tonic's code generator
-//! would write it from this proto, so the example needs no `protoc`:
-//!
-//! ```proto
-//! syntax = "proto3";
-//! package demo;
-//! service Identity { rpc WhoAmI(WhoAmIRequest) returns (WhoAmIReply); }
-//! message WhoAmIRequest {}
-//! message WhoAmIReply { string principal = 1; string key_id = 2; repeated string permissions = 3; }
-//! ```
+//! The example's gRPC service, `demo.Identity/WhoAmI` of `demo.proto`, written out as tonic's
+//! code generator would write it, so the example needs no `protoc`.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};

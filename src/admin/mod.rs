@@ -21,7 +21,8 @@
 //! Every route needs a key carrying the permission (`403` otherwise). Errors are JSON,
 //! `{"error": code, "message": text}`, with codes `bad_request`, `unsupported_media_type`,
 //! `invalid_body`, `forbidden`, `not_found`, `limit_reached`, `inactive`, `revoked`,
-//! `protected`, `already_exists`, `unavailable` and `internal`; a message names ids and
+//! `protected`, `already_exists`, `conflict` (changed by someone else at the same moment;
+//! retry), `unavailable` and `internal`; a message names ids and
 //! principals, never a key. Changes are recorded as made by the calling key's principal
 //! (`created_by`, `updated_by`).
 //!
@@ -174,6 +175,7 @@ impl AdminError {
                 L::Revoked(_) => (StatusCode::CONFLICT, "revoked"),
                 L::Protected(_) => (StatusCode::CONFLICT, "protected"),
                 L::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+                L::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 L::Invalid(_) | L::Expiry(_) => (StatusCode::BAD_REQUEST, "bad_request"),
                 L::Store(StoreError::Unavailable(_)) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -220,14 +222,14 @@ impl IntoResponse for AdminError {
 }
 
 /// `Json<T>` whose refusals are [`AdminError`]s, so every error has the same JSON shape.
-struct Body<T>(T);
+struct JsonBody<T>(T);
 
-impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for JsonBody<T> {
     type Rejection = AdminError;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, AdminError> {
         match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
+            Ok(Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(body_error(&rejection)),
         }
     }
@@ -277,8 +279,12 @@ fn mount_path(original: &Uri, local: &Uri) -> String {
 }
 
 async fn openapi(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
-    let mut document: serde_json::Value =
-        serde_json::from_str(OPENAPI).expect("the bundled OpenAPI document is JSON");
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let mut document = DOCUMENT
+        .get_or_init(|| {
+            serde_json::from_str(OPENAPI).expect("the bundled OpenAPI document is JSON")
+        })
+        .clone();
     let base = mount_path(&original, &uri);
     document["servers"] =
         serde_json::json!([{ "url": if base.is_empty() { "/".to_owned() } else { base } }]);
@@ -338,7 +344,7 @@ async fn create<S: KeyStore + Clone>(
     who: Identity,
     uri: OriginalUri,
     local: Uri,
-    Body(body): Body<CreateKey>,
+    JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<Response, AdminError> {
     let principal = body
         .principal
@@ -353,7 +359,7 @@ async fn create_principal<S: KeyStore + Clone>(
     uri: OriginalUri,
     local: Uri,
     Path(principal): Path<String>,
-    Body(body): Body<CreateKey>,
+    JsonBody(body): JsonBody<CreateKey>,
 ) -> Result<Response, AdminError> {
     if body.principal.as_ref().is_some_and(|p| *p != principal) {
         return Err(AdminError::bad_request(
@@ -390,7 +396,7 @@ async fn patch<S: KeyStore + Clone>(
     State(keys): Manager<S>,
     who: Identity,
     Path(id): Path<String>,
-    Body(body): Body<PatchKey>,
+    JsonBody(body): JsonBody<PatchKey>,
 ) -> Result<Json<KeyView>, AdminError> {
     let id = key_id(&id)?;
     let patch = body.into_patch()?;

@@ -82,11 +82,14 @@ impl KeyView {
 }
 
 /// A key just made or regenerated: the key itself, shown this once, and its record.
-#[derive(Serialize)]
+///
+/// The key is zeroized when this is dropped; `Debug` does not show it.
+#[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct IssuedKey {
     /// The API key. Not kept anywhere: store it now.
-    pub key: String,
+    #[serde(serialize_with = "expose")]
+    pub key: PlaintextKey,
     /// The key's record.
     pub record: KeyView,
 }
@@ -95,19 +98,15 @@ impl IssuedKey {
     /// The answer for a key just issued.
     pub fn new(record: &KeyRecord, key: PlaintextKey, now: Timestamp) -> Self {
         Self {
-            key: key.expose().to_owned(),
+            key,
             record: KeyView::new(record, now),
         }
     }
 }
 
-impl std::fmt::Debug for IssuedKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey")
-            .field("key", &"<redacted>")
-            .field("record", &self.record)
-            .finish()
-    }
+/// The one place a plaintext key is written out: the answer to its owner.
+fn expose<S: serde::Serializer>(key: &PlaintextKey, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(key.expose())
 }
 
 /// One page of a listing, ordered by id.

@@ -706,6 +706,10 @@ impl KeyStore for CliStore {
         each!(self, s => s.update(record).await)
     }
 
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        each!(self, s => s.replace(current, new).await)
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         each!(self, s => s.delete(id).await)
     }

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 
 use super::{
     differs_beyond_last_use, insert_limited_into, insert_many_into, record_last_used_in,
-    ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
+    replace_in, ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -437,6 +437,12 @@ impl KeyStore for FileStore {
             None => Err(StoreError::NotFound(record.id)),
         })
         .await
+    }
+
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        let current = current.clone();
+        self.modify(move |records| replace_in(records, &current, new))
+            .await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {

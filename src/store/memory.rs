@@ -6,8 +6,8 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use jiff::Timestamp;
 
 use super::{
-    insert_limited_into, insert_many_into, record_last_used_in, ChangeFeed, ChangeListener,
-    KeyRecord, KeyStore, StoreChange, StoreError,
+    insert_limited_into, insert_many_into, record_last_used_in, replace_in, ChangeFeed,
+    ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -96,6 +96,12 @@ impl KeyStore for MemoryStore {
             }
         }
         self.changed(id);
+        Ok(())
+    }
+
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        replace_in(&mut self.write(), current, new)?;
+        self.changed(current.id.clone());
         Ok(())
     }
 

@@ -263,6 +263,28 @@ pub(crate) fn differs_beyond_last_use(a: &KeyRecord, b: &KeyRecord) -> bool {
     a != *b
 }
 
+/// [`KeyStore::replace`] on an id-ordered map.
+pub(crate) fn replace_in(
+    records: &mut BTreeMap<KeyId, KeyRecord>,
+    current: &KeyRecord,
+    new: KeyRecord,
+) -> Result<(), StoreError> {
+    let Some(stored) = records.get_mut(&current.id) else {
+        return Err(StoreError::NotFound(current.id.clone()));
+    };
+    if differs_beyond_last_use(stored, current) {
+        return Err(StoreError::Conflict(current.id.clone()));
+    }
+    *stored = keep_last_use(stored, new);
+    Ok(())
+}
+
+/// `new`, with the later of its last use and `stored`'s: a use noted meanwhile is not lost.
+pub(crate) fn keep_last_use(stored: &KeyRecord, mut new: KeyRecord) -> KeyRecord {
+    new.last_used_at = new.last_used_at.max(stored.last_used_at);
+    new
+}
+
 /// [`KeyStore::insert_many`] on an id-ordered map: all or nothing. Returns the ids added.
 pub(crate) fn insert_many_into(
     records: &mut BTreeMap<KeyId, KeyRecord>,
@@ -359,6 +381,9 @@ pub enum StoreError {
     /// `update` of an id that is not there.
     #[error("key {0} does not exist")]
     NotFound(KeyId),
+    /// [`KeyStore::replace`] of a record that changed since it was read.
+    #[error("key {0} changed since it was read")]
+    Conflict(KeyId),
     /// [`KeyStore::insert_limited`] for a principal that already holds `limit` live keys.
     #[error("{principal} already has {limit} live key(s), the most allowed")]
     LimitReached {
@@ -422,6 +447,32 @@ pub trait KeyStore: Send + Sync + 'static {
 
     /// Replaces the record with the same id; [`StoreError::NotFound`] if there is none.
     fn update(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces `current` with `new` (same id) only if the stored record is still `current`,
+    /// its last use aside: [`StoreError::Conflict`] if another writer changed it since it was
+    /// read, [`StoreError::NotFound`] if it is gone. The later of the two last uses is kept.
+    ///
+    /// This is how a read-modify-write (deactivate, patch, regenerate) never undoes a change
+    /// made meanwhile, a revocation above all. The default reads, compares, then updates, so
+    /// a writer in between can still slip through; the crate's backends compare and write in
+    /// one step (under their lock, or in one transaction with the row locked).
+    fn replace(
+        &self,
+        current: &KeyRecord,
+        new: KeyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let id = current.id.clone();
+        let current = current.clone();
+        async move {
+            let Some(stored) = self.get(&id).await? else {
+                return Err(StoreError::NotFound(id));
+            };
+            if differs_beyond_last_use(&stored, &current) {
+                return Err(StoreError::Conflict(id));
+            }
+            self.update(keep_last_use(&stored, new)).await
+        }
+    }
 
     /// Removes a record; `false` if there was none.
     fn delete(&self, id: &KeyId) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -512,7 +563,11 @@ pub(crate) trait ErasedStore: Send + Sync {
         id: &'a KeyId,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send + 'a>>;
     fn list_legacy(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>>;
-    fn update(&self, record: KeyRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn replace<'a>(
+        &'a self,
+        current: &'a KeyRecord,
+        new: KeyRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn record_last_used(
         &self,
         used: Vec<(KeyId, Timestamp)>,
@@ -527,8 +582,12 @@ impl<S: KeyStore> ErasedStore for S {
         Box::pin(KeyStore::list_legacy(self))
     }
 
-    fn update(&self, record: KeyRecord) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(KeyStore::update(self, record))
+    fn replace<'a>(
+        &'a self,
+        current: &'a KeyRecord,
+        new: KeyRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(KeyStore::replace(self, current, new))
     }
 
     fn record_last_used(

@@ -666,15 +666,28 @@ impl Validator {
         let Some(found) = found else {
             return unknown();
         };
-        let mut record = index.unseen[found].clone();
+        let scanned = &index.unseen[found];
+        let mut record = scanned.clone();
         // Remember the lookup digest, so this key is never scanned for again, here or on
-        // another server sharing the store.
+        // another server sharing the store. Only over the record as scanned: a change made
+        // meanwhile (a revocation) must not be written over.
         record.lookup_digest = Some(lookup);
-        inner
-            .store
-            .update(record.clone())
-            .await
-            .map_err(ValidationError::Unavailable)?;
+        let record = match inner.store.replace(scanned, record.clone()).await {
+            Ok(()) => record,
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                // Judge the key by the record as it is now; a new secret no longer matches.
+                match inner
+                    .store
+                    .get(&record.id)
+                    .await
+                    .map_err(ValidationError::Unavailable)?
+                {
+                    Some(fresh) if fresh.hash == record.hash => fresh,
+                    _ => return unknown(),
+                }
+            }
+            Err(error) => return Err(ValidationError::Unavailable(error)),
+        };
         if let Some(reason) = refusal_of(&record, Timestamp::now()) {
             return Err(ValidationError::Rejected(refused(
                 Some(record.id.as_str()),

@@ -63,6 +63,11 @@ impl KeyStore for FlakyStore {
         self.inner.update(record).await
     }
 
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.replace(current, new).await
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(id).await

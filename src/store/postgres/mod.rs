@@ -12,7 +12,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use jiff::Timestamp;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::{ChangeFeed, ChangeListener, KeyRecord, KeyStatus, KeyStore, StoreChange, StoreError};
+use super::{
+    differs_beyond_last_use, keep_last_use, ChangeFeed, ChangeListener, KeyRecord, KeyStatus,
+    KeyStore, StoreChange, StoreError,
+};
 use crate::key::KeyId;
 use crate::record::{Pbkdf2Hash, Prf};
 
@@ -384,6 +387,43 @@ async fn insert_rows(tx: &Transaction<'_>, records: &[KeyRecord]) -> Result<u64,
     .map_err(unavailable)
 }
 
+/// Writes every column of `record` over its row; `false` if there is no such row.
+async fn update_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, StoreError> {
+    let status = record.status.as_str();
+    let hash = record.hash.to_string();
+    let prf = record.prf.to_string();
+    let n = tx
+        .execute(
+            "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
+             description = $6, permissions = $7, status = $8, expires_at = $9, \
+             created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
+             protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
+             WHERE id = $1",
+            &[
+                &record.id.as_str(),
+                &record.principal,
+                &hash,
+                &prf,
+                &record.name,
+                &record.description,
+                &record.permissions,
+                &status,
+                &record.expires_at,
+                &record.created_at,
+                &record.created_by,
+                &record.updated_at,
+                &record.updated_by,
+                &record.protected,
+                &record.last_used_at,
+                &record.legacy,
+                &record.lookup_digest,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
+}
+
 /// Inserts `record` in `tx`; `false` if its id is taken.
 async fn insert_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, StoreError> {
     Ok(insert_rows(tx, std::slice::from_ref(record)).await? == 1)
@@ -472,42 +512,32 @@ impl KeyStore for PgKeyStore {
     async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
-        let status = record.status.as_str();
-        let hash = record.hash.to_string();
-        let prf = record.prf.to_string();
-        let n = tx
-            .execute(
-                "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
-                 description = $6, permissions = $7, status = $8, expires_at = $9, \
-                 created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
-                 protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
-                 WHERE id = $1",
-                &[
-                    &record.id.as_str(),
-                    &record.principal,
-                    &hash,
-                    &prf,
-                    &record.name,
-                    &record.description,
-                    &record.permissions,
-                    &status,
-                    &record.expires_at,
-                    &record.created_at,
-                    &record.created_by,
-                    &record.updated_at,
-                    &record.updated_by,
-                    &record.protected,
-                    &record.last_used_at,
-                    &record.legacy,
-                    &record.lookup_digest,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        if n == 0 {
+        if !update_in(&tx, &record).await? {
             return Err(StoreError::NotFound(record.id));
         }
         self.commit(tx, vec![record.id]).await
+    }
+
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        // The row stays locked until commit: no writer gets between the compare and the write.
+        let row = tx
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM tower_apikey_keys WHERE id = $1 FOR UPDATE"),
+                &[&current.id.as_str()],
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(stored) = row.as_ref().map(record_of).transpose()? else {
+            return Err(StoreError::NotFound(current.id.clone()));
+        };
+        if differs_beyond_last_use(&stored, current) {
+            return Err(StoreError::Conflict(current.id.clone()));
+        }
+        let new = keep_last_use(&stored, new);
+        update_in(&tx, &new).await?;
+        self.commit(tx, vec![new.id]).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
