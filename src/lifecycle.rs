@@ -37,7 +37,9 @@ use sha2::{Digest, Sha256};
 
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::{HashParams, Pbkdf2Hash, Prf, RecordError};
-use crate::store::{record_time, Expiry, ExpiryError, KeyRecord, KeyStatus, KeyStore, StoreError};
+use crate::store::{
+    record_time, Expiry, ExpiryError, KeyQuery, KeyRecord, KeyStatus, KeyStore, StoreError,
+};
 
 /// The version [`Export`] writes.
 pub const EXPORT_VERSION: u32 = 1;
@@ -349,6 +351,14 @@ impl<S: KeyStore> KeyManager<S> {
     /// The store's failure.
     pub async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, LifecycleError> {
         Ok(self.store.list(principal).await?)
+    }
+
+    /// One page of records, as [`KeyStore::query`] reads it.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, LifecycleError> {
+        Ok(self.store.query(query).await?)
     }
 
     /// Issues a new key: returns its record and the key, which is not kept anywhere.

@@ -434,6 +434,11 @@ async fn listing_searching_limits_and_bad_requests() {
         "bad_request",
     );
     assert_error(
+        &api.get("/admin/keys?after=not!an!id", admin).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
         &api.get("/admin/keys/not_an_id!", admin).await,
         StatusCode::NOT_FOUND,
         "not_found",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tower_apikey::key::{KeyFormat, KeyId};
 use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
-use tower_apikey::store::{ChangeListener, StoreChange};
+use tower_apikey::store::{ChangeListener, KeyQuery, StoreChange};
 use tower_apikey::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
 
 /// Records what a store publishes.
@@ -254,6 +254,62 @@ async fn conformance<S: KeyStore>(store: S) {
         store.replace(&ghost, ghost.clone()).await,
         Err(StoreError::NotFound(_))
     ));
+
+    // Pages of a query: the same records as filtering the whole list, in id order.
+    let all = store.list(None).await.unwrap();
+    assert!(all.len() >= 3);
+    let ids = |records: &[KeyRecord]| records.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let deploys = store
+        .query(&KeyQuery::new().search("DEPLOY"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&deploys),
+        vec![a.id.clone()],
+        "search ignores case, reads descriptions"
+    );
+    let by_name = store
+        .query(&KeyQuery::new().search("Renamed"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_name), vec![c.id.clone()]);
+    let by_id = store
+        .query(&KeyQuery::new().search(a.id.as_str()[2..9].to_lowercase()))
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_id), vec![a.id.clone()]);
+    let odd = store.query(&KeyQuery::new().search("%_")).await.unwrap();
+    assert!(odd.is_empty(), "search text is not a pattern");
+    for query in [
+        KeyQuery::new(),
+        KeyQuery::new().principal("alice"),
+        KeyQuery::new().status(KeyStatus::Revoked),
+        KeyQuery::new().principal("alice").status(KeyStatus::Active),
+        KeyQuery::new().search("ALICE"),
+    ] {
+        let expected: Vec<KeyId> = all
+            .iter()
+            .filter(|r| query.matches(r))
+            .map(|r| r.id.clone())
+            .collect();
+        assert_eq!(
+            ids(&store.query(&query).await.unwrap()),
+            expected,
+            "{query:?}"
+        );
+        // One at a time, each page after the last: every record once, in order.
+        let mut paged = Vec::new();
+        let mut page = query.clone().limit(1);
+        loop {
+            let got = store.query(&page).await.unwrap();
+            assert!(got.len() <= 1);
+            let Some(last) = got.last() else { break };
+            paged.push(last.id.clone());
+            page = page.after(last.id.clone());
+        }
+        assert_eq!(paged, expected, "{query:?} paged");
+    }
+    assert!(recorder.take().is_empty(), "a query is not a change");
 
     // Legacy records, and only those.
     let legacy: Vec<KeyId> = store

@@ -322,13 +322,11 @@ async fn page<S: KeyStore + Clone>(
     q: ListQuery,
 ) -> Result<Json<KeyPage>, AdminError> {
     let limit = q.limit()?;
-    let records = keys.list(principal).await?;
-    Ok(Json(KeyPage::of(
-        records,
-        &q,
-        limit,
-        jiff::Timestamp::now(),
-    )))
+    // One more than the page, to know whether there is a next one.
+    let mut query = q.to_query()?.limit(limit + 1);
+    query.principal = principal.map(str::to_owned);
+    let records = keys.query(&query).await?;
+    Ok(Json(KeyPage::of(records, limit, jiff::Timestamp::now())))
 }
 
 async fn show<S: KeyStore + Clone>(

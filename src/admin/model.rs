@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::AdminError;
 use crate::key::{KeyId, PlaintextKey};
 use crate::lifecycle::{KeyPatch, NewKey};
-use crate::store::{Expiry, KeyRecord, KeyStatus};
+use crate::store::{Expiry, KeyQuery, KeyRecord, KeyStatus};
 
 /// Longest name, in characters.
 const MAX_NAME: usize = 200;
@@ -120,48 +120,18 @@ pub struct KeyPage {
 }
 
 impl KeyPage {
-    /// The page of `records` (ordered by id) that `query` asks for.
-    pub(super) fn of(
-        records: Vec<KeyRecord>,
-        query: &ListQuery,
-        limit: usize,
-        now: Timestamp,
-    ) -> Self {
-        let needle = query.q.as_deref().map(str::to_lowercase);
-        let mut matching = records
-            .iter()
-            .filter(|r| {
-                query
-                    .after
-                    .as_deref()
-                    .is_none_or(|after| r.id.as_str() > after)
-            })
-            .filter(|r| query.status.is_none_or(|status| r.status == status))
-            .filter(|r| needle.as_deref().is_none_or(|needle| matches(r, needle)));
-        let items: Vec<KeyView> = matching
-            .by_ref()
-            .take(limit)
-            .map(|r| KeyView::new(r, now))
-            .collect();
-        let next = match (matching.next(), items.last()) {
-            (Some(_), Some(last)) => Some(last.id.clone()),
+    /// The page of the first `limit` of `records` (ordered by id; one more means there is a
+    /// next page).
+    pub(super) fn of(mut records: Vec<KeyRecord>, limit: usize, now: Timestamp) -> Self {
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let items: Vec<KeyView> = records.iter().map(|r| KeyView::new(r, now)).collect();
+        let next = match (more, items.last()) {
+            (true, Some(last)) => Some(last.id.clone()),
             _ => None,
         };
         Self { items, next }
     }
-}
-
-/// Whether the search text (lower case) is in the id, principal, name or description.
-fn matches(record: &KeyRecord, needle: &str) -> bool {
-    [
-        Some(record.id.as_str()),
-        Some(record.principal.as_str()),
-        record.name.as_deref(),
-        record.description.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|field| field.to_lowercase().contains(needle))
 }
 
 /// The query string of a listing.
@@ -181,6 +151,20 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// The store query this asks for (without a limit or a principal: the caller sets them).
+    pub(super) fn to_query(&self) -> Result<KeyQuery, AdminError> {
+        let mut query = KeyQuery::new();
+        query.status = self.status;
+        query.search = self.q.clone().filter(|q| !q.is_empty());
+        query.after = match self.after.as_deref() {
+            None | Some("") => None,
+            Some(after) => Some(KeyId::new(after).map_err(|_| {
+                AdminError::bad_request("after must be the `next` of an earlier page")
+            })?),
+        };
+        Ok(query)
+    }
+
     pub(super) fn limit(&self) -> Result<usize, AdminError> {
         match self.limit {
             None => Ok(DEFAULT_PAGE),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
 use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
-use tower_apikey::store::Expiry;
+use tower_apikey::store::{Expiry, KeyQuery};
 use tower_apikey::{
     FileStore, KeyManager, KeyRecord, KeyStatus, KeyStore, LifecycleError, NewKey, StoreError,
 };
@@ -708,6 +708,10 @@ impl KeyStore for CliStore {
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
         each!(self, s => s.replace(current, new).await)
+    }
+
+    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        each!(self, s => s.query(query).await)
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use jiff::Timestamp;
 
 use super::{
-    differs_beyond_last_use, insert_limited_into, insert_many_into, record_last_used_in,
-    replace_in, ChangeFeed, ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
+    differs_beyond_last_use, insert_limited_into, insert_many_into, query_in, record_last_used_in,
+    replace_in, ChangeFeed, ChangeListener, KeyQuery, KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -415,6 +415,10 @@ impl KeyStore for FileStore {
             .filter(|r| principal.is_none_or(|p| r.principal == p))
             .cloned()
             .collect())
+    }
+
+    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(query_in(&self.read().records, query))
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {

@@ -6,8 +6,8 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use jiff::Timestamp;
 
 use super::{
-    insert_limited_into, insert_many_into, record_last_used_in, replace_in, ChangeFeed,
-    ChangeListener, KeyRecord, KeyStore, StoreChange, StoreError,
+    insert_limited_into, insert_many_into, query_in, record_last_used_in, replace_in, ChangeFeed,
+    ChangeListener, KeyQuery, KeyRecord, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 
@@ -71,6 +71,10 @@ impl KeyStore for MemoryStore {
             .filter(|r| principal.is_none_or(|p| r.principal == p))
             .cloned()
             .collect())
+    }
+
+    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(query_in(&self.read(), query))
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {

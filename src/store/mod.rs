@@ -301,6 +301,102 @@ pub(crate) fn insert_many_into(
     Ok(ids)
 }
 
+/// One page of a listing: which records, from where, how many. See [`KeyStore::query`].
+///
+/// ```
+/// use tower_apikey::store::KeyQuery;
+/// use tower_apikey::KeyStatus;
+///
+/// let page = KeyQuery::new().principal("alice").status(KeyStatus::Active).search("deploy").limit(50);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyQuery {
+    /// Only this principal's records.
+    pub principal: Option<String>,
+    /// Only records in this state.
+    pub status: Option<KeyStatus>,
+    /// Only records whose id, principal, name or description holds this text, ignoring case.
+    pub search: Option<String>,
+    /// Only records whose id sorts after this one: the last id of the previous page.
+    pub after: Option<KeyId>,
+    /// At most this many records (`None`: all).
+    pub limit: Option<usize>,
+}
+
+impl KeyQuery {
+    /// Every record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only `principal`'s records.
+    pub fn principal(mut self, principal: impl Into<String>) -> Self {
+        self.principal = Some(principal.into());
+        self
+    }
+
+    /// Only records in `status`.
+    pub fn status(mut self, status: KeyStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Only records whose id, principal, name or description holds `text`, ignoring case.
+    pub fn search(mut self, text: impl Into<String>) -> Self {
+        self.search = Some(text.into());
+        self
+    }
+
+    /// Only records after `id`.
+    pub fn after(mut self, id: KeyId) -> Self {
+        self.after = Some(id);
+        self
+    }
+
+    /// At most `n` records.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Whether `record` is one this query asks for (`after` and `limit` aside).
+    pub fn matches(&self, record: &KeyRecord) -> bool {
+        self.principal
+            .as_ref()
+            .is_none_or(|p| record.principal == *p)
+            && self.status.is_none_or(|s| record.status == s)
+            && self.search.as_ref().is_none_or(|text| {
+                let text = text.to_lowercase();
+                [
+                    Some(record.id.as_str()),
+                    Some(record.principal.as_str()),
+                    record.name.as_deref(),
+                    record.description.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|field| field.to_lowercase().contains(&text))
+            })
+    }
+}
+
+/// [`KeyStore::query`] on an id-ordered map: walks from `after`, clones only what it returns.
+pub(crate) fn query_in(records: &BTreeMap<KeyId, KeyRecord>, query: &KeyQuery) -> Vec<KeyRecord> {
+    use std::ops::Bound;
+    let from = match &query.after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Unbounded,
+    };
+    records
+        .range::<KeyId, _>((from, Bound::Unbounded))
+        .map(|(_, r)| r)
+        .filter(|r| query.matches(r))
+        .take(query.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect()
+}
+
 /// A change to a store, as told to its subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -441,6 +537,27 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         principal: Option<&str>,
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// One page of records, ordered by id: those `query` matches, after its `after`, at most
+    /// its `limit`. What an admin listing reads.
+    ///
+    /// The default filters [`list`](Self::list); the crate's backends read only the page
+    /// (PostgreSQL in SQL, where "ignoring case" is the database's `lower()`).
+    fn query(
+        &self,
+        query: &KeyQuery,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
+        let query = query.clone();
+        async move {
+            let records = self.list(query.principal.as_deref()).await?;
+            Ok(records
+                .into_iter()
+                .filter(|r| query.after.as_ref().is_none_or(|after| r.id > *after))
+                .filter(|r| query.matches(r))
+                .take(query.limit.unwrap_or(usize::MAX))
+                .collect())
+        }
+    }
 
     /// Adds a record; [`StoreError::AlreadyExists`] if its id is taken.
     fn insert(&self, record: KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -68,6 +68,14 @@ impl KeyStore for FlakyStore {
         self.inner.replace(current, new).await
     }
 
+    async fn query(
+        &self,
+        query: &tower_apikey::store::KeyQuery,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.query(query).await
+    }
+
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.check()?;
         self.inner.delete(id).await

@@ -13,8 +13,8 @@ use jiff::Timestamp;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::{
-    differs_beyond_last_use, keep_last_use, ChangeFeed, ChangeListener, KeyRecord, KeyStatus,
-    KeyStore, StoreChange, StoreError,
+    differs_beyond_last_use, keep_last_use, ChangeFeed, ChangeListener, KeyQuery, KeyRecord,
+    KeyStatus, KeyStore, StoreChange, StoreError,
 };
 use crate::key::KeyId;
 use crate::record::{Pbkdf2Hash, Prf};
@@ -494,6 +494,33 @@ impl KeyStore for PgKeyStore {
                      WHERE $1::TEXT IS NULL OR principal = $1 ORDER BY id"
                 ),
                 &[&principal],
+            )
+            .await
+            .map_err(unavailable)?;
+        records_of(&rows)
+    }
+
+    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let status = query.status.map(KeyStatus::as_str);
+        let after = query.after.as_ref().map(KeyId::as_str);
+        let search = query.search.as_deref().map(str::to_lowercase);
+        let limit = query.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        // strpos, not LIKE: the search text is data, with no wildcards to escape.
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM tower_apikey_keys \
+                     WHERE ($1::TEXT IS NULL OR principal = $1) \
+                     AND ($2::TEXT IS NULL OR status = $2) \
+                     AND ($3::TEXT IS NULL OR id > $3) \
+                     AND ($4::TEXT IS NULL OR strpos(lower(id), $4) > 0 \
+                          OR strpos(lower(principal), $4) > 0 \
+                          OR strpos(lower(coalesce(name, '')), $4) > 0 \
+                          OR strpos(lower(coalesce(description, '')), $4) > 0) \
+                     ORDER BY id LIMIT $5"
+                ),
+                &[&query.principal, &status, &after, &search, &limit],
             )
             .await
             .map_err(unavailable)?;
