@@ -17,9 +17,10 @@
 
 use std::time::{Duration, Instant};
 
-use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::MaximoKey;
 use tower_apikey::record::{HashParams, Pbkdf2Hash};
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{
     FileStore, KeyManager, KeyRecord, KeyStore, MemoryStore, ValidationError, Validator,
 };
@@ -124,6 +125,37 @@ async fn compare<S: KeyStore + Clone>(
     );
 }
 
+/// An admin listing's page of 50 (a search on the name, from the middle of the ids) read with
+/// `KeyStore::query`, against the whole list filtered in memory, alternating.
+async fn admin_page<S: KeyStore>(label: &str, store: &S, n: usize) {
+    let query = KeyQuery::new()
+        .search("USER")
+        .after(KeyId::new("M").unwrap())
+        .limit(51);
+    let (mut paged, mut listed) = (vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let page = store.query(&query).await.unwrap();
+        paged.push(started.elapsed());
+        let started = Instant::now();
+        let all = store.list(None).await.unwrap();
+        let filtered: Vec<&KeyRecord> = all
+            .iter()
+            .filter(|r| r.id > *query.after.as_ref().unwrap() && query.matches(r))
+            .take(51)
+            .collect();
+        listed.push(started.elapsed());
+        assert_eq!(page.len(), filtered.len());
+    }
+    let (p, l) = (median(paged), median(listed));
+    println!(
+        "scale {label}: admin page of 50 at {n} records read as a query {:.4}x the whole list ({:.2} ms against {:.1} ms)",
+        p.as_secs_f64() / l.as_secs_f64(),
+        p.as_secs_f64() * 1e3,
+        l.as_secs_f64() * 1e3,
+    );
+}
+
 /// Cold lookups in PostgreSQL at 1k and `large` records, in a throwaway cluster.
 #[cfg(feature = "postgres")]
 async fn postgres(large: usize, probes: &[(KeyRecord, String)]) {
@@ -162,6 +194,7 @@ async fn postgres(large: usize, probes: &[(KeyRecord, String)]) {
         "1.2x",
     )
     .await;
+    admin_page("postgres", &stores[1], large).await;
 }
 
 /// One full scan of `n` legacy records against one cold lookup, alternating.
@@ -261,6 +294,7 @@ fn main() {
         let big = MemoryStore::with_records(records(large, &probes));
         let little = MemoryStore::with_records(records(small, &probes));
         compare("memory store", &little, &big, &probes, (small, large), "1.1x").await;
+        admin_page("memory store", &big, large).await;
 
         // File store: written once as the file format, then opened.
         let dir = tempfile::tempdir().unwrap();
