@@ -303,9 +303,7 @@ async fn list<S: KeyStore + Clone>(
     State(keys): Manager<S>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<KeyPage>, AdminError> {
-    let q = query(q)?;
-    let principal = q.principal.clone();
-    page(&keys, principal.as_deref(), q).await
+    page(&keys, query(q)?).await
 }
 
 async fn list_principal<S: KeyStore + Clone>(
@@ -313,19 +311,18 @@ async fn list_principal<S: KeyStore + Clone>(
     Path(principal): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<KeyPage>, AdminError> {
-    page(&keys, Some(&principal), query(q)?).await
+    let mut q = query(q)?;
+    q.principal = Some(principal);
+    page(&keys, q).await
 }
 
 async fn page<S: KeyStore + Clone>(
     keys: &KeyManager<S>,
-    principal: Option<&str>,
     q: ListQuery,
 ) -> Result<Json<KeyPage>, AdminError> {
     let limit = q.limit()?;
     // One more than the page, to know whether there is a next one.
-    let mut query = q.to_query()?.limit(limit + 1);
-    query.principal = principal.map(str::to_owned);
-    let records = keys.query(&query).await?;
+    let records = keys.query(&q.to_query()?.limit(limit + 1)).await?;
     Ok(Json(KeyPage::of(records, limit, jiff::Timestamp::now())))
 }
 

@@ -151,9 +151,10 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// The store query this asks for (without a limit or a principal: the caller sets them).
+    /// The store query this asks for (without a limit: the caller sets it).
     pub(super) fn to_query(&self) -> Result<KeyQuery, AdminError> {
         let mut query = KeyQuery::new();
+        query.principal.clone_from(&self.principal);
         query.status = self.status;
         query.search = self.q.clone().filter(|q| !q.is_empty());
         query.after = match self.after.as_deref() {
