@@ -17,13 +17,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn shared_vectors() -> Value {
-    let path = format!(
-        "{}/../shared/vectors/interop.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("shared vectors missing at {path}: {e}"));
-    serde_json::from_str(&text).unwrap()
+    common::vectors("interop.json")
 }
 
 #[test]

@@ -1,18 +1,13 @@
 //! Interop: records made by implementations this project did not write.
 //!
-//! `../shared/vectors/interop.json` comes from Python's `hashlib.pbkdf2_hmac` (OpenSSL) and
+//! `tests/data/interop.json` comes from Python's `hashlib.pbkdf2_hmac` (OpenSSL) and
 //! `rfc6070.json` from RFC 6070. Both files are required: a missing one fails the run.
 
+mod common;
+
+use common::vectors as shared;
 use serde_json::Value;
 use tower_apikey::record::{derive, Pbkdf2Hash, Prf, RecordError};
-
-fn shared(name: &str) -> Value {
-    let path = format!("{}/../shared/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("shared test vectors missing at {path}: {e}; these tests must not be skipped")
-    });
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"))
-}
 
 fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field]

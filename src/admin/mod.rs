@@ -19,8 +19,8 @@
 //! | `POST` | `/principals/{principal}/keys` | create for that principal, within its limit |
 //!
 //! Every route needs a key carrying the permission (`403` otherwise). Errors are JSON,
-//! `{"error": code, "message": text}`, with codes `bad_request`, `unsupported_media_type`,
-//! `invalid_body`, `forbidden`, `not_found`, `limit_reached`, `inactive`, `revoked`,
+//! `{"error": code, "message": text}`, with codes `bad_request`, `payload_too_large` (a body
+//! over 64 KiB), `unsupported_media_type`, `invalid_body`, `forbidden`, `not_found`, `limit_reached`, `inactive`, `revoked`,
 //! `protected`, `already_exists`, `conflict` (changed by someone else at the same moment;
 //! retry), `unavailable` and `internal`; a message names ids and
 //! principals, never a key. Changes are recorded as made by the calling key's principal
@@ -58,6 +58,7 @@ mod model;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection as BodyRejection, QueryRejection};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -123,6 +124,7 @@ where
                 "/principals/{principal}/keys",
                 get(list_principal::<S>).post(create_principal::<S>),
             )
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(RequirePermissionLayer::new(self.permission))
@@ -130,6 +132,10 @@ where
             .with_state(state)
     }
 }
+
+/// The largest request body read (64 KiB): the largest valid body (64 permissions of 128
+/// characters, a 2,000-character description) is a tenth of it.
+const BODY_LIMIT: usize = 64 * 1024;
 
 type Manager<S> = State<Arc<KeyManager<S>>>;
 
@@ -143,7 +149,7 @@ pub enum AdminError {
     /// The request itself is not usable: a bad query, body or field.
     #[error("{message}")]
     BadRequest {
-        /// `400`, `415` or `422`.
+        /// `400`, `413`, `415` or `422`.
         status: StatusCode,
         /// What is wrong, for the caller.
         message: String,
@@ -185,6 +191,7 @@ impl AdminError {
             AdminError::BadRequest { status, .. } => match *status {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => (*status, "unsupported_media_type"),
                 StatusCode::UNPROCESSABLE_ENTITY => (*status, "invalid_body"),
+                StatusCode::PAYLOAD_TOO_LARGE => (*status, "payload_too_large"),
                 _ => (StatusCode::BAD_REQUEST, "bad_request"),
             },
             AdminError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -247,6 +254,9 @@ fn body_error(rejection: &BodyRejection) -> AdminError {
         BodyRejection::JsonSyntaxError(_) => "the request body is not valid JSON".to_owned(),
         BodyRejection::MissingJsonContentType(_) => {
             "the request body must be JSON (content-type: application/json)".to_owned()
+        }
+        _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than {BODY_LIMIT} bytes")
         }
         _ => "the request body could not be read".to_owned(),
     };

@@ -106,8 +106,12 @@ impl KeyExtractor {
             match source {
                 KeySource::Header(name) => {
                     for value in headers.get_all(name) {
+                        // RFC 9110 5.5: whitespace around a field value is not part of it.
+                        // HTTP/1.1 parsers strip it, HTTP/2 carries it: trim here so both
+                        // mean the same.
+                        let value = trim_ows(value.as_bytes());
                         if !value.is_empty() {
-                            offer(presented(value.as_bytes()))?;
+                            offer(presented(value))?;
                         }
                     }
                 }
@@ -139,6 +143,7 @@ impl KeyExtractor {
 
     /// The key in a Basic `Authorization` value; `None` for another scheme.
     fn basic(&self, value: &[u8]) -> Option<Result<PresentedKey, ExtractError>> {
+        let value = trim_ows(value);
         if !is_basic(value) {
             return None;
         }
@@ -204,8 +209,19 @@ impl KeyExtractor {
     }
 }
 
+/// A field value without the optional whitespace (spaces and tabs) around it.
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
 fn is_basic(value: &[u8]) -> bool {
-    value
+    trim_ows(value)
         .get(..6)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
 }
@@ -299,6 +315,41 @@ mod tests {
                 &headers(&[("apikey", "k1"), ("apikey", "k3")])
             )),
             Err(ExtractError::Conflicting)
+        );
+    }
+
+    #[test]
+    fn whitespace_around_a_header_value_is_not_part_of_the_key() {
+        let key = "tak_abc_def";
+        let ex = extractor([KeySource::header(), KeySource::Basic]);
+        for value in [" tak_abc_def", "tak_abc_def  ", "\t tak_abc_def \t"] {
+            let h = headers(&[("apikey", value)]);
+            assert_eq!(
+                expose(ex.extract(&Uri::from_static("/"), &h)),
+                Ok(key.as_bytes().to_vec()),
+                "{value:?}"
+            );
+        }
+        // Only around it: inside, a space is part of the value (and no key has one).
+        let h = headers(&[("apikey", "tak_abc _def")]);
+        assert_eq!(
+            expose(ex.extract(&Uri::from_static("/"), &h)),
+            Ok(b"tak_abc _def".to_vec())
+        );
+        // Whitespace alone is no key.
+        let h = headers(&[("apikey", "  \t ")]);
+        assert_eq!(
+            ex.extract(&Uri::from_static("/"), &h).err(),
+            Some(ExtractError::Missing)
+        );
+        let basic = format!(
+            "  Basic {} ",
+            base64::engine::general_purpose::STANDARD.encode("abc:def")
+        );
+        let h = headers(&[("authorization", &basic)]);
+        assert_eq!(
+            expose(ex.extract(&Uri::from_static("/"), &h)),
+            Ok(key.as_bytes().to_vec())
         );
     }
 

@@ -29,6 +29,10 @@ const FORMAT_VERSION: u32 = 1;
 /// - A background task checks the file every [poll interval](FileStoreBuilder::poll_interval)
 ///   (250 ms by default) and reloads it when another process changed it, telling subscribers
 ///   which records changed: keys issued or revoked with the CLI take effect within a second.
+///   Whatever the file holds is the truth, whatever its `revision`: a restored backup, a file
+///   deleted and written anew, or one written by another tool replaces what was loaded. Only
+///   a read that this process's own write overtook is dropped (the next poll reads again).
+/// - A writer killed mid-write leaves `<path>.tmp.<pid>` behind; the next write removes it.
 /// - A file that does not parse is never overwritten: writes fail with
 ///   [`StoreError::Corrupt`] and the last good contents stay in use.
 ///
@@ -69,9 +73,15 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     records: BTreeMap<KeyId, KeyRecord>,
-    /// Bumped by every write; orders concurrent reloads and writes.
-    revision: u64,
+    /// This process's own writes installed so far. A reload that began before one of them
+    /// may have read an older file: it is dropped. Kept here, never read from the file,
+    /// whose `revision` any other writer (or a restored backup) sets as it likes.
+    own_writes: u64,
     fingerprint: Option<Fingerprint>,
+    /// Whether `fingerprint` can be trusted to change with the file; see [`settled`].
+    settled: bool,
+    /// A file version that did not parse: not read again, nor warned about, until it changes.
+    unreadable: Option<Option<Fingerprint>>,
 }
 
 /// What tells a changed file from an unchanged one without reading it.
@@ -81,15 +91,23 @@ struct Fingerprint {
     modified: Option<SystemTime>,
     #[cfg(unix)]
     inode: u64,
+    /// The inode's change time, which no tool can set back (`cp -p` and `touch -d` set the
+    /// modification time): a backup restored in place with its old time is still seen.
+    #[cfg(unix)]
+    changed: (i64, i64),
 }
 
 impl Fingerprint {
     fn of(meta: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
         Self {
             len: meta.len(),
             modified: meta.modified().ok(),
             #[cfg(unix)]
-            inode: std::os::unix::fs::MetadataExt::ino(meta),
+            inode: meta.ino(),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
         }
     }
 }
@@ -105,8 +123,10 @@ struct Contents {
 /// A snapshot of the file as read or written.
 struct Snapshot {
     records: BTreeMap<KeyId, KeyRecord>,
+    /// The file's own counter: written one higher on each write, never used for ordering.
     revision: u64,
     fingerprint: Option<Fingerprint>,
+    settled: bool,
 }
 
 /// Options for [`FileStore`].
@@ -149,8 +169,10 @@ impl FileStoreBuilder {
             lock_path,
             state: RwLock::new(State {
                 records: snapshot.records,
-                revision: snapshot.revision,
+                own_writes: 0,
                 fingerprint: snapshot.fingerprint,
+                settled: snapshot.settled,
+                unreadable: None,
             }),
             feed: ChangeFeed::new(),
         });
@@ -186,7 +208,8 @@ impl FileStore {
     /// Re-reads the file now if it changed on disk; returns whether it had.
     ///
     /// # Errors
-    /// As [`FileStoreBuilder::open`]; the last good contents stay in use.
+    /// As [`FileStoreBuilder::open`]; the last good contents stay in use. A file that failed
+    /// to load is not read again until it changes (then `Ok(false)`).
     pub async fn reload(&self) -> Result<bool, StoreError> {
         reload(&self.inner).await
     }
@@ -198,10 +221,16 @@ impl FileStore {
         F: FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let path = self.inner.path.clone();
-        let lock_path = self.inner.lock_path.clone();
-        let (value, snapshot) = blocking(move || write_locked(&path, &lock_path, change)).await?;
-        self.inner.install(snapshot);
+        let inner = Arc::clone(&self.inner);
+        let (value, changed) = blocking(move || {
+            // Installed while the file lock is held, so this process's writes are installed
+            // in the order they were written.
+            write_locked(&inner.path, &inner.lock_path, change, |snapshot| {
+                inner.install_own(snapshot)
+            })
+        })
+        .await?;
+        self.inner.publish(changed);
         Ok(value)
     }
 
@@ -214,24 +243,40 @@ impl FileStore {
 }
 
 impl Inner {
-    /// Makes `snapshot` the current state unless a newer one is already installed, and tells
-    /// subscribers which records differ.
-    fn install(&self, snapshot: Snapshot) {
-        let changed = {
-            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            if snapshot.revision < state.revision {
-                return;
-            }
-            let changed = diff(&state.records, &snapshot.records);
-            state.records = snapshot.records;
-            state.revision = snapshot.revision;
-            state.fingerprint = snapshot.fingerprint;
-            changed
-        };
+    /// Makes what this process just wrote the current state; returns the ids that changed.
+    fn install_own(&self, snapshot: Snapshot) -> Vec<KeyId> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        state.own_writes += 1;
+        replace_state(&mut state, snapshot)
+    }
+
+    /// Makes what a reload read the current state, unless one of this process's writes was
+    /// installed since the reload began (`own_writes` is what it saw then): that read may
+    /// be older than the write. Returns the ids that changed.
+    fn install_read(&self, snapshot: Snapshot, own_writes: u64) -> Vec<KeyId> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if state.own_writes != own_writes {
+            return Vec::new();
+        }
+        replace_state(&mut state, snapshot)
+    }
+
+    fn publish(&self, changed: Vec<KeyId>) {
         for id in changed {
             self.feed.publish(&StoreChange::Changed(id));
         }
     }
+}
+
+fn replace_state(state: &mut State, snapshot: Snapshot) -> Vec<KeyId> {
+    let changed = diff(&state.records, &snapshot.records);
+    if state.unreadable.take().is_some() {
+        tracing::info!("key store file readable again; loaded");
+    }
+    state.records = snapshot.records;
+    state.fingerprint = snapshot.fingerprint;
+    state.settled = snapshot.settled;
+    changed
 }
 
 /// Ids whose record differs between `old` and `new`.
@@ -258,25 +303,36 @@ async fn watch(inner: Weak<Inner>, interval: Duration) {
 
 async fn reload(inner: &Arc<Inner>) -> Result<bool, StoreError> {
     let path = inner.path.clone();
-    let known = inner
-        .state
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .fingerprint;
-    let snapshot = blocking(move || {
+    let (known, settled, unreadable, own_writes) = {
+        let state = inner.state.read().unwrap_or_else(PoisonError::into_inner);
+        (
+            state.fingerprint,
+            state.settled,
+            state.unreadable,
+            state.own_writes,
+        )
+    };
+    let read = blocking(move || {
         let now = current_fingerprint(&path)?;
-        if now == known {
+        let unchanged = now == known && (settled || now.is_none());
+        if unchanged || Some(now) == unreadable {
             return Ok(None);
         }
-        read_snapshot(&path).map(Some)
+        Ok(Some((now, read_snapshot(&path))))
     })
     .await?;
-    match snapshot {
-        Some(snapshot) => {
-            inner.install(snapshot);
+    match read {
+        None => Ok(false),
+        Some((now, Err(error))) => {
+            let mut state = inner.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.unreadable = Some(now);
+            Err(error)
+        }
+        Some((_, Ok(snapshot))) => {
+            let changed = inner.install_read(snapshot, own_writes);
+            inner.publish(changed);
             Ok(true)
         }
-        None => Ok(false),
     }
 }
 
@@ -304,6 +360,27 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Whether a file's times are far enough in the past that a change now would show in them.
+///
+/// Timestamps are coarse (a clock tick; a second or two on some filesystems): a file
+/// rewritten within the tick it was read in, to the same length and a recycled inode number,
+/// looks unchanged. Such a "racily clean" file (git's term) is read again at the next poll.
+fn settled(meta: &fs::Metadata) -> bool {
+    const TICK: Duration = Duration::from_secs(1);
+    let now = SystemTime::now();
+    let old_enough = |at: SystemTime| now.duration_since(at).is_ok_and(|age| age > TICK);
+    #[cfg(unix)]
+    let changed = {
+        use std::os::unix::fs::MetadataExt;
+        let secs = u64::try_from(meta.ctime()).unwrap_or(0);
+        let nanos = u32::try_from(meta.ctime_nsec()).unwrap_or(0);
+        SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+    };
+    #[cfg(not(unix))]
+    let changed = meta.modified().unwrap_or(now);
+    meta.modified().is_ok_and(old_enough) && old_enough(changed)
+}
+
 fn current_fingerprint(path: &Path) -> Result<Option<Fingerprint>, StoreError> {
     match fs::metadata(path) {
         Ok(meta) => Ok(Some(Fingerprint::of(&meta))),
@@ -320,12 +397,14 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
                 records: BTreeMap::new(),
                 revision: 0,
                 fingerprint: None,
+                settled: true,
             });
         }
         Err(e) => return Err(io_error(path)(e)),
     };
     // The fingerprint of the very file read: a rename after this does not confuse it.
-    let fingerprint = Fingerprint::of(&file.metadata().map_err(io_error(path))?);
+    let meta = file.metadata().map_err(io_error(path))?;
+    let fingerprint = Fingerprint::of(&meta);
     let corrupt = |source| StoreError::Corrupt {
         path: path.to_owned(),
         source,
@@ -351,14 +430,18 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
         records,
         revision: contents.revision,
         fingerprint: Some(fingerprint),
+        settled: settled(&meta),
     })
 }
 
-fn write_locked<T>(
+/// Under the file lock: re-reads the file, applies `change`, writes the result, and hands it
+/// to `install` before the lock is released.
+fn write_locked<T, I>(
     path: &Path,
     lock_path: &Path,
     change: impl FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError>,
-) -> Result<(T, Snapshot), StoreError> {
+    install: impl FnOnce(Snapshot) -> I,
+) -> Result<(T, I), StoreError> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -367,6 +450,7 @@ fn write_locked<T>(
         .map_err(io_error(lock_path))?;
     lock.lock().map_err(io_error(lock_path))?;
     // Released when `lock` is dropped, on every path out of here.
+    remove_stale_temp_files(path);
     let mut snapshot = read_snapshot(path)?;
     let value = change(&mut snapshot.records)?;
     snapshot.revision += 1;
@@ -385,9 +469,43 @@ fn write_locked<T>(
         // Makes the rename itself durable; not every filesystem allows syncing a directory.
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
-    snapshot.fingerprint = current_fingerprint(path)?;
+    let meta = fs::metadata(path).map_err(io_error(path))?;
+    snapshot.fingerprint = Some(Fingerprint::of(&meta));
+    snapshot.settled = settled(&meta);
+    let installed = install(snapshot);
     drop(lock);
-    Ok((value, snapshot))
+    Ok((value, installed))
+}
+
+/// Removes `<path>.tmp.*` files. Called under the lock: every writer writes its temporary
+/// file only while holding it, so any found now was left by a writer that was killed.
+fn remove_stale_temp_files(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp.");
+    let prefix = prefix.as_encoded_bytes();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().as_encoded_bytes().starts_with(prefix) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!(file = %entry.path().display(), "removed a temporary file left by a killed writer")
+                }
+                Err(error) => {
+                    tracing::warn!(file = %entry.path().display(), %error, "stale temporary key store file not removed")
+                }
+            }
+        }
+    }
 }
 
 fn write_file(path: &Path, contents: &Contents) -> io::Result<()> {

@@ -2,18 +2,17 @@
 //! the first time, by a bounded scan of the legacy records.
 //!
 //! A scan costs one PBKDF2 derivation per legacy record not yet seen, so it is held on a short
-//! leash: one scan at a time (a few more may wait; beyond that callers are told to come back
-//! later), derivations capped per second, and a key that matched nothing is remembered for
-//! the negative TTL. On a match the record's lookup digest (SHA-256 of the key) goes into the
+//! leash: one scan running at a time (a few more callers may wait; beyond that they are told
+//! to come back later), a scan stops as soon as its caller is gone, derivations are capped
+//! per second, and a key that matched nothing is remembered for the negative TTL. On a match the record's lookup digest (SHA-256 of the key) goes into the
 //! store, so each legacy key pays for a scan once, on every server sharing the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
+use super::admission::Admission;
 use crate::key::KeyId;
 use crate::store::KeyRecord;
 
@@ -27,9 +26,8 @@ pub(super) struct Legacy {
     pub(super) refused: moka::sync::Cache<[u8; 32], ()>,
     /// The legacy records as last read; dropped on every store change.
     index: Mutex<Option<Arc<LegacyIndex>>>,
-    scan_slot: Semaphore,
-    scans_waiting: AtomicUsize,
-    max_waiting: usize,
+    /// One scan running at a time, on a thread of its own.
+    pub(super) scan_work: Admission,
     bucket: Arc<Mutex<TokenBucket>>,
     pub(super) scans: AtomicU64,
 }
@@ -85,14 +83,11 @@ impl TokenBucket {
     }
 }
 
-/// Why a scan could not run now.
-pub(super) struct Busy;
-
 impl Legacy {
     pub(super) fn new(
         enabled: bool,
         rate: u32,
-        max_waiting: usize,
+        scan_work: Admission,
         negative_ttl: Duration,
         capacity: u64,
     ) -> Self {
@@ -105,9 +100,7 @@ impl Legacy {
                 .time_to_live(negative_ttl)
                 .build(),
             index: Mutex::new(None),
-            scan_slot: Semaphore::new(1),
-            scans_waiting: AtomicUsize::new(0),
-            max_waiting,
+            scan_work,
             // A tenth of a second's worth may go at once; the rest is paced.
             bucket: Arc::new(Mutex::new(TokenBucket {
                 rate,
@@ -133,20 +126,6 @@ impl Legacy {
     /// Forgets the records read, so the next scan reads them again.
     pub(super) fn forget_index(&self) {
         *self.index.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// Waits for the one scan slot, unless too many are waiting already.
-    pub(super) async fn scan_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Busy> {
-        if let Ok(permit) = self.scan_slot.try_acquire() {
-            return Ok(permit);
-        }
-        if self.scans_waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
-            self.scans_waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Busy);
-        }
-        let permit = self.scan_slot.acquire().await;
-        self.scans_waiting.fetch_sub(1, Ordering::SeqCst);
-        permit.map_err(|_| Busy)
     }
 
     /// The rate cap, for a scan's blocking task to carry.

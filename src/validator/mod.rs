@@ -41,14 +41,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tracing::Instrument;
 
 use crate::identity::Identity;
@@ -59,15 +59,18 @@ use crate::store::{
     ChangeListener, ErasedStore, KeyRecord, KeyStatus, KeyStore, StoreChange, StoreError,
 };
 
+mod admission;
 mod legacy;
 mod metrics;
 mod pool;
+mod streak;
 
 #[cfg(feature = "metrics")]
 pub use metrics::describe_metrics;
 
+use admission::Admission;
 use legacy::{Legacy, LegacyIndex};
-use pool::DerivationPool;
+use streak::Streak;
 
 /// Why a key was refused. For logs and metrics only: callers get one answer for all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +140,28 @@ pub struct ValidatorStats {
     pub store_reads: u64,
     /// Scans of legacy records for an opaque key (each up to one derivation per record).
     pub legacy_scans: u64,
+    /// Derivations running now (or handed to a thread to run).
+    pub derivations_running: u64,
+    /// Callers waiting now for a derivation slot.
+    pub derivations_queued: u64,
+    /// Legacy scans running now: at most one.
+    pub scans_running: u64,
+    /// Callers waiting now for the legacy scan slot.
+    pub scans_queued: u64,
+    /// Derivations shared by callers presenting the same key, in flight now.
+    pub shared_derivations: u64,
+}
+
+impl ValidatorStats {
+    /// Whether no cold work is running or waiting: what every caller's exit, however it
+    /// left, must come back to.
+    pub fn is_idle(&self) -> bool {
+        self.derivations_running == 0
+            && self.derivations_queued == 0
+            && self.scans_running == 0
+            && self.scans_queued == 0
+            && self.shared_derivations == 0
+    }
 }
 
 /// Configuration for a [`Validator`].
@@ -285,7 +310,8 @@ impl ValidatorBuilder {
         let legacy = Legacy::new(
             self.legacy_keys,
             self.legacy_scan_rate,
-            self.max_queued_derivations,
+            // One scan at a time, a few callers waiting for it.
+            Admission::new(1, self.max_queued_derivations, self.low_priority),
             self.negative_ttl,
             self.max_cached_keys,
         );
@@ -296,12 +322,13 @@ impl ValidatorBuilder {
             refused,
             digest_key: digest_state,
             epoch: AtomicU64::new(0),
-            derivation_slots: Arc::new(Semaphore::new(self.max_concurrent_derivations)),
-            pool: DerivationPool::new(self.max_concurrent_derivations, self.low_priority),
-            // One scan at a time: one thread.
-            scan_pool: DerivationPool::new(1, self.low_priority),
-            queued: AtomicUsize::new(0),
-            max_queued: self.max_queued_derivations,
+            derivation_work: Admission::new(
+                self.max_concurrent_derivations,
+                self.max_queued_derivations,
+                self.low_priority,
+            ),
+            store_outage: Streak::default(),
+            shedding: Streak::default(),
             inflight: Mutex::new(HashMap::new()),
             derivations: AtomicU64::new(0),
             shed: AtomicU64::new(0),
@@ -352,13 +379,12 @@ struct Inner {
     digest_key: Sha256,
     /// Bumped by every store change; a cold fill that saw it move is not cached.
     epoch: AtomicU64,
-    derivation_slots: Arc<Semaphore>,
-    /// Threads for derivations, as many as may run at once.
-    pool: DerivationPool,
-    /// The thread legacy scans run on.
-    scan_pool: DerivationPool,
-    queued: AtomicUsize,
-    max_queued: usize,
+    /// Derivations: as many running as configured, a bounded queue, on threads of their own.
+    derivation_work: Admission,
+    /// Store reads failing in a row, logged when the run starts and ends.
+    store_outage: Streak,
+    /// Cold work refused in a row because every place was taken.
+    shedding: Streak,
     /// One cell per (id, key digest) being derived, so concurrent callers share the work.
     inflight: Mutex<HashMap<InflightKey, Arc<OnceCell<bool>>>>,
     derivations: AtomicU64,
@@ -546,11 +572,13 @@ impl Validator {
         let epoch = inner.epoch.load(Ordering::SeqCst);
         inner.store_reads.fetch_add(1, Ordering::Relaxed);
         let record = inner
-            .store
-            .get(&id)
-            .instrument(tracing::debug_span!("apikey.store_get"))
-            .await
-            .map_err(ValidationError::Unavailable)?;
+            .read_store(
+                inner
+                    .store
+                    .get(&id)
+                    .instrument(tracing::debug_span!("apikey.store_get")),
+            )
+            .await?;
         let refusal = match &record {
             None => Some(RejectReason::UnknownKey),
             Some(r) => refusal_of(r, Timestamp::now()),
@@ -630,11 +658,13 @@ impl Validator {
         if index.unseen.is_empty() {
             return unknown();
         }
-        let Ok(_slot) = inner.legacy.scan_slot().await else {
-            inner.shed.fetch_add(1, Ordering::Relaxed);
-            metrics::shed();
-            return Err(ValidationError::Overloaded);
+        // One scan running at a time: the slot is held by the scan job itself, so a caller
+        // that leaves frees it only once the job has seen it leave and stopped.
+        let admitted = match inner.legacy.scan_work.admit().await {
+            Ok(admitted) => admitted,
+            Err(_) => return Err(inner.shed()),
         };
+        inner.note_admitted();
         // A scan that ran while this one waited may have found this very key.
         if let Some(result) = self.validate_cached_legacy(key) {
             return result.map_err(ValidationError::Rejected);
@@ -642,23 +672,25 @@ impl Validator {
         let index = inner.legacy_index().await?;
         inner.legacy.scans.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("apikey.legacy_scan", candidates = index.unseen.len());
-        let candidates: Vec<(Pbkdf2Hash, Prf)> = index
-            .unseen
-            .iter()
-            .map(|r| (r.hash.clone(), r.prf))
-            .collect();
         let pacer = inner.legacy.pacer();
         let secret = key.clone();
         let this = Arc::clone(inner);
-        let found = inner
-            .scan_pool
-            .run(move || {
-                candidates.iter().position(|(hash, prf)| {
+        let candidates = Arc::clone(&index);
+        let found = admitted
+            .run(move |caller| {
+                for (i, record) in candidates.unseen.iter().enumerate() {
+                    // Nobody waits for the answer: stop, and free the slot for the next scan.
+                    if caller.is_gone() {
+                        return None;
+                    }
                     pacer.wait();
                     this.derivations.fetch_add(1, Ordering::Relaxed);
                     metrics::derivations(1);
-                    hash.verify(*prf, secret.expose())
-                })
+                    if record.hash.verify(record.prf, secret.expose()) {
+                        return Some(i);
+                    }
+                }
+                None
             })
             .instrument(span)
             .await
@@ -676,17 +708,12 @@ impl Validator {
             Ok(()) => record,
             Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
                 // Judge the key by the record as it is now; a new secret no longer matches.
-                match inner
-                    .store
-                    .get(&record.id)
-                    .await
-                    .map_err(ValidationError::Unavailable)?
-                {
+                match inner.read_store(inner.store.get(&record.id)).await? {
                     Some(fresh) if fresh.hash == record.hash => fresh,
                     _ => return unknown(),
                 }
             }
-            Err(error) => return Err(ValidationError::Unavailable(error)),
+            Err(error) => return Err(inner.store_failed(error)),
         };
         if let Some(reason) = refusal_of(&record, Timestamp::now()) {
             return Err(ValidationError::Rejected(refused(
@@ -706,11 +733,23 @@ impl Validator {
 
     /// Counters of the work done so far.
     pub fn stats(&self) -> ValidatorStats {
+        let derivations = self.inner.derivation_work.load();
+        let scans = self.inner.legacy.scan_work.load();
         ValidatorStats {
             derivations: self.inner.derivations.load(Ordering::Relaxed),
             shed: self.inner.shed.load(Ordering::Relaxed),
             store_reads: self.inner.store_reads.load(Ordering::Relaxed),
             legacy_scans: self.inner.legacy.scans.load(Ordering::Relaxed),
+            derivations_running: derivations.running as u64,
+            derivations_queued: derivations.queued as u64,
+            scans_running: scans.running as u64,
+            scans_queued: scans.queued as u64,
+            shared_derivations: self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len() as u64,
         }
     }
 }
@@ -904,11 +943,7 @@ impl Inner {
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
         self.store_reads.fetch_add(1, Ordering::Relaxed);
-        let records = self
-            .store
-            .list_legacy()
-            .await
-            .map_err(ValidationError::Unavailable)?;
+        let records = self.read_store(self.store.list_legacy()).await?;
         let index = Arc::new(LegacyIndex::new(records));
         // Kept only if no change landed meanwhile; used for this call either way.
         if self.epoch.load(Ordering::SeqCst) == epoch {
@@ -972,41 +1007,73 @@ impl Inner {
         prf: Prf,
         key: PresentedKey,
     ) -> Result<bool, ValidationError> {
-        let permit = match Arc::clone(&self.derivation_slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queued {
-                    self.queued.fetch_sub(1, Ordering::SeqCst);
-                    self.shed.fetch_add(1, Ordering::Relaxed);
-                    metrics::shed();
-                    return Err(ValidationError::Overloaded);
-                }
-                let _queued = QueueGuard(&self.queued);
-                match Arc::clone(&self.derivation_slots).acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => unreachable!("the derivation semaphore is never closed"),
-                }
-            }
+        let admitted = match self.derivation_work.admit().await {
+            Ok(admitted) => admitted,
+            Err(_) => return Err(self.shed()),
         };
+        self.note_admitted();
         self.derivations.fetch_add(1, Ordering::Relaxed);
         metrics::derivations(1);
-        // The permit moves into the job: if the caller gives up, the slot stays taken until
-        // the derivation really ends, so the bound holds.
-        self.pool
-            .run(move || {
-                let _permit = permit;
-                hash.verify(prf, key.expose())
-            })
+        // The slot moves into the job: if the caller gives up, it stays taken until the
+        // derivation really ends (or is dropped unstarted), so the bound holds.
+        admitted
+            .run(move |_| hash.verify(prf, key.expose()))
             .await
             .map_err(|_| ValidationError::Internal)
     }
-}
 
-struct QueueGuard<'a>(&'a AtomicUsize);
+    /// Counts and answers a caller refused because every place for cold work is taken.
+    fn shed(&self) -> ValidationError {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        metrics::shed();
+        if self.shedding.fail() {
+            tracing::warn!("API key verifications are at their bound; refusing more with 503");
+        }
+        ValidationError::Overloaded
+    }
 
-impl Drop for QueueGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+    /// Notes that cold work was admitted: ends a run of refusals.
+    fn note_admitted(&self) {
+        if let Some(ended) = self.shedding.succeed() {
+            tracing::info!(
+                refused = ended.failures,
+                lasted_ms = ended.lasted.as_millis() as u64,
+                "API key verifications below their bound again"
+            );
+        }
+    }
+
+    /// Notes a failed store read and answers it as unavailable.
+    fn store_failed(&self, error: StoreError) -> ValidationError {
+        if self.store_outage.fail() {
+            tracing::warn!(%error, "key store unreachable; uncached keys are refused with 503 until it answers");
+        }
+        ValidationError::Unavailable(error)
+    }
+
+    /// Notes a store read that answered: ends an outage, if one was on.
+    fn store_answered(&self) {
+        if let Some(ended) = self.store_outage.succeed() {
+            tracing::warn!(
+                refused = ended.failures,
+                lasted_ms = ended.lasted.as_millis() as u64,
+                "key store reachable again"
+            );
+        }
+    }
+
+    /// A store call on the cold path: its failure counted as part of an outage.
+    async fn read_store<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ValidationError> {
+        match call.await {
+            Ok(value) => {
+                self.store_answered();
+                Ok(value)
+            }
+            Err(error) => Err(self.store_failed(error)),
+        }
     }
 }
 

@@ -14,9 +14,8 @@
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::oneshot;
-
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a pool thread; its result, if any, travels by a channel it carries.
+pub(super) type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of threads, started on first use, ended when the pool is dropped.
 pub(super) struct DerivationPool {
@@ -38,18 +37,13 @@ impl DerivationPool {
         }
     }
 
-    /// Runs `work` on a pool thread; the result comes back when it is done. The work runs to
-    /// its end even if the caller stops waiting.
-    pub(super) async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PoolGone> {
-        let (done, result) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = done.send(work());
-        });
-        self.sender()?.send(job).map_err(|_| PoolGone)?;
-        result.await.map_err(|_| PoolGone)
+    /// Hands `job` to a pool thread. Admission bounds how many are handed over at once
+    /// ([`Admission`](super::admission::Admission)), so one is always free to take it.
+    ///
+    /// # Errors
+    /// [`PoolGone`] when no thread could be started; `job` is dropped.
+    pub(super) fn submit(&self, job: Job) -> Result<(), PoolGone> {
+        self.sender()?.send(job).map_err(|_| PoolGone)
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Job>, PoolGone> {
@@ -104,6 +98,19 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, low_priority: bool) {
 mod tests {
     use super::DerivationPool;
 
+    /// Runs `work` on `pool` and waits for its result (`None` if it panicked).
+    fn run<T: Send + 'static>(
+        pool: &DerivationPool,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (done, result) = std::sync::mpsc::channel();
+        pool.submit(Box::new(move || {
+            let _ = done.send(work());
+        }))
+        .unwrap();
+        result.recv().ok()
+    }
+
     /// The nice value of the calling thread (field 19 of `/proc/thread-self/stat`).
     #[cfg(target_os = "linux")]
     fn thread_nice() -> i64 {
@@ -114,28 +121,26 @@ mod tests {
     }
 
     #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn jobs_run_on_the_pools_own_threads_at_the_lowest_priority() {
+    #[test]
+    fn jobs_run_on_the_pools_own_threads_at_the_lowest_priority() {
         let pool = DerivationPool::new(2, true);
-        let (name, nice) = pool
-            .run(|| {
-                (
-                    std::thread::current().name().map(str::to_owned),
-                    thread_nice(),
-                )
-            })
-            .await
-            .unwrap();
+        let (name, nice) = run(&pool, || {
+            (
+                std::thread::current().name().map(str::to_owned),
+                thread_nice(),
+            )
+        })
+        .unwrap();
         assert!(name.unwrap().starts_with("tower-apikey-pbkdf2-"));
         assert_eq!(nice, 19);
         let normal = DerivationPool::new(1, false);
-        assert_eq!(normal.run(thread_nice).await.unwrap(), thread_nice());
+        assert_eq!(run(&normal, thread_nice).unwrap(), thread_nice());
     }
 
-    #[tokio::test]
-    async fn a_panicking_job_fails_its_caller_and_the_pool_serves_on() {
+    #[test]
+    fn a_panicking_job_fails_its_caller_and_the_pool_serves_on() {
         let pool = DerivationPool::new(1, false);
-        assert!(pool.run(|| panic!("boom")).await.is_err());
-        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+        assert!(run(&pool, || panic!("boom")).is_none());
+        assert_eq!(run(&pool, || 7), Some(7));
     }
 }

@@ -11,6 +11,36 @@ use tower_apikey::record::HashParams;
 use tower_apikey::store::ChangeListener;
 use tower_apikey::{KeyRecord, KeyStore, MemoryStore, StoreError};
 
+/// A test-vector file from `tests/data` (copied there from the project's shared vectors; see
+/// `tests/data/README.md`). A missing or broken file fails the test: these must never skip.
+pub fn vectors(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("test vectors missing at {path}: {e}; they must not be skipped")
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"))
+}
+
+/// Polls `future` until it has waited (returned `Pending`) `waits` times, then drops it
+/// there, as hyper drops a request's future when its client disconnects. Each wait is real:
+/// the future is polled again only when it is woken. `Some(output)` if it finished first.
+pub async fn drop_after_waits<F: std::future::Future>(
+    future: F,
+    waits: usize,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut waited = 0;
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending if waited == waits => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            waited += 1;
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// A fresh key for `principal`; the record carries the `read` permission.
 pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
     let (mut record, key) =
@@ -24,6 +54,8 @@ pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
 pub struct FlakyStore {
     pub inner: MemoryStore,
     down: Arc<AtomicBool>,
+    /// Every call first yields to the runtime once: an await point where a caller may vanish.
+    yielding: Arc<AtomicBool>,
     /// How many `record_last_used` batches reached the store.
     pub last_used_writes: Arc<AtomicUsize>,
 }
@@ -33,7 +65,14 @@ impl FlakyStore {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<(), StoreError> {
+    pub fn set_yielding(&self, yielding: bool) {
+        self.yielding.store(yielding, Ordering::SeqCst);
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        if self.yielding.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("connection refused".into()))
         } else {
@@ -44,27 +83,27 @@ impl FlakyStore {
 
 impl KeyStore for FlakyStore {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.get(id).await
     }
 
     async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.list(principal).await
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.insert(record).await
     }
 
     async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.update(record).await
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.replace(current, new).await
     }
 
@@ -72,17 +111,22 @@ impl KeyStore for FlakyStore {
         &self,
         query: &tower_apikey::store::KeyQuery,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.query(query).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         self.inner.delete(id).await
     }
 
+    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.check().await?;
+        self.inner.list_legacy().await
+    }
+
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         self.last_used_writes.fetch_add(1, Ordering::SeqCst);
         self.inner.record_last_used(used).await
     }
