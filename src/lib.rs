@@ -69,6 +69,7 @@ pub mod lifecycle;
 pub mod permission;
 pub mod record;
 pub mod store;
+mod streak;
 pub mod validator;
 
 pub use identity::Identity;

@@ -52,7 +52,23 @@ async fn tonic_example_answers_a_grpc_client_with_and_without_a_key() {
         );
     }
     // The same channel still works after refusals: a refusal is an answer, not a broken stream.
-    assert!(proto::who_am_i(channel, Some(&key)).await.is_ok());
+    assert!(proto::who_am_i(channel.clone(), Some(&key)).await.is_ok());
+
+    // HTTP/2 carries whitespace around a field value as sent (HTTP/1.1 parsers strip it); RFC
+    // 9110 says it is not part of the value, so it is accepted here as over HTTP/1.1.
+    for padded in [format!("{key}  "), format!(" {key}"), format!("\t{key}\t")] {
+        let reply = proto::who_am_i(channel.clone(), Some(&padded)).await;
+        assert!(reply.is_ok(), "{:?}: {reply:?}", padded.len());
+    }
+}
+
+/// The same padded key over HTTP/1.1: one rule on both protocols.
+#[test]
+fn whitespace_around_the_header_is_not_part_of_the_key_over_http1() {
+    let (_server, addr, key, _dir) = start("hyper");
+    for padded in [format!("{key}  "), format!(" {key}"), format!("\t{key}\t")] {
+        assert_eq!(common::http_get(&addr, "/", Some(&padded)).0, 200);
+    }
 }
 
 #[test]

@@ -480,7 +480,7 @@ fn run(command: Command) -> Result<(), Failure> {
                     )?
                 }
                 ImportFormat::Maximo => {
-                    let rows = maximo_rows(&input)?;
+                    let rows = MaximoKey::parse_export(&input).map_err(Failure::usage)?;
                     with_manager(&store, None, |keys| async move {
                         keys.import_maximo(rows).await.map(|r| r.len())
                     })?
@@ -504,42 +504,6 @@ fn status_of(record: &KeyRecord, now: Timestamp) -> &'static str {
 fn done(what: &str, record: &KeyRecord) -> Result<(), Failure> {
     eprintln!("{what} key {} of {}", record.id, record.principal);
     Ok(())
-}
-
-/// Maximo rows from a JSON array of objects or CSV (`userid,apikey,expiration`, with or
-/// without that header line).
-fn maximo_rows(input: &[u8]) -> Result<Vec<MaximoKey>, Failure> {
-    let text = std::str::from_utf8(input).map_err(|_| Failure::usage("input is not UTF-8"))?;
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text)
-            .map_err(|e| Failure::usage(format!("not a JSON array of Maximo keys: {e}")));
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        // The csv crate's errors name a position, never a field's contents.
-        let record = record.map_err(|e| Failure::usage(format!("CSV: {e}")))?;
-        if i == 0
-            && record
-                .get(0)
-                .is_some_and(|f| f.eq_ignore_ascii_case("userid"))
-        {
-            continue;
-        }
-        let bad = || Failure::usage(format!("CSV line {}: want userid,apikey,expiration", i + 1));
-        if record.len() != 3 {
-            return Err(bad());
-        }
-        rows.push(MaximoKey {
-            userid: record[0].to_owned(),
-            apikey: record[1].to_owned(),
-            expiration: record[2].parse().map_err(|_| bad())?,
-        });
-    }
-    Ok(rows)
 }
 
 /// One row of `list --json`.

@@ -63,14 +63,13 @@ mod admission;
 mod legacy;
 mod metrics;
 mod pool;
-mod streak;
 
 #[cfg(feature = "metrics")]
 pub use metrics::describe_metrics;
 
+use crate::streak::Streak;
 use admission::Admission;
 use legacy::{Legacy, LegacyIndex};
-use streak::Streak;
 
 /// Why a key was refused. For logs and metrics only: callers get one answer for all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

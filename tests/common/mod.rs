@@ -228,12 +228,33 @@ pub mod pg {
 }
 
 /// A server process, killed when the test ends, however it ends.
-pub struct Server(pub std::process::Child);
+pub struct Server {
+    pub child: std::process::Child,
+    /// Every line it printed (its log included) since it said where it listens.
+    output: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// The lines printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Resident memory now, in KiB (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -266,7 +287,11 @@ pub fn start_example(mut command: std::process::Command) -> (Server, String, Opt
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let server = Server(child);
+    let output = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let server = Server {
+        child,
+        output: Arc::clone(&output),
+    };
     let mut key = None;
     for line in stdout.by_ref() {
         let line = line.unwrap();
@@ -281,6 +306,7 @@ pub fn start_example(mut command: std::process::Command) -> (Server, String, Opt
             std::thread::spawn(move || {
                 for line in stdout.map_while(Result::ok) {
                     eprintln!("server: {line}");
+                    output.lock().unwrap().push(line);
                 }
             });
             return (server, addr, key);

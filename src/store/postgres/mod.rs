@@ -18,6 +18,7 @@ use super::{
 };
 use crate::key::KeyId;
 use crate::record::{Pbkdf2Hash, Prf};
+use crate::streak::Streak;
 
 /// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
 const MIGRATIONS: &[&str] = &[r"
@@ -683,13 +684,15 @@ async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
         read_at: std::time::Instant::now(),
     };
     let mut backoff = Duration::from_millis(100);
+    // Logged when reading the log starts failing and when it works again, not on every
+    // retry: a database that is down, or not migrated yet, would write ten lines a second.
+    let failing = Streak::default();
     loop {
         let Some(config) = inner.upgrade().map(|i| i.config.clone()) else {
             return;
         };
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
-                backoff = Duration::from_millis(100);
                 let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
                     while let Some(message) =
@@ -719,8 +722,18 @@ async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
                             return;
                         };
                         if let Err(error) = catch_up(&client, &strong.feed, &mut cursor).await {
-                            tracing::warn!(%error, "key store change log not read; reconnecting");
+                            if failing.fail() {
+                                tracing::warn!(%error, source = ?std::error::Error::source(&error), "key store change log not read; retrying until it is");
+                            }
                             break;
+                        }
+                        backoff = Duration::from_millis(100);
+                        if let Some(ended) = failing.succeed() {
+                            tracing::info!(
+                                failures = ended.failures,
+                                lasted_ms = ended.lasted.as_millis() as u64,
+                                "key store change log read again"
+                            );
                         }
                         drop(strong);
                         // A notification, or the poll interval, whichever comes first.
@@ -735,7 +748,9 @@ async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
                 driver.abort();
             }
             Err(error) => {
-                tracing::debug!(%error, "key store change listener cannot connect; retrying");
+                if failing.fail() {
+                    tracing::warn!(%error, "key store change listener cannot connect; retrying until it can");
+                }
             }
         }
         tokio::time::sleep(backoff).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A run of failures of one kind (the store unreachable, cold work shed).
 #[derive(Debug, Default)]
-pub(super) struct Streak {
+pub(crate) struct Streak {
     on: AtomicBool,
     /// Failures since the run began.
     count: AtomicU64,
@@ -16,16 +16,16 @@ pub(super) struct Streak {
 
 /// A run that just ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Ended {
+pub(crate) struct Ended {
     /// Failures during the run.
-    pub(super) failures: u64,
+    pub(crate) failures: u64,
     /// How long it lasted.
-    pub(super) lasted: Duration,
+    pub(crate) lasted: Duration,
 }
 
 impl Streak {
     /// Notes one failure; `true` when it begins a run (log that one).
-    pub(super) fn fail(&self) -> bool {
+    pub(crate) fn fail(&self) -> bool {
         self.count.fetch_add(1, Ordering::Relaxed);
         if self.on.swap(true, Ordering::AcqRel) {
             return false;
@@ -35,7 +35,7 @@ impl Streak {
     }
 
     /// Notes a success; the run it ends, if one was on (log that one).
-    pub(super) fn succeed(&self) -> Option<Ended> {
+    pub(crate) fn succeed(&self) -> Option<Ended> {
         // One relaxed load while nothing fails: this sits on every cold lookup.
         if !self.on.load(Ordering::Relaxed) || !self.on.swap(false, Ordering::AcqRel) {
             return None;
