@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{drop_after_waits, issue, FlakyStore};
 use tower_apikey::key::PresentedKey;
-use tower_apikey::lifecycle::MaximoKey;
-use tower_apikey::record::{HashParams, Pbkdf2Hash};
+use tower_apikey::record::HashParams;
 use tower_apikey::{Identity, KeyManager, KeyStore, ValidationError, Validator};
 
 fn presented(key: &str) -> PresentedKey {
@@ -31,19 +30,8 @@ async fn store_with(legacy: usize, iterations: u32) -> (FlakyStore, String, Vec<
     let store = FlakyStore::default();
     let (record, key) = issue("alice");
     store.inner.insert(record).await.unwrap();
-    let params = HashParams::default().iterations(iterations).unwrap();
     let keys: Vec<String> = (0..legacy).map(opaque_key).collect();
-    let rows = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| MaximoKey {
-            userid: format!("USER{i}"),
-            apikey: Pbkdf2Hash::create(key.as_bytes(), &params)
-                .unwrap()
-                .to_string(),
-            expiration: -1,
-        })
-        .collect();
+    let rows = common::maximo_rows(&keys, iterations);
     if legacy > 0 {
         KeyManager::new(store.inner.clone())
             .import_maximo(rows)
@@ -85,6 +73,26 @@ struct Attempt<F> {
     next: PresentedKey,
 }
 
+/// An attempt that validates `key` on a fresh validator over `store`, then `next`.
+fn attempt(
+    store: FlakyStore,
+    validator: Validator,
+    key: &str,
+    next: &str,
+) -> Attempt<impl Future<Output = Result<Identity, ValidationError>>> {
+    let request = {
+        let validator = validator.clone();
+        let key = presented(key);
+        async move { validator.validate(&key).await }
+    };
+    Attempt {
+        validator,
+        store,
+        request,
+        next: presented(next),
+    }
+}
+
 /// Drops the request made by `make` after 0, 1, 2, … waits until one attempt finishes
 /// before its drop point; after each drop, the validator must settle and serve `next`.
 /// Returns the number of await points seen.
@@ -119,17 +127,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
     let points = drop_at_each_await_point("valid key", || async {
         let (store, key, _) = store_with(0, 1_000).await;
         let validator = validator(&store);
-        let request = {
-            let validator = validator.clone();
-            let key = presented(&key);
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&key),
-        }
+        attempt(store, validator, &key, &key)
     })
     .await;
     assert!(points >= 2, "store read and derivation: {points}");
@@ -148,17 +146,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
             .generate_for(&tower_apikey::key::KeyId::new(&id).unwrap())
             .unwrap();
         let wrong = wrong.expose().to_owned();
-        let request = {
-            let validator = validator.clone();
-            let key = presented(&wrong);
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&key),
-        }
+        attempt(store, validator, &wrong, &key)
     })
     .await;
 
@@ -167,17 +155,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
         let (store, key, _) = store_with(0, 1_000).await;
         let validator = validator(&store);
         let (_, other) = issue("nobody");
-        let request = {
-            let validator = validator.clone();
-            let key = presented(other.expose());
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&key),
-        }
+        attempt(store, validator, other.expose(), &key)
     })
     .await;
 
@@ -186,17 +164,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
         let (store, key, _) = store_with(0, 1_000).await;
         let validator = validator(&store);
         store.set_down(true);
-        let request = {
-            let validator = validator.clone();
-            let key = presented(&key);
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&key),
-        }
+        attempt(store, validator, &key, &key)
     })
     .await;
 
@@ -204,17 +172,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
     let points = drop_at_each_await_point("legacy first use", || async {
         let (store, _, legacy) = store_with(40, 20).await;
         let validator = validator(&store);
-        let request = {
-            let validator = validator.clone();
-            let key = presented(&legacy[30]);
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&legacy[30]),
-        }
+        attempt(store, validator, &legacy[30], &legacy[30])
     })
     .await;
     assert!(points >= 3, "index, scan, digest write: {points}");
@@ -223,17 +181,7 @@ async fn every_cold_path_entry_can_be_dropped_at_every_await_point() {
     drop_at_each_await_point("legacy miss", || async {
         let (store, _, legacy) = store_with(40, 20).await;
         let validator = validator(&store);
-        let request = {
-            let validator = validator.clone();
-            let key = presented("NOT-A-KEY-OF-ANYONE-0000");
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&legacy[3]),
-        }
+        attempt(store, validator, "NOT-A-KEY-OF-ANYONE-0000", &legacy[3])
     })
     .await;
 }
@@ -257,17 +205,7 @@ async fn a_caller_queued_behind_a_busy_slot_can_be_dropped_at_every_await_point(
         while validator.stats().derivations_running == 0 {
             tokio::task::yield_now().await;
         }
-        let request = {
-            let validator = validator.clone();
-            let key = presented(&key);
-            async move { validator.validate(&key).await }
-        };
-        Attempt {
-            validator,
-            store,
-            request,
-            next: presented(&key),
-        }
+        attempt(store, validator, &key, &key)
     })
     .await;
 }

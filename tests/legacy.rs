@@ -1,10 +1,11 @@
 //! Legacy opaque keys (Maximo imports): found by a bounded scan once, then by lookup digest.
 
+mod common;
+
 use std::time::Instant;
 
 use tower_apikey::key::PresentedKey;
-use tower_apikey::lifecycle::MaximoKey;
-use tower_apikey::record::{HashParams, Pbkdf2Hash};
+
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{KeyManager, KeyStore, MemoryStore, ValidationError, Validator};
 
@@ -29,19 +30,8 @@ fn opaque_key(i: usize) -> String {
 /// A store holding `n` legacy records imported as Maximo exports them, and their keys.
 async fn imported(n: usize) -> (MemoryStore, Vec<String>) {
     // Few iterations: what is counted here is derivations, not their cost.
-    let params = HashParams::default().iterations(20).unwrap();
     let keys: Vec<String> = (0..n).map(opaque_key).collect();
-    let rows = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| MaximoKey {
-            userid: format!("USER{i}"),
-            apikey: Pbkdf2Hash::create(key.as_bytes(), &params)
-                .unwrap()
-                .to_string(),
-            expiration: -1,
-        })
-        .collect();
+    let rows = common::maximo_rows(&keys, 20);
     let store = MemoryStore::new();
     KeyManager::new(store.clone())
         .import_maximo(rows)

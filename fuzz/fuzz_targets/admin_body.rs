@@ -65,10 +65,22 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(rest);
     let (method, target, body) = match route % 5 {
         0 => (Method::POST, "/keys".to_owned(), rest.to_vec()),
-        1 => (Method::PATCH, format!("/keys/{}", fixture.id), rest.to_vec()),
-        2 => (Method::POST, "/principals/bob/keys".to_owned(), rest.to_vec()),
+        1 => (
+            Method::PATCH,
+            format!("/keys/{}", fixture.id),
+            rest.to_vec(),
+        ),
+        2 => (
+            Method::POST,
+            "/principals/bob/keys".to_owned(),
+            rest.to_vec(),
+        ),
         3 => (Method::GET, format!("/keys?{text}"), Vec::new()),
-        _ => (Method::GET, format!("/principals/alice/keys?{text}"), Vec::new()),
+        _ => (
+            Method::GET,
+            format!("/principals/alice/keys?{text}"),
+            Vec::new(),
+        ),
     };
     let Ok(request) = Request::builder()
         .method(method)
@@ -79,15 +91,24 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let response = runtime.block_on(fixture.router.clone().oneshot(request)).unwrap();
+    let response = runtime
+        .block_on(fixture.router.clone().oneshot(request))
+        .unwrap();
     let status = response.status();
     let bytes = runtime
         .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
         .unwrap();
-    assert!(!status.is_server_error(), "{status}: {}", String::from_utf8_lossy(&bytes));
+    assert!(
+        !status.is_server_error(),
+        "{status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     if status.is_client_error() {
         let error: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON error");
-        assert!(error["error"].is_string() && error["message"].is_string(), "{error}");
+        assert!(
+            error["error"].is_string() && error["message"].is_string(),
+            "{error}"
+        );
     } else if !bytes.is_empty() {
         serde_json::from_slice::<serde_json::Value>(&bytes).expect("a JSON answer");
     }

@@ -60,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
                     matches!(error, StoreError::Corrupt { .. } | StoreError::Io { .. }),
                     "{error}"
                 );
-                assert!(written.is_err(), "a file that does not load is not written over");
+                assert!(
+                    written.is_err(),
+                    "a file that does not load is not written over"
+                );
                 assert_eq!(std::fs::read(&path).unwrap(), data, "and is left as it was");
             }
         }

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use libfuzzer_sys::fuzz_target;
@@ -37,7 +38,10 @@ fn fixture() -> &'static Fixture {
         let params = HashParams::default().iterations(1).unwrap();
         let keys = runtime.block_on(async {
             let mut keys = Vec::new();
-            for (i, status) in ["valid", "revoked", "inactive", "expired"].iter().enumerate() {
+            for (i, status) in ["valid", "revoked", "inactive", "expired"]
+                .iter()
+                .enumerate()
+            {
                 let (mut record, key) =
                     KeyRecord::generate(*status, &KeyFormat::default(), &params).unwrap();
                 match i {
@@ -62,13 +66,13 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-async fn handler(req: Request<String>) -> Result<Response<String>, Infallible> {
+async fn handler(req: Request<String>) -> Result<Response<Bytes>, Infallible> {
     let who = req
         .extensions()
         .get::<Identity>()
         .map(|id| id.principal().to_owned())
         .unwrap_or_default();
-    Ok(Response::new(who))
+    Ok(Response::new(Bytes::from(who)))
 }
 
 fuzz_target!(|data: &[u8]| {

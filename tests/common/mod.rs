@@ -41,6 +41,21 @@ pub async fn drop_after_waits<F: std::future::Future>(
     .await
 }
 
+/// Maximo export rows for `keys` (user `USER<i>` for the i-th), hashed with `iterations`.
+pub fn maximo_rows(keys: &[String], iterations: u32) -> Vec<tower_apikey::lifecycle::MaximoKey> {
+    let params = HashParams::default().iterations(iterations).unwrap();
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| tower_apikey::lifecycle::MaximoKey {
+            userid: format!("USER{i}"),
+            apikey: tower_apikey::record::Pbkdf2Hash::create(key.as_bytes(), &params)
+                .unwrap()
+                .to_string(),
+            expiration: -1,
+        })
+        .collect()
+}
+
 /// A fresh key for `principal`; the record carries the `read` permission.
 pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
     let (mut record, key) =
