@@ -121,7 +121,7 @@ where
                 let config = Arc::clone(&self.config);
                 let rejection = self.rejection.clone();
                 ResponseFuture::cold(Box::pin(async move {
-                    match validator.validate(&key).await {
+                    match validator.validate_cold(&key).await {
                         Ok(identity) => {
                             config.admit(&mut req, identity);
                             inner.call(req).await

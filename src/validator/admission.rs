@@ -97,11 +97,13 @@ impl Admitted<'_> {
         let (done, result) = oneshot::channel();
         let permits = self.permits;
         self.pool.submit(Box::new(move || {
-            let _permits = permits;
             if done.is_closed() {
                 return;
             }
             let value = work(&Caller(&done));
+            // Free before answering: a caller that goes straight on to more cold work
+            // must find the slot free.
+            drop(permits);
             let _ = done.send(value);
         }))?;
         result.await.map_err(|_| PoolGone)

@@ -8,13 +8,18 @@
 //! store, so each legacy key pays for a scan once, on every server sharing the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
+use tracing::Instrument;
+
 use super::admission::Admission;
-use crate::key::KeyId;
-use crate::store::KeyRecord;
+use super::cache::{check_expiry, digests_equal, refusal_of, Fill, ValidEntry};
+use super::{Inner, RejectReason, ValidationError};
+use crate::identity::Identity;
+use crate::key::{KeyId, PresentedKey};
+use crate::store::{KeyRecord, StoreChange, StoreError};
 
 /// The legacy side of a validator's state.
 pub(super) struct Legacy {
@@ -29,7 +34,6 @@ pub(super) struct Legacy {
     /// One scan running at a time, on a thread of its own.
     pub(super) scan_work: Admission,
     bucket: Arc<Mutex<TokenBucket>>,
-    pub(super) scans: AtomicU64,
 }
 
 /// The legacy records, split by whether their lookup digest is known.
@@ -108,7 +112,6 @@ impl Legacy {
                 tokens: (rate / 10.0).max(1.0),
                 last: Instant::now(),
             })),
-            scans: AtomicU64::new(0),
         }
     }
 
@@ -123,9 +126,14 @@ impl Legacy {
         *self.index.lock().unwrap_or_else(PoisonError::into_inner) = Some(index);
     }
 
-    /// Forgets the records read, so the next scan reads them again.
-    pub(super) fn forget_index(&self) {
+    /// A store change: any record may be a legacy one (an import, a digest learned), so the
+    /// records are read afresh and opaque keys refused before are looked for again.
+    pub(super) fn on_change(&self, change: &StoreChange) {
         *self.index.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.refused.invalidate_all();
+        if !matches!(change, StoreChange::Changed(_)) {
+            self.alias.invalidate_all();
+        }
     }
 
     /// The rate cap, for a scan's blocking task to carry.
@@ -147,5 +155,173 @@ impl Pacer {
                 Some(wait) => std::thread::sleep(wait),
             }
         }
+    }
+}
+
+impl Inner {
+    /// Whether `key` may be a legacy opaque key: legacy keys are on, and it does not claim
+    /// this format by its prefix.
+    pub(super) fn is_legacy_candidate(&self, key: &PresentedKey) -> bool {
+        let prefix = self.format.prefix().as_bytes();
+        let key = key.expose();
+        self.legacy.enabled
+            && !(key.len() > prefix.len() && key.starts_with(prefix) && key[prefix.len()] == b'_')
+    }
+
+    /// The hot path for a key not in this format: a legacy key seen before, or a refusal.
+    pub(super) fn validate_cached_legacy(
+        &self,
+        key: &PresentedKey,
+    ) -> Option<Result<Identity, RejectReason>> {
+        let rejected = |id: Option<&str>, reason| Some(Err(self.counters.rejected(id, reason)));
+        if !self.is_legacy_candidate(key) {
+            return rejected(None, RejectReason::Malformed);
+        }
+        let digest = self.cache.digest(key.expose());
+        let hit = self
+            .legacy
+            .alias
+            .get(&digest)
+            .and_then(|id| self.cache.valid_entry(id.as_str()).map(|entry| (id, entry)));
+        match hit {
+            Some((_, entry)) if digests_equal(&digest, &entry.digest) => {
+                Some(check_expiry(&entry, &self.counters))
+            }
+            Some((id, _)) => rejected(Some(id.as_str()), RejectReason::WrongSecret),
+            None if self.legacy.refused.contains_key(&digest) => {
+                rejected(None, RejectReason::UnknownKey)
+            }
+            None => None,
+        }
+    }
+
+    /// The cold path for a key not in this format: a legacy record found by the key's lookup
+    /// digest (one derivation) or, the first time, by a scan.
+    pub(super) async fn validate_legacy(
+        self: &Arc<Self>,
+        key: &PresentedKey,
+    ) -> Result<Identity, ValidationError> {
+        let digest = self.cache.digest(key.expose());
+        let unknown = || {
+            self.legacy.refused.insert(digest, ());
+            Err(ValidationError::Rejected(
+                self.counters.rejected(None, RejectReason::UnknownKey),
+            ))
+        };
+        let epoch = self.cache.epoch();
+        let index = self.legacy_index().await?;
+        let lookup = crate::lifecycle::lookup_digest(key.expose());
+        if let Some(record) = index.by_digest.get(&lookup) {
+            let record = record.clone();
+            if let Some(reason) = refusal_of(&record, Timestamp::now()) {
+                self.legacy.refused.insert(digest, ());
+                return Err(ValidationError::Rejected(
+                    self.counters.rejected(Some(record.id.as_str()), reason),
+                ));
+            }
+            let matched = self
+                .derive(record.hash.clone(), record.prf, key.clone())
+                .await?;
+            if !matched {
+                return unknown();
+            }
+            return Ok(self.fill_legacy(&record, digest, epoch));
+        }
+        if index.unseen.is_empty() {
+            return unknown();
+        }
+        // One scan running at a time: the slot is held by the scan job itself, so a caller
+        // that leaves frees it only once the job has seen it leave and stopped.
+        let admitted = match self.legacy.scan_work.admit().await {
+            Ok(admitted) => admitted,
+            Err(_) => return Err(self.shed()),
+        };
+        self.note_admitted();
+        // A scan that ran while this one waited may have found this very key.
+        if let Some(result) = self.validate_cached_legacy(key) {
+            return result.map_err(ValidationError::Rejected);
+        }
+        let index = self.legacy_index().await?;
+        self.counters.legacy_scan();
+        let span = tracing::debug_span!("apikey.legacy_scan", candidates = index.unseen.len());
+        let pacer = self.legacy.pacer();
+        let secret = key.clone();
+        let this = Arc::clone(self);
+        let candidates = Arc::clone(&index);
+        let found = admitted
+            .run(move |caller| {
+                for (i, record) in candidates.unseen.iter().enumerate() {
+                    // Nobody waits for the answer: stop, and free the slot for the next scan.
+                    if caller.is_gone() {
+                        return None;
+                    }
+                    pacer.wait();
+                    this.counters.derivation();
+                    if record.hash.verify(record.prf, secret.expose()) {
+                        return Some(i);
+                    }
+                }
+                None
+            })
+            .instrument(span)
+            .await
+            .map_err(|_| ValidationError::Internal)?;
+        let Some(found) = found else {
+            return unknown();
+        };
+        let scanned = &index.unseen[found];
+        let mut record = scanned.clone();
+        // Remember the lookup digest, so this key is never scanned for again, here or on
+        // another server sharing the store. Only over the record as scanned: a change made
+        // meanwhile (a revocation) must not be written over.
+        record.lookup_digest = Some(lookup);
+        let record = match self.store.replace(scanned, record.clone()).await {
+            Ok(()) => record,
+            Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+                // Judge the key by the record as it is now; a new secret no longer matches.
+                match self.read_store(self.store.get(&record.id)).await? {
+                    Some(fresh) if fresh.hash == record.hash => fresh,
+                    _ => return unknown(),
+                }
+            }
+            Err(error) => return Err(self.store_failed(error)),
+        };
+        if let Some(reason) = refusal_of(&record, Timestamp::now()) {
+            return Err(ValidationError::Rejected(
+                self.counters.rejected(Some(record.id.as_str()), reason),
+            ));
+        }
+        // Our own update moved the epoch; fence against changes after it.
+        let epoch = self.cache.epoch();
+        Ok(self.fill_legacy(&record, digest, epoch))
+    }
+
+    /// The legacy records, read from the store if no read is current.
+    async fn legacy_index(&self) -> Result<Arc<LegacyIndex>, ValidationError> {
+        if let Some(index) = self.legacy.index() {
+            return Ok(index);
+        }
+        let epoch = self.cache.epoch();
+        self.counters.store_read();
+        let records = self.read_store(self.store.list_legacy()).await?;
+        let index = Arc::new(LegacyIndex::new(records));
+        // Kept only if no change landed meanwhile; used for this call either way.
+        if self.cache.epoch() == epoch {
+            self.legacy.set_index(Arc::clone(&index));
+        }
+        Ok(index)
+    }
+
+    /// Caches a legacy key that matched `record`, by id and by the key's cache digest.
+    fn fill_legacy(&self, record: &KeyRecord, digest: [u8; 32], epoch: u64) -> Identity {
+        let identity = Identity::from_record(record);
+        let entry = ValidEntry {
+            digest,
+            identity: identity.clone(),
+        };
+        self.cache
+            .fill(identity.key_id().clone(), Fill::Valid(entry), epoch);
+        self.legacy.alias.insert(digest, record.id.clone());
+        identity
     }
 }

@@ -1,0 +1,201 @@
+//! The validator's counters: its own statistics ([`ValidatorStats`]) and, with the `metrics`
+//! feature, the same events through the [`metrics`](https://docs.rs/metrics) facade, bumped
+//! side by side by one type so neither can be forgotten at a site.
+//!
+//! | counter | labels | counts |
+//! |---|---|---|
+//! | `tower_apikey_cache_hits_total` | | keys answered from the cache |
+//! | `tower_apikey_cache_misses_total` | | keys that took the cold path |
+//! | `tower_apikey_derivations_total` | | PBKDF2 derivations run |
+//! | `tower_apikey_rejections_total` | `reason` | refused keys, by [`RejectReason::as_str`] |
+//! | `tower_apikey_shed_total` | | requests turned away with 503 because cold work was full |
+//!
+//! Without the feature each metric compiles to nothing. Keys are built from static names and
+//! labels, so a count allocates nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::RejectReason;
+
+/// Counters of a validator's work since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidatorStats {
+    /// PBKDF2 derivations run.
+    pub derivations: u64,
+    /// Derivations refused because the queue was full.
+    pub shed: u64,
+    /// Store reads on the cold path.
+    pub store_reads: u64,
+    /// Scans of legacy records for an opaque key (each up to one derivation per record).
+    pub legacy_scans: u64,
+    /// Derivations running now (or handed to a thread to run).
+    pub derivations_running: u64,
+    /// Callers waiting now for a derivation slot.
+    pub derivations_queued: u64,
+    /// Legacy scans running now: at most one.
+    pub scans_running: u64,
+    /// Callers waiting now for the legacy scan slot.
+    pub scans_queued: u64,
+    /// Derivations shared by callers presenting the same key, in flight now.
+    pub shared_derivations: u64,
+}
+
+impl ValidatorStats {
+    /// Whether no cold work is running or waiting: what every caller's exit, however it
+    /// left, must come back to.
+    pub fn is_idle(&self) -> bool {
+        self.derivations_running == 0
+            && self.derivations_queued == 0
+            && self.scans_running == 0
+            && self.scans_queued == 0
+            && self.shared_derivations == 0
+    }
+}
+
+/// What the validator counts; each method bumps the statistic and the metric together.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    derivations: AtomicU64,
+    shed: AtomicU64,
+    store_reads: AtomicU64,
+    legacy_scans: AtomicU64,
+}
+
+impl Counters {
+    /// A key answered from the cache.
+    pub(super) fn hit(&self) {
+        hit();
+    }
+
+    /// A key that took the cold path.
+    pub(super) fn miss(&self) {
+        miss();
+    }
+
+    /// One PBKDF2 derivation started.
+    pub(super) fn derivation(&self) {
+        self.derivations.fetch_add(1, Ordering::Relaxed);
+        derivations(1);
+    }
+
+    /// A caller turned away because every place for cold work was taken.
+    pub(super) fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        shed();
+    }
+
+    /// One read of the store on the cold path.
+    pub(super) fn store_read(&self) {
+        self.store_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One scan of the legacy records.
+    pub(super) fn legacy_scan(&self) {
+        self.legacy_scans.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A refused key: counted, and logged with its id (ids are not secret), never the key.
+    pub(super) fn rejected(&self, id: Option<&str>, reason: RejectReason) -> RejectReason {
+        rejection(reason);
+        tracing::debug!(
+            key_id = id.unwrap_or("-"),
+            reason = reason.as_str(),
+            "API key rejected"
+        );
+        reason
+    }
+
+    /// The statistics so far; the validator fills in the work under way.
+    pub(super) fn stats(&self) -> ValidatorStats {
+        ValidatorStats {
+            derivations: self.derivations.load(Ordering::Relaxed),
+            shed: self.shed.load(Ordering::Relaxed),
+            store_reads: self.store_reads.load(Ordering::Relaxed),
+            legacy_scans: self.legacy_scans.load(Ordering::Relaxed),
+            ..ValidatorStats::default()
+        }
+    }
+}
+
+/// Registers a description of each counter with the installed recorder, for exporters that
+/// show them (Prometheus `# HELP`). Optional.
+#[cfg(feature = "metrics")]
+pub fn describe_metrics() {
+    use metrics::describe_counter;
+    describe_counter!(
+        "tower_apikey_cache_hits_total",
+        "API keys answered from the validator's cache"
+    );
+    describe_counter!(
+        "tower_apikey_cache_misses_total",
+        "API keys that took the cold path (store read, PBKDF2)"
+    );
+    describe_counter!(
+        "tower_apikey_derivations_total",
+        "PBKDF2 derivations run to check API keys"
+    );
+    describe_counter!(
+        "tower_apikey_rejections_total",
+        "API keys refused, by reason"
+    );
+    describe_counter!(
+        "tower_apikey_shed_total",
+        "API key checks turned away because cold-path work was full"
+    );
+}
+
+#[inline]
+fn hit() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_apikey_cache_hits_total").increment(1);
+}
+
+#[inline]
+fn miss() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_apikey_cache_misses_total").increment(1);
+}
+
+#[inline]
+fn derivations(n: u64) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_apikey_derivations_total").increment(n);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+#[inline]
+fn shed() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_apikey_shed_total").increment(1);
+}
+
+#[inline]
+fn rejection(reason: RejectReason) {
+    // One literal label per arm: a static key, no allocation.
+    #[cfg(feature = "metrics")]
+    match reason {
+        RejectReason::Malformed => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "malformed")
+        }
+        RejectReason::UnknownKey => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "unknown_key")
+        }
+        RejectReason::WrongSecret => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "wrong_secret")
+        }
+        RejectReason::Inactive => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "inactive")
+        }
+        RejectReason::Revoked => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "revoked")
+        }
+        RejectReason::Expired => {
+            metrics::counter!("tower_apikey_rejections_total", "reason" => "expired")
+        }
+    }
+    .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = reason;
+}

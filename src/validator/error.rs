@@ -1,0 +1,61 @@
+//! Why a key was not accepted: the reasons kept for logs and metrics, and the error callers see.
+
+use std::fmt;
+
+use crate::store::StoreError;
+
+/// Why a key was refused. For logs and metrics only: callers get one answer for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Not a key in this crate's format (bad layout, prefix or checksum).
+    Malformed,
+    /// No record has the key's id.
+    UnknownKey,
+    /// The record exists, the secret does not match it.
+    WrongSecret,
+    /// The key is deactivated.
+    Inactive,
+    /// The key is revoked.
+    Revoked,
+    /// The key has expired.
+    Expired,
+}
+
+impl RejectReason {
+    /// A short lower-case label (`wrong_secret`), for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Malformed => "malformed",
+            RejectReason::UnknownKey => "unknown_key",
+            RejectReason::WrongSecret => "wrong_secret",
+            RejectReason::Inactive => "inactive",
+            RejectReason::Revoked => "revoked",
+            RejectReason::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why validation did not produce an identity.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// The key is not valid (the reason is for logs, not for the caller).
+    #[error("API key rejected: {0}")]
+    Rejected(RejectReason),
+    /// The store could not be read: not the key's fault; try again later.
+    #[error("key store unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Too many derivations are running or queued; try again later.
+    #[error("too many API key verifications in progress")]
+    Overloaded,
+    /// A derivation failed to run (it panicked, or its thread could not start).
+    #[error("API key verification task failed")]
+    Internal,
+}
