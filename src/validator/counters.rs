@@ -64,6 +64,7 @@ pub(super) struct Counters {
 
 impl Counters {
     /// A key answered from the cache.
+    #[inline]
     pub(super) fn hit(&self) {
         hit();
     }
@@ -96,6 +97,7 @@ impl Counters {
     }
 
     /// A refused key: counted, and logged with its id (ids are not secret), never the key.
+    #[inline]
     pub(super) fn rejected(&self, id: Option<&str>, reason: RejectReason) -> RejectReason {
         rejection(reason);
         tracing::debug!(

@@ -54,6 +54,7 @@ impl LastUse {
 
     /// Notes that `identity` was accepted now: one relaxed store into the cached identity,
     /// at most once a second per key; the flush collects it from the cache.
+    #[inline]
     pub(super) fn note(&self, identity: &Identity) {
         let now = self.clock.load(Ordering::Relaxed);
         if now != 0 {
