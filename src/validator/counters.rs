@@ -66,24 +66,28 @@ impl Counters {
     /// A key answered from the cache.
     #[inline]
     pub(super) fn hit(&self) {
-        hit();
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_cache_hits_total").increment(1);
     }
 
     /// A key that took the cold path.
     pub(super) fn miss(&self) {
-        miss();
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_cache_misses_total").increment(1);
     }
 
     /// One PBKDF2 derivation started.
     pub(super) fn derivation(&self) {
         self.derivations.fetch_add(1, Ordering::Relaxed);
-        derivations(1);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_derivations_total").increment(1);
     }
 
     /// A caller turned away because every place for cold work was taken.
     pub(super) fn shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
-        shed();
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_shed_total").increment(1);
     }
 
     /// One read of the store on the cold path.
@@ -145,32 +149,6 @@ pub fn describe_metrics() {
         "tower_apikey_shed_total",
         "API key checks turned away because cold-path work was full"
     );
-}
-
-#[inline]
-fn hit() {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("tower_apikey_cache_hits_total").increment(1);
-}
-
-#[inline]
-fn miss() {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("tower_apikey_cache_misses_total").increment(1);
-}
-
-#[inline]
-fn derivations(n: u64) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("tower_apikey_derivations_total").increment(n);
-    #[cfg(not(feature = "metrics"))]
-    let _ = n;
-}
-
-#[inline]
-fn shed() {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("tower_apikey_shed_total").increment(1);
 }
 
 #[inline]
