@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tower_apikey::record::{derive, Pbkdf2Hash, Prf};
+use tower_apikey::hash::{derive, Pbkdf2Hash, Prf};
 
 /// The first interop vector's key and salt (made by Python's hashlib).
 const KEY: &[u8] = b"DOIfRzrWSZ6zt9N2axzd41m2";

@@ -16,8 +16,8 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use subtle::ConstantTimeEq;
 use tower::{Service, ServiceBuilder};
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
-use tower_apikey::record::HashParams;
 use tower_apikey::{ApiKeyLayer, KeyRecord, KeyStore, MemoryStore, Validator};
 
 type Body = Full<Bytes>;

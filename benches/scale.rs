@@ -17,9 +17,9 @@
 
 use std::time::{Duration, Instant};
 
+use tower_apikey::hash::{HashParams, Pbkdf2Hash};
 use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::MaximoKey;
-use tower_apikey::record::{HashParams, Pbkdf2Hash};
 use tower_apikey::store::KeyQuery;
 use tower_apikey::{
     FileStore, KeyManager, KeyRecord, KeyStore, MemoryStore, ValidationError, Validator,
@@ -159,7 +159,8 @@ async fn admin_page<S: KeyStore>(label: &str, store: &S, n: usize) {
 /// Cold lookups in PostgreSQL at 1k and `large` records, in a throwaway cluster.
 #[cfg(feature = "postgres")]
 async fn postgres(large: usize, probes: &[(KeyRecord, String)]) {
-    use tower_apikey::store::{PgKeyStore, TempCluster};
+    use tower_apikey::store::PgKeyStore;
+    use tower_apikey::test_util::TempCluster;
     let cluster = match TempCluster::start() {
         Ok(cluster) => cluster,
         Err(error) => {

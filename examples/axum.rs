@@ -31,8 +31,8 @@ use std::error::Error;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
-use tower_apikey::record::HashParams;
 use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, Validator};
 
 #[tokio::main]

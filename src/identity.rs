@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::ser::SerializeStruct;
 
 use crate::key::KeyId;
-use crate::store::KeyRecord;
+use crate::record::KeyRecord;
 
 /// Who called: the principal a key belongs to, the key's id, its permissions and expiry.
 ///

@@ -138,6 +138,13 @@ fn checksum(data: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
+/// SHA-256 of a key, hex: how a store finds a legacy opaque key (which carries no id) once it
+/// has been seen.
+pub(crate) fn lookup_digest(key: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    crate::hash::Hex(&Sha256::digest(key)).to_string()
+}
+
 /// The id of a key record, carried in clear in every key this crate issues.
 ///
 /// 1 to [`MAX_ID_LEN`] characters of `[A-Za-z0-9-]`. Ids are not secret: they appear in logs,
@@ -417,6 +424,13 @@ impl KeyFormat {
         &self.prefix
     }
 
+    /// Whether `key` claims this format: it starts with `<prefix>_`. Such a key is judged as
+    /// one of ours (never as a legacy key), and a Basic password of that form is a whole key.
+    pub fn claims(&self, key: &[u8]) -> bool {
+        key.strip_prefix(self.prefix.as_bytes())
+            .is_some_and(|rest| rest.first() == Some(&b'_'))
+    }
+
     /// Generates a new key with a fresh random id.
     ///
     /// # Errors
@@ -504,6 +518,36 @@ impl KeyFormat {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_key_claims_the_format_by_its_prefix_and_underscore() {
+        let format = KeyFormat::with_prefix("acme").unwrap();
+        assert!(format.claims(b"acme_x"));
+        assert!(format.claims(b"acme_"));
+        for other in [
+            &b"acme"[..],
+            b"acmex_",
+            b"acm_",
+            b"_acme_",
+            b"",
+            b"tak_acme_",
+        ] {
+            assert!(
+                !format.claims(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn the_lookup_digest_is_sha256_hex() {
+        // `printf abc | sha256sum`
+        assert_eq!(
+            lookup_digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 
     #[test]
     fn generated_keys_parse_and_are_url_safe() {

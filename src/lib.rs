@@ -15,7 +15,7 @@
 //! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import;
 //!   `admin::AdminApi` (feature `admin`) serves it as a REST API.
 //! - [`permission`]: require a permission of the key, as a layer or an axum extractor.
-//! - [`record`]: the PBKDF2 record format; [`key`]: the key format and generator.
+//! - [`hash`]: the PBKDF2 hash record format; [`key`]: the key format and generator.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
 //!
@@ -25,7 +25,7 @@
 //! use tower::ServiceExt;
 //! use tower_apikey::{ApiKeyLayer, Identity, KeyRecord, KeyStore, MemoryStore, Validator};
 //! use tower_apikey::key::KeyFormat;
-//! use tower_apikey::record::HashParams;
+//! use tower_apikey::hash::HashParams;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // Issue a key: the record goes to the store, the plaintext to its owner, once.
@@ -62,6 +62,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod expiry;
+pub mod hash;
 pub mod identity;
 pub mod key;
 pub mod layer;
@@ -70,12 +72,15 @@ pub mod permission;
 pub mod record;
 pub mod store;
 mod streak;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod validator;
 
 pub use identity::Identity;
 pub use layer::{ApiKey, ApiKeyLayer};
 pub use lifecycle::{KeyManager, KeyPatch, LifecycleError, NewKey};
-pub use store::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
+pub use record::{KeyRecord, KeyStatus};
+pub use store::{BoxKeyStore, FileStore, KeyStore, MemoryStore, StoreError};
 pub use validator::{ValidationError, Validator};
 
 #[cfg(doctest)]

@@ -33,21 +33,23 @@
 
 use jiff::{Span, Timestamp};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::expiry::{Expiry, ExpiryError};
+use crate::hash::{HashError, HashParams, Pbkdf2Hash, Prf};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
-use crate::record::{HashParams, Pbkdf2Hash, Prf, RecordError};
-use crate::store::{
-    record_time, Expiry, ExpiryError, KeyQuery, KeyRecord, KeyStatus, KeyStore, StoreError,
-};
+use crate::record::record_time;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::{BoxKeyStore, KeyQuery, KeyStore, StoreError};
 
 /// The version [`Export`] writes.
 pub const EXPORT_VERSION: u32 = 1;
 
 /// Runs the key lifecycle on a store. See the [module docs](self).
+///
+/// Cloning is cheap: the store is shared.
 #[derive(Debug, Clone)]
-pub struct KeyManager<S> {
-    store: S,
+pub struct KeyManager {
+    store: BoxKeyStore,
     format: KeyFormat,
     params: HashParams,
     max_keys: usize,
@@ -341,12 +343,12 @@ pub enum MaximoExportError {
     },
 }
 
-impl<S: KeyStore> KeyManager<S> {
+impl KeyManager {
     /// A manager over `store` with the default key format, Maximo's PBKDF2 parameters and a
     /// limit of two live keys per principal.
-    pub fn new(store: S) -> Self {
+    pub fn new(store: impl KeyStore) -> Self {
         Self {
-            store,
+            store: BoxKeyStore::new(store),
             format: KeyFormat::default(),
             params: HashParams::default(),
             max_keys: 2,
@@ -379,11 +381,8 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// This manager with another [`actor`](Self::actor), for one change made on someone's
-    /// behalf (an admin API request, say). Cheap when the store is.
-    pub fn acting_as(&self, actor: impl Into<String>) -> Self
-    where
-        S: Clone,
-    {
+    /// behalf (an admin API request, say).
+    pub fn acting_as(&self, actor: impl Into<String>) -> Self {
         self.clone().actor(actor)
     }
 
@@ -393,7 +392,7 @@ impl<S: KeyStore> KeyManager<S> {
     }
 
     /// The store managed.
-    pub fn store(&self) -> &S {
+    pub fn store(&self) -> &BoxKeyStore {
         &self.store
     }
 
@@ -469,7 +468,7 @@ impl<S: KeyStore> KeyManager<S> {
         let mut record = KeyRecord::new(id, principal, hash, self.params.prf_kind());
         if legacy {
             record.legacy = true;
-            record.lookup_digest = Some(lookup_digest(key.expose()));
+            record.lookup_digest = Some(crate::key::lookup_digest(key.expose()));
         }
         let record = self.fill(record, &new, now)?;
         self.store
@@ -694,7 +693,7 @@ impl<S: KeyStore> KeyManager<S> {
             let hash: Pbkdf2Hash = row
                 .apikey
                 .parse()
-                .map_err(|e: RecordError| bad(format!("apikey record: {e}")))?;
+                .map_err(|e: HashError| bad(format!("apikey record: {e}")))?;
             let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.to_string()))?;
             let mut record = KeyRecord::new(KeyId::generate()?, principal, hash, Prf::Sha1);
             record.legacy = true;
@@ -766,11 +765,6 @@ impl<S: KeyStore> KeyManager<S> {
         record.updated_at = Some(now);
         record.updated_by.clone_from(&self.actor);
     }
-}
-
-/// SHA-256 of a legacy key, hex: how the store finds it once it has been seen.
-pub(crate) fn lookup_digest(key: &[u8]) -> String {
-    crate::record::Hex(&Sha256::digest(key)).to_string()
 }
 
 fn checked_principal(principal: &str) -> Result<String, LifecycleError> {

@@ -12,7 +12,7 @@
 //! use tower_apikey::permission::require_permission;
 //! use tower_apikey::{ApiKeyLayer, KeyRecord, KeyStore, MemoryStore, Validator};
 //! use tower_apikey::key::KeyFormat;
-//! use tower_apikey::record::HashParams;
+//! use tower_apikey::hash::HashParams;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryStore::new();
@@ -380,8 +380,8 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
+    use crate::hash::HashParams;
     use crate::key::KeyFormat;
-    use crate::record::HashParams;
     use crate::KeyRecord;
 
     fn identity(permissions: &[&str]) -> Identity {

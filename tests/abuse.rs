@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tower_apikey::record::{HashParams, Pbkdf2Hash};
+use tower_apikey::hash::{HashParams, Pbkdf2Hash};
 
 /// One attack at a time: each measures latency and memory, which another test's flood would
 /// disturb.

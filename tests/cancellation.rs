@@ -8,8 +8,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use common::{drop_after_waits, issue, FlakyStore};
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::PresentedKey;
-use tower_apikey::record::HashParams;
 use tower_apikey::{Identity, KeyManager, KeyStore, ValidationError, Validator};
 
 fn presented(key: &str) -> PresentedKey {

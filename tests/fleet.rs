@@ -7,8 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::PresentedKey;
-use tower_apikey::record::HashParams;
 use tower_apikey::store::PgKeyStore;
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{KeyManager, NewKey, ValidationError, Validator};
@@ -34,7 +34,7 @@ async fn servers(url: &str, n: usize, listen: bool, poll: Duration) -> Vec<Valid
     validators
 }
 
-fn admin(store: PgKeyStore) -> KeyManager<PgKeyStore> {
+fn admin(store: PgKeyStore) -> KeyManager {
     KeyManager::new(store)
         .hash_params(HashParams::default().iterations(1).unwrap())
         .max_keys_per_principal(1_000)
@@ -42,11 +42,7 @@ fn admin(store: PgKeyStore) -> KeyManager<PgKeyStore> {
 
 /// Revokes `n` keys one by one, each cached on every server first; returns how long each
 /// took to be refused by all of them.
-async fn propagation(
-    keys: &KeyManager<PgKeyStore>,
-    fleet: &[Validator],
-    n: usize,
-) -> Vec<Duration> {
+async fn propagation(keys: &KeyManager, fleet: &[Validator], n: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let (record, key) = keys.issue(NewKey::new(format!("user{i}"))).await.unwrap();

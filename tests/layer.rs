@@ -202,16 +202,16 @@ async fn revocation_evicts_the_cached_key_at_once() {
         "the second request is served from the cache"
     );
 
+    let active = record.clone();
     record.status = KeyStatus::Revoked;
-    store.update(record.clone()).await.unwrap();
+    store.replace(&active, record.clone()).await.unwrap();
     // No sleep, no yield: the very next request is refused.
     assert_eq!(
         call(&svc, empty(get("/r").header("apikey", &key))).await.0,
         StatusCode::UNAUTHORIZED
     );
 
-    record.status = KeyStatus::Active;
-    store.update(record).await.unwrap();
+    store.replace(&record, active).await.unwrap();
     assert_eq!(
         call(&svc, empty(get("/r").header("apikey", &key))).await.0,
         StatusCode::OK

@@ -3,10 +3,10 @@
 mod common;
 
 use jiff::{Span, Timestamp};
+use tower_apikey::expiry::Expiry;
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
-use tower_apikey::record::HashParams;
-use tower_apikey::store::Expiry;
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{
     FileStore, KeyManager, KeyStatus, KeyStore, LifecycleError, MemoryStore, NewKey,
@@ -341,11 +341,24 @@ impl KeyStore for RevokedMeanwhile {
     ) -> Result<(), tower_apikey::StoreError> {
         self.inner.insert(record).await
     }
-    async fn update(
+    async fn insert_limited(
         &self,
         record: tower_apikey::KeyRecord,
+        limit: usize,
     ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.update(record).await
+        self.inner.insert_limited(record, limit).await
+    }
+    async fn insert_many(
+        &self,
+        records: Vec<tower_apikey::KeyRecord>,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.insert_many(records).await
+    }
+    async fn record_last_used(
+        &self,
+        used: Vec<(tower_apikey::key::KeyId, jiff::Timestamp)>,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.record_last_used(used).await
     }
     async fn replace(
         &self,
@@ -355,7 +368,7 @@ impl KeyStore for RevokedMeanwhile {
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             let mut revoked = current.clone();
             revoked.status = KeyStatus::Revoked;
-            self.inner.update(revoked).await?;
+            self.inner.replace(current, revoked).await?;
         }
         self.inner.replace(current, new).await
     }

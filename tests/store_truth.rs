@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyId, PresentedKey};
-use tower_apikey::record::HashParams;
 use tower_apikey::{FileStore, KeyManager, KeyRecord, KeyStatus, NewKey, Validator};
 
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ fn params() -> HashParams {
     HashParams::default().iterations(10).unwrap()
 }
 
-fn manager(store: FileStore) -> KeyManager<FileStore> {
+fn manager(store: FileStore) -> KeyManager {
     KeyManager::new(store)
         .hash_params(params())
         .max_keys_per_principal(100)
@@ -117,7 +117,7 @@ impl World {
     }
 
     /// The handle a step writes through: the server's own, or a fresh one as the CLI opens.
-    async fn handle(&self, cli: bool) -> KeyManager<FileStore> {
+    async fn handle(&self, cli: bool) -> KeyManager {
         if cli {
             let store = FileStore::builder(&self.path).no_polling().open().await;
             // A corrupt file cannot be opened: the CLI reports it and changes nothing.

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tower_apikey::hash::{HashParams, Pbkdf2Hash};
 use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
-use tower_apikey::record::{HashParams, Pbkdf2Hash};
 use tower_apikey::store::ChangeListener;
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{
@@ -187,11 +187,23 @@ impl KeyStore for PausingStore {
     async fn insert(&self, r: KeyRecord) -> Result<(), StoreError> {
         self.inner.insert(r).await
     }
-    async fn update(&self, r: KeyRecord) -> Result<(), StoreError> {
-        self.inner.update(r).await
+    async fn insert_limited(&self, r: KeyRecord, limit: usize) -> Result<(), StoreError> {
+        self.inner.insert_limited(r, limit).await
+    }
+    async fn insert_many(&self, r: Vec<KeyRecord>) -> Result<(), StoreError> {
+        self.inner.insert_many(r).await
+    }
+    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
+        self.inner.replace(current, new).await
     }
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         self.inner.delete(id).await
+    }
+    async fn record_last_used(
+        &self,
+        used: Vec<(KeyId, jiff::Timestamp)>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_last_used(used).await
     }
     fn subscribe(&self, l: Weak<dyn ChangeListener>) {
         self.inner.subscribe(l);
@@ -201,7 +213,7 @@ impl KeyStore for PausingStore {
 #[tokio::test]
 async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
     let inner = MemoryStore::new();
-    let (mut record, key) = issue("alice");
+    let (record, key) = issue("alice");
     inner.insert(record.clone()).await.unwrap();
     let store = PausingStore {
         inner: inner.clone(),
@@ -217,8 +229,9 @@ async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
     });
     store.read_done.notified().await;
     // The cold path has read an active record; now the key is revoked.
-    record.status = KeyStatus::Revoked;
-    inner.update(record).await.unwrap();
+    let mut revoked = record.clone();
+    revoked.status = KeyStatus::Revoked;
+    inner.replace(&record, revoked).await.unwrap();
     store.resume.notify_one();
     // It read the record before the revocation, so it may succeed, but must not be cached.
     assert!(cold.await.unwrap().is_ok());
@@ -239,7 +252,7 @@ async fn records_made_elsewhere_validate_with_their_prf() {
     let store = MemoryStore::new();
     let (id, key) = KeyFormat::default().generate().unwrap();
     let params = HashParams::default()
-        .prf(tower_apikey::record::Prf::Sha512)
+        .prf(tower_apikey::hash::Prf::Sha512)
         .iterations(4096)
         .unwrap()
         .hash_len(64)

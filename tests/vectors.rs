@@ -7,7 +7,7 @@ mod common;
 
 use common::vectors as shared;
 use serde_json::Value;
-use tower_apikey::record::{derive, Pbkdf2Hash, Prf, RecordError};
+use tower_apikey::hash::{derive, HashError, Pbkdf2Hash, Prf};
 
 fn str_field<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field]
@@ -85,7 +85,7 @@ fn interop_malformed_records_are_refused_with_a_reason() {
     assert!(!malformed.is_empty());
     for v in malformed {
         let record = str_field(v, "record");
-        let err: RecordError = record.parse::<Pbkdf2Hash>().expect_err(&format!(
+        let err: HashError = record.parse::<Pbkdf2Hash>().expect_err(&format!(
             "malformed record accepted ({})",
             str_field(v, "why")
         ));
@@ -102,28 +102,25 @@ fn interop_malformed_records_are_refused_with_a_reason() {
 fn malformed_reasons_name_the_problem() {
     let s = "00112233445566778899aabbccddeeff0011223344556677";
     let cases = [
-        ("", RecordError::Empty),
-        ("1000:abcd", RecordError::FieldCount(2)),
-        (&format!("0:{s}:{s}"), RecordError::ZeroIterations),
-        (
-            &format!("4294967296:{s}:{s}"),
-            RecordError::TooManyIterations,
-        ),
-        (&format!("-1000:{s}:{s}"), RecordError::IterationsNotDecimal),
-        (&format!("+1000:{s}:{s}"), RecordError::IterationsNotDecimal),
-        (&format!(" 1000:{s}:{s}"), RecordError::IterationsNotDecimal),
-        (&format!("1e3:{s}:{s}"), RecordError::IterationsNotDecimal),
-        (&format!("1000::{s}"), RecordError::EmptyField("salt")),
-        (&format!("1000:{s}:"), RecordError::EmptyField("hash")),
-        (&format!("1000:0011223:{s}"), RecordError::OddLength("salt")),
+        ("", HashError::Empty),
+        ("1000:abcd", HashError::FieldCount(2)),
+        (&format!("0:{s}:{s}"), HashError::ZeroIterations),
+        (&format!("4294967296:{s}:{s}"), HashError::TooManyIterations),
+        (&format!("-1000:{s}:{s}"), HashError::IterationsNotDecimal),
+        (&format!("+1000:{s}:{s}"), HashError::IterationsNotDecimal),
+        (&format!(" 1000:{s}:{s}"), HashError::IterationsNotDecimal),
+        (&format!("1e3:{s}:{s}"), HashError::IterationsNotDecimal),
+        (&format!("1000::{s}"), HashError::EmptyField("salt")),
+        (&format!("1000:{s}:"), HashError::EmptyField("hash")),
+        (&format!("1000:0011223:{s}"), HashError::OddLength("salt")),
         (
             &format!("1000:{s}:zz{}", &s[2..]),
-            RecordError::NotHex("hash"),
+            HashError::NotHex("hash"),
         ),
-        ("1000:\u{ff10}\u{ff10}11:0011", RecordError::NotHex("salt")),
+        ("1000:\u{ff10}\u{ff10}11:0011", HashError::NotHex("salt")),
         (
             "99999999999999999999999:00:00",
-            RecordError::TooManyIterations,
+            HashError::TooManyIterations,
         ),
     ];
     for (record, expected) in cases {

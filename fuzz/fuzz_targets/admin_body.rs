@@ -9,8 +9,8 @@ use http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
 use tower::ServiceExt;
 use tower_apikey::admin::AdminApi;
+use tower_apikey::hash::HashParams;
 use tower_apikey::permission::API_KEY_ADMIN;
-use tower_apikey::record::HashParams;
 use tower_apikey::{ApiKeyLayer, KeyManager, MemoryStore, NewKey, Validator};
 
 struct Fixture {

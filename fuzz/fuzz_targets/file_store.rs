@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
-use tower_apikey::record::HashParams;
 use tower_apikey::{FileStore, KeyRecord, KeyStore, StoreError};
 
 struct Fixture {

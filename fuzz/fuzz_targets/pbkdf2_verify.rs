@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_apikey::record::{Pbkdf2Hash, Prf};
+use tower_apikey::hash::{Pbkdf2Hash, Prf};
 
 /// Above this the reference derivation makes the run too slow to find anything.
 const MAX_FUZZ_ITERATIONS: u32 = 4_096;
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     // The key itself, hashed with the record's parameters, verifies.
-    if let Ok(params) = tower_apikey::record::HashParams::default()
+    if let Ok(params) = tower_apikey::hash::HashParams::default()
         .iterations(record.iterations())
         .and_then(|p| p.salt_len(record.salt().len()))
         .and_then(|p| p.hash_len(record.hash().len()))

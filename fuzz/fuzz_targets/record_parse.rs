@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tower_apikey::record::Pbkdf2Hash;
+use tower_apikey::hash::Pbkdf2Hash;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
             "display round-trips"
         );
         assert!(
-            record.iterations() >= 1 && record.iterations() <= tower_apikey::record::MAX_ITERATIONS
+            record.iterations() >= 1 && record.iterations() <= tower_apikey::hash::MAX_ITERATIONS
         );
     }
 });

@@ -11,9 +11,9 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
 use tower_apikey::layer::{KeyExtractor, KeySource};
-use tower_apikey::record::HashParams;
 use tower_apikey::{ApiKeyLayer, Identity, KeyRecord, KeyStatus, KeyStore, MemoryStore, Validator};
 
 struct Fixture {

@@ -70,7 +70,7 @@ use crate::key::KeyId;
 use crate::layer::{ApiKeyLayer, JsonRejection, RejectionResponse};
 use crate::lifecycle::{KeyManager, LifecycleError, NewKey};
 use crate::permission::{RequirePermissionLayer, API_KEY_ADMIN};
-use crate::store::{KeyStore, StoreError};
+use crate::store::StoreError;
 use crate::Identity;
 
 pub use model::{CreateKey, IssuedKey, KeyPage, KeyView, ListQuery, PatchKey};
@@ -81,20 +81,19 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Builds the admin router. See the [module docs](self).
 #[derive(Debug, Clone)]
-pub struct AdminApi<S, R = JsonRejection> {
-    manager: KeyManager<S>,
+pub struct AdminApi<R = JsonRejection> {
+    manager: KeyManager,
     auth: ApiKeyLayer<R>,
     permission: Arc<str>,
 }
 
-impl<S, R> AdminApi<S, R>
+impl<R> AdminApi<R>
 where
-    S: KeyStore + Clone,
     R: RejectionResponse<axum::body::Body>,
 {
     /// An admin API over `manager`, authenticating callers with `auth` (its validator should
     /// watch the same store, so a change made here reaches it at once).
-    pub fn new(manager: KeyManager<S>, auth: ApiKeyLayer<R>) -> Self {
+    pub fn new(manager: KeyManager, auth: ApiKeyLayer<R>) -> Self {
         Self {
             manager,
             auth,
@@ -114,15 +113,12 @@ where
         let state = Arc::new(self.manager);
         Router::new()
             .route("/openapi.json", get(openapi))
-            .route("/keys", get(list::<S>).post(create::<S>))
-            .route(
-                "/keys/{id}",
-                get(show::<S>).patch(patch::<S>).delete(delete::<S>),
-            )
-            .route("/keys/{id}/regenerate", post(regenerate::<S>))
+            .route("/keys", get(list).post(create))
+            .route("/keys/{id}", get(show).patch(patch).delete(delete))
+            .route("/keys/{id}/regenerate", post(regenerate))
             .route(
                 "/principals/{principal}/keys",
-                get(list_principal::<S>).post(create_principal::<S>),
+                get(list_principal).post(create_principal),
             )
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .fallback(not_found)
@@ -137,7 +133,7 @@ where
 /// characters, a 2,000-character description) is a tenth of it.
 const BODY_LIMIT: usize = 64 * 1024;
 
-type Manager<S> = State<Arc<KeyManager<S>>>;
+type Manager = State<Arc<KeyManager>>;
 
 /// Why an admin request failed; answered as `{"error": code, "message": text}`.
 #[derive(Debug, thiserror::Error)]
@@ -309,15 +305,15 @@ async fn method_not_allowed() -> AdminError {
     AdminError::MethodNotAllowed
 }
 
-async fn list<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn list(
+    State(keys): Manager,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<KeyPage>, AdminError> {
     page(&keys, query(q)?).await
 }
 
-async fn list_principal<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn list_principal(
+    State(keys): Manager,
     Path(principal): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<KeyPage>, AdminError> {
@@ -326,26 +322,20 @@ async fn list_principal<S: KeyStore + Clone>(
     page(&keys, q).await
 }
 
-async fn page<S: KeyStore + Clone>(
-    keys: &KeyManager<S>,
-    q: ListQuery,
-) -> Result<Json<KeyPage>, AdminError> {
+async fn page(keys: &KeyManager, q: ListQuery) -> Result<Json<KeyPage>, AdminError> {
     let limit = q.limit()?;
     // One more than the page, to know whether there is a next one.
     let records = keys.query(&q.to_query()?.limit(limit + 1)).await?;
     Ok(Json(KeyPage::of(records, limit, jiff::Timestamp::now())))
 }
 
-async fn show<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
-    Path(id): Path<String>,
-) -> Result<Json<KeyView>, AdminError> {
+async fn show(State(keys): Manager, Path(id): Path<String>) -> Result<Json<KeyView>, AdminError> {
     let record = keys.get(&key_id(&id)?).await?;
     Ok(Json(KeyView::new(&record, jiff::Timestamp::now())))
 }
 
-async fn create<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn create(
+    State(keys): Manager,
     who: Identity,
     uri: OriginalUri,
     local: Uri,
@@ -358,8 +348,8 @@ async fn create<S: KeyStore + Clone>(
     issue(&keys, &who, &uri, &local, principal, body).await
 }
 
-async fn create_principal<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn create_principal(
+    State(keys): Manager,
     who: Identity,
     uri: OriginalUri,
     local: Uri,
@@ -374,8 +364,8 @@ async fn create_principal<S: KeyStore + Clone>(
     issue(&keys, &who, &uri, &local, principal, body).await
 }
 
-async fn issue<S: KeyStore + Clone>(
-    keys: &KeyManager<S>,
+async fn issue(
+    keys: &KeyManager,
     who: &Identity,
     OriginalUri(original): &OriginalUri,
     local: &Uri,
@@ -397,8 +387,8 @@ async fn issue<S: KeyStore + Clone>(
     Ok(response)
 }
 
-async fn patch<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn patch(
+    State(keys): Manager,
     who: Identity,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<PatchKey>,
@@ -416,8 +406,8 @@ struct DeleteQuery {
     force: bool,
 }
 
-async fn delete<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn delete(
+    State(keys): Manager,
     who: Identity,
     Path(id): Path<String>,
     q: Result<Query<DeleteQuery>, QueryRejection>,
@@ -429,8 +419,8 @@ async fn delete<S: KeyStore + Clone>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn regenerate<S: KeyStore + Clone>(
-    State(keys): Manager<S>,
+async fn regenerate(
+    State(keys): Manager,
     who: Identity,
     Path(id): Path<String>,
 ) -> Result<Json<IssuedKey>, AdminError> {

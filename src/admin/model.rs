@@ -4,9 +4,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::AdminError;
+use crate::expiry::Expiry;
 use crate::key::{KeyId, PlaintextKey};
 use crate::lifecycle::{KeyPatch, NewKey};
-use crate::store::{Expiry, KeyQuery, KeyRecord, KeyStatus};
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::KeyQuery;
 
 /// Longest name, in characters.
 const MAX_NAME: usize = 200;

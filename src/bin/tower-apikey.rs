@@ -11,12 +11,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use jiff::Timestamp;
 use serde::Serialize;
+use tower_apikey::expiry::Expiry;
+use tower_apikey::hash::{HashParams, Pbkdf2Hash, Prf};
 use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
-use tower_apikey::record::{HashParams, Pbkdf2Hash, Prf};
-use tower_apikey::store::{Expiry, KeyQuery};
 use tower_apikey::{
-    FileStore, KeyManager, KeyRecord, KeyStatus, KeyStore, LifecycleError, NewKey, StoreError,
+    BoxKeyStore, FileStore, KeyManager, KeyRecord, KeyStatus, LifecycleError, NewKey,
 };
 use zeroize::Zeroizing;
 
@@ -451,9 +451,9 @@ fn run(command: Command) -> Result<(), Failure> {
             };
             let applied = with_store(&args, |store| async move {
                 match store {
-                    CliStore::File(_) => Ok(0),
+                    Opened::File(_) => Ok(0),
                     #[cfg(feature = "postgres")]
-                    CliStore::Pg(store) => store.migrate().await,
+                    Opened::Pg(store) => store.migrate().await,
                 }
             })?;
             eprintln!("applied {applied} migration(s); the schema is up to date");
@@ -557,7 +557,7 @@ fn with_manager<T, F, Fut>(
     f: F,
 ) -> Result<T, Failure>
 where
-    F: FnOnce(KeyManager<CliStore>) -> Fut,
+    F: FnOnce(KeyManager) -> Fut,
     Fut: std::future::Future<Output = Result<T, LifecycleError>>,
 {
     let mut keys_config = None;
@@ -573,7 +573,7 @@ where
     }
     let outcome = with_store(args, |store| async move {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let mut keys = KeyManager::new(store).actor(format!("cli:{user}"));
+        let mut keys = KeyManager::new(store.boxed()).actor(format!("cli:{user}"));
         if let Some((params, format, max)) = keys_config {
             keys = keys
                 .hash_params(params)
@@ -592,7 +592,7 @@ where
 /// and runs `f` on it.
 fn with_store<T, F, Fut>(args: &StoreArgs, f: F) -> Result<T, Failure>
 where
-    F: FnOnce(CliStore) -> Fut,
+    F: FnOnce(Opened) -> Fut,
     Fut: std::future::Future<Output = Result<T, tower_apikey::StoreError>>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -603,7 +603,7 @@ where
     let database_url = args.database_url.as_ref().or(from_env.as_ref());
     runtime.block_on(async {
         let store = match (&args.store, database_url) {
-            (Some(path), _) => CliStore::File(
+            (Some(path), _) => Opened::File(
                 FileStore::builder(path)
                     .no_polling()
                     .open()
@@ -611,7 +611,7 @@ where
                     .map_err(Failure::usage)?,
             ),
             #[cfg(feature = "postgres")]
-            (None, Some(url)) => CliStore::Pg(
+            (None, Some(url)) => Opened::Pg(
                 tower_apikey::store::PgKeyStore::builder(url.as_str())
                     .follow_changes(false)
                     .connect()
@@ -634,72 +634,21 @@ where
     })
 }
 
-/// The stores the CLI works on.
-#[derive(Clone)]
-enum CliStore {
+/// The store the CLI opened: every command works on it as a [`BoxKeyStore`]; `migrate` needs
+/// the PostgreSQL store itself.
+enum Opened {
     File(FileStore),
     #[cfg(feature = "postgres")]
     Pg(tower_apikey::store::PgKeyStore),
 }
 
-/// Calls the same method on whichever store it is.
-macro_rules! each {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            CliStore::File($store) => $call,
+impl Opened {
+    fn boxed(self) -> BoxKeyStore {
+        match self {
+            Opened::File(store) => BoxKeyStore::new(store),
             #[cfg(feature = "postgres")]
-            CliStore::Pg($store) => $call,
+            Opened::Pg(store) => BoxKeyStore::new(store),
         }
-    };
-}
-
-impl KeyStore for CliStore {
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        each!(self, s => s.get(id).await)
-    }
-
-    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        each!(self, s => s.list(principal).await)
-    }
-
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        each!(self, s => s.insert(record).await)
-    }
-
-    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
-        each!(self, s => s.update(record).await)
-    }
-
-    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        each!(self, s => s.replace(current, new).await)
-    }
-
-    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        each!(self, s => s.query(query).await)
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        each!(self, s => s.delete(id).await)
-    }
-
-    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
-        each!(self, s => s.insert_limited(record, limit).await)
-    }
-
-    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
-        each!(self, s => s.insert_many(records).await)
-    }
-
-    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        each!(self, s => s.list_legacy().await)
-    }
-
-    async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
-        each!(self, s => s.record_last_used(used).await)
-    }
-
-    fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
-        each!(self, s => s.subscribe(listener))
     }
 }
 

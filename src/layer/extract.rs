@@ -59,7 +59,7 @@ pub enum ExtractError {
 #[derive(Debug, Clone)]
 pub struct KeyExtractor {
     sources: Arc<[KeySource]>,
-    prefix: Arc<str>,
+    format: KeyFormat,
 }
 
 impl Default for KeyExtractor {
@@ -77,7 +77,7 @@ impl KeyExtractor {
     pub fn new(sources: impl IntoIterator<Item = KeySource>, format: &KeyFormat) -> Self {
         Self {
             sources: sources.into_iter().collect(),
-            prefix: format.prefix().into(),
+            format: format.clone(),
         }
     }
 
@@ -156,16 +156,12 @@ impl KeyExtractor {
             return Some(Err(ExtractError::Unreadable));
         };
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
-        let prefix = self.prefix.as_bytes();
-        let whole = password.len() > prefix.len()
-            && password.starts_with(prefix)
-            && password[prefix.len()] == b'_';
-        Some(if whole {
+        Some(if self.format.claims(password) {
             presented(password)
         } else if user.is_empty() || password.is_empty() {
             Err(ExtractError::Unreadable)
         } else {
-            PresentedKey::concat(&[prefix, b"_", user, b"_", password])
+            PresentedKey::concat(&[self.format.prefix().as_bytes(), b"_", user, b"_", password])
                 .map_err(|_| ExtractError::Unreadable)
         })
     }

@@ -18,7 +18,7 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_apikey::{ApiKeyLayer, Identity, KeyRecord, KeyStore, MemoryStore, Validator};
 //! use tower_apikey::key::KeyFormat;
-//! use tower_apikey::record::HashParams;
+//! use tower_apikey::hash::HashParams;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryStore::new();

@@ -1,6 +1,5 @@
 //! The JSON-file key store, shared with the CLI and other processes.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -11,11 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use jiff::Timestamp;
 
-use super::{
-    differs_beyond_last_use, insert_limited_into, insert_many_into, query_in, record_last_used_in,
-    replace_in, ChangeFeed, ChangeListener, KeyQuery, KeyRecord, KeyStore, StoreChange, StoreError,
-};
+use super::map::RecordMap;
+use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
 use crate::key::KeyId;
+use crate::record::KeyRecord;
 
 /// The format version written to the file.
 const FORMAT_VERSION: u32 = 1;
@@ -43,7 +41,7 @@ const FORMAT_VERSION: u32 = 1;
 /// ```
 /// use tower_apikey::{FileStore, KeyRecord, KeyStore};
 /// use tower_apikey::key::KeyFormat;
-/// use tower_apikey::record::HashParams;
+/// use tower_apikey::hash::HashParams;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let dir = tempfile::tempdir()?;
@@ -72,7 +70,7 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    records: BTreeMap<KeyId, KeyRecord>,
+    records: RecordMap,
     /// This process's own writes installed so far. A reload that began before one of them
     /// may have read an older file: it is dropped. Kept here, never read from the file,
     /// whose `revision` any other writer (or a restored backup) sets as it likes.
@@ -122,7 +120,7 @@ struct Contents {
 
 /// A snapshot of the file as read or written.
 struct Snapshot {
-    records: BTreeMap<KeyId, KeyRecord>,
+    records: RecordMap,
     /// The file's own counter: written one higher on each write, never used for ordering.
     revision: u64,
     fingerprint: Option<Fingerprint>,
@@ -218,7 +216,7 @@ impl FileStore {
     /// the result, then publishes what changed.
     async fn modify<T, F>(&self, change: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut RecordMap) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
@@ -269,7 +267,7 @@ impl Inner {
 }
 
 fn replace_state(state: &mut State, snapshot: Snapshot) -> Vec<KeyId> {
-    let changed = diff(&state.records, &snapshot.records);
+    let changed = state.records.changed_ids(&snapshot.records);
     if state.unreadable.take().is_some() {
         tracing::info!("key store file readable again; loaded");
     }
@@ -277,16 +275,6 @@ fn replace_state(state: &mut State, snapshot: Snapshot) -> Vec<KeyId> {
     state.fingerprint = snapshot.fingerprint;
     state.settled = snapshot.settled;
     changed
-}
-
-/// Ids whose record differs between `old` and `new`.
-fn diff(old: &BTreeMap<KeyId, KeyRecord>, new: &BTreeMap<KeyId, KeyRecord>) -> Vec<KeyId> {
-    let gone = old.keys().filter(|id| !new.contains_key(*id));
-    let added_or_changed = new
-        .iter()
-        .filter(|(id, r)| old.get(*id).is_none_or(|o| differs_beyond_last_use(o, r)))
-        .map(|(id, _)| id);
-    gone.chain(added_or_changed).cloned().collect()
 }
 
 async fn watch(inner: Weak<Inner>, interval: Duration) {
@@ -394,7 +382,7 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Snapshot {
-                records: BTreeMap::new(),
+                records: RecordMap::default(),
                 revision: 0,
                 fingerprint: None,
                 settled: true,
@@ -417,10 +405,10 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
         );
         return Err(corrupt(serde::de::Error::custom(msg)));
     }
-    let mut records = BTreeMap::new();
+    let mut records = RecordMap::default();
     for record in contents.keys {
         let id = record.id.clone();
-        if records.insert(id.clone(), record).is_some() {
+        if records.load(record).is_some() {
             return Err(corrupt(serde::de::Error::custom(format!(
                 "duplicate key id {id}"
             ))));
@@ -439,7 +427,7 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
 fn write_locked<T, I>(
     path: &Path,
     lock_path: &Path,
-    change: impl FnOnce(&mut BTreeMap<KeyId, KeyRecord>) -> Result<T, StoreError>,
+    change: impl FnOnce(&mut RecordMap) -> Result<T, StoreError>,
     install: impl FnOnce(Snapshot) -> I,
 ) -> Result<(T, I), StoreError> {
     let lock = OpenOptions::new()
@@ -457,7 +445,7 @@ fn write_locked<T, I>(
     let contents = Contents {
         version: FORMAT_VERSION,
         revision: snapshot.revision,
-        keys: snapshot.records.values().cloned().collect(),
+        keys: snapshot.records.records().cloned().collect(),
     };
     let tmp = sibling(path, &format!(".tmp.{}", std::process::id()));
     let written = write_file(&tmp, &contents).and_then(|()| fs::rename(&tmp, path));
@@ -526,80 +514,49 @@ impl KeyStore for FileStore {
     }
 
     async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self
-            .read()
-            .records
-            .values()
-            .filter(|r| principal.is_none_or(|p| r.principal == p))
-            .cloned()
-            .collect())
+        Ok(self.read().records.list(principal))
     }
 
     async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(query_in(&self.read().records, query))
+        Ok(self.read().records.query(query))
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.modify(move |records| {
-            if records.contains_key(&record.id) {
-                return Err(StoreError::AlreadyExists(record.id));
-            }
-            records.insert(record.id.clone(), record);
-            Ok(())
-        })
-        .await
-    }
-
-    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.modify(move |records| match records.get_mut(&record.id) {
-            Some(slot) => {
-                *slot = record;
-                Ok(())
-            }
-            None => Err(StoreError::NotFound(record.id)),
-        })
-        .await
+        self.modify(move |records| records.insert(record)).await
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
         let current = current.clone();
-        self.modify(move |records| replace_in(records, &current, new))
+        self.modify(move |records| records.replace(&current, new))
             .await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         let id = id.clone();
-        self.modify(move |records| Ok(records.remove(&id).is_some()))
-            .await
+        self.modify(move |records| Ok(records.delete(&id))).await
     }
 
     async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
-        self.modify(move |records| insert_limited_into(records, record, limit))
+        self.modify(move |records| records.insert_limited(record, limit))
             .await
     }
 
     async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self
-            .read()
-            .records
-            .values()
-            .filter(|r| r.legacy)
-            .cloned()
-            .collect())
+        Ok(self.read().records.list_legacy())
     }
 
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
         // One write for the whole batch; the reload diff ignores last use, so no process
         // drops a cached key for it.
         self.modify(move |records| {
-            record_last_used_in(records, used);
+            records.record_last_used(used);
             Ok(())
         })
         .await
     }
 
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
-        self.modify(move |map| insert_many_into(map, records).map(drop))
+        self.modify(move |map| map.insert_many(records).map(drop))
             .await
     }
 

@@ -1,15 +1,13 @@
 //! The in-process key store.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use jiff::Timestamp;
 
-use super::{
-    insert_limited_into, insert_many_into, query_in, record_last_used_in, replace_in, ChangeFeed,
-    ChangeListener, KeyQuery, KeyRecord, KeyStore, StoreChange, StoreError,
-};
+use super::map::RecordMap;
+use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
 use crate::key::KeyId;
+use crate::record::KeyRecord;
 
 /// A [`KeyStore`] in memory: for tests, and for applications that load keys themselves.
 ///
@@ -21,7 +19,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    records: RwLock<BTreeMap<KeyId, KeyRecord>>,
+    records: RwLock<RecordMap>,
     feed: ChangeFeed,
 }
 
@@ -34,20 +32,18 @@ impl MemoryStore {
     /// A store holding `records` (a later duplicate id replaces an earlier one).
     pub fn with_records(records: impl IntoIterator<Item = KeyRecord>) -> Self {
         let store = Self::new();
-        store
-            .write()
-            .extend(records.into_iter().map(|r| (r.id.clone(), r)));
+        store.write().extend(records);
         store
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<KeyId, KeyRecord>> {
+    fn read(&self) -> RwLockReadGuard<'_, RecordMap> {
         self.inner
             .records
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<KeyId, KeyRecord>> {
+    fn write(&self) -> RwLockWriteGuard<'_, RecordMap> {
         self.inner
             .records
             .write()
@@ -65,52 +61,28 @@ impl KeyStore for MemoryStore {
     }
 
     async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self
-            .read()
-            .values()
-            .filter(|r| principal.is_none_or(|p| r.principal == p))
-            .cloned()
-            .collect())
+        Ok(self.read().list(principal))
     }
 
     async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(query_in(&self.read(), query))
+        Ok(self.read().query(query))
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
         let id = record.id.clone();
-        {
-            let mut records = self.write();
-            if records.contains_key(&id) {
-                return Err(StoreError::AlreadyExists(id));
-            }
-            records.insert(id.clone(), record);
-        }
-        self.changed(id);
-        Ok(())
-    }
-
-    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let id = record.id.clone();
-        {
-            let mut records = self.write();
-            match records.get_mut(&id) {
-                Some(slot) => *slot = record,
-                None => return Err(StoreError::NotFound(id)),
-            }
-        }
+        self.write().insert(record)?;
         self.changed(id);
         Ok(())
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        replace_in(&mut self.write(), current, new)?;
+        self.write().replace(current, new)?;
         self.changed(current.id.clone());
         Ok(())
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let existed = self.write().remove(id).is_some();
+        let existed = self.write().delete(id);
         if existed {
             self.changed(id.clone());
         }
@@ -119,22 +91,22 @@ impl KeyStore for MemoryStore {
 
     async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
         let id = record.id.clone();
-        insert_limited_into(&mut self.write(), record, limit)?;
+        self.write().insert_limited(record, limit)?;
         self.changed(id);
         Ok(())
     }
 
     async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self.read().values().filter(|r| r.legacy).cloned().collect())
+        Ok(self.read().list_legacy())
     }
 
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
-        record_last_used_in(&mut self.write(), used);
+        self.write().record_last_used(used);
         Ok(())
     }
 
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
-        let ids = insert_many_into(&mut self.write(), records)?;
+        let ids = self.write().insert_many(records)?;
         for id in ids {
             self.changed(id);
         }

@@ -12,12 +12,12 @@ use super::last_use::LastUse;
 use super::legacy::Legacy;
 use super::{Inner, Validator};
 use crate::key::KeyFormat;
-use crate::store::{ChangeListener, ErasedStore};
+use crate::store::{BoxKeyStore, ChangeListener, KeyStore};
 use crate::streak::Streak;
 
 /// Configuration for a [`Validator`].
 pub struct ValidatorBuilder {
-    store: Arc<dyn ErasedStore>,
+    store: BoxKeyStore,
     format: KeyFormat,
     cache_ttl: Duration,
     negative_ttl: Duration,
@@ -167,7 +167,7 @@ impl ValidatorBuilder {
     }
 
     /// The defaults, over `store`.
-    pub(super) fn new(store: Arc<dyn ErasedStore>) -> Self {
+    pub(super) fn new(store: BoxKeyStore) -> Self {
         Self {
             store,
             format: KeyFormat::default(),

@@ -14,7 +14,8 @@ use super::counters::Counters;
 use super::RejectReason;
 use crate::identity::Identity;
 use crate::key::KeyId;
-use crate::store::{KeyRecord, KeyStatus, StoreChange};
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::StoreChange;
 
 /// Held inline in moka's entry: one allocation and one pointer chase fewer than an `Arc`
 /// (the identity already is one), and a get copies 40 bytes.

@@ -11,9 +11,10 @@ use tracing::Instrument;
 
 use super::cache::{refusal_of, Fill, ValidEntry};
 use super::{Inner, RejectReason, ValidationError};
+use crate::hash::{Pbkdf2Hash, Prf};
 use crate::identity::Identity;
 use crate::key::{KeyId, ParsedKey, PresentedKey};
-use crate::record::{Pbkdf2Hash, Prf};
+use crate::store::KeyStore;
 
 /// One cell per (id, key digest) being derived, so concurrent callers share the work.
 pub(super) type Inflight = Mutex<HashMap<InflightKey, Arc<OnceCell<bool>>>>;

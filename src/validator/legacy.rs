@@ -19,7 +19,8 @@ use super::cache::{check_expiry, digests_equal, refusal_of, Fill, ValidEntry};
 use super::{Inner, RejectReason, ValidationError};
 use crate::identity::Identity;
 use crate::key::{KeyId, PresentedKey};
-use crate::store::{KeyRecord, StoreChange, StoreError};
+use crate::record::KeyRecord;
+use crate::store::{KeyStore, StoreChange, StoreError};
 
 /// The legacy side of a validator's state.
 pub(super) struct Legacy {
@@ -162,10 +163,7 @@ impl Inner {
     /// Whether `key` may be a legacy opaque key: legacy keys are on, and it does not claim
     /// this format by its prefix.
     pub(super) fn is_legacy_candidate(&self, key: &PresentedKey) -> bool {
-        let prefix = self.format.prefix().as_bytes();
-        let key = key.expose();
-        self.legacy.enabled
-            && !(key.len() > prefix.len() && key.starts_with(prefix) && key[prefix.len()] == b'_')
+        self.legacy.enabled && !self.format.claims(key.expose())
     }
 
     /// The hot path for a key not in this format: a legacy key seen before, or a refusal.
@@ -210,7 +208,7 @@ impl Inner {
         };
         let epoch = self.cache.epoch();
         let index = self.legacy_index().await?;
-        let lookup = crate::lifecycle::lookup_digest(key.expose());
+        let lookup = crate::key::lookup_digest(key.expose());
         if let Some(record) = index.by_digest.get(&lookup) {
             let record = record.clone();
             if let Some(reason) = refusal_of(&record, Timestamp::now()) {

@@ -23,7 +23,7 @@
 //! ```
 //! use tower_apikey::{KeyRecord, KeyStore, MemoryStore, Validator};
 //! use tower_apikey::key::{KeyFormat, PresentedKey};
-//! use tower_apikey::record::HashParams;
+//! use tower_apikey::hash::HashParams;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryStore::new();
@@ -46,7 +46,7 @@ use tracing::Instrument;
 
 use crate::identity::Identity;
 use crate::key::{KeyFormat, PresentedKey};
-use crate::store::{ChangeListener, ErasedStore, KeyStore, StoreChange, StoreError};
+use crate::store::{BoxKeyStore, ChangeListener, KeyStore, StoreChange, StoreError};
 use crate::streak::Streak;
 
 mod admission;
@@ -94,7 +94,7 @@ impl fmt::Debug for Validator {
 /// A validator's state, one field per concern; each file of this module adds the methods of
 /// its own concern.
 struct Inner {
-    store: Arc<dyn ErasedStore>,
+    store: BoxKeyStore,
     format: KeyFormat,
     /// Valid keys and refused ids (`cache.rs`).
     cache: Cache,
@@ -123,7 +123,7 @@ impl ChangeListener for Inner {
 impl Validator {
     /// Starts configuring a validator over `store`.
     pub fn builder<S: KeyStore>(store: S) -> ValidatorBuilder {
-        ValidatorBuilder::new(Arc::new(store))
+        ValidatorBuilder::new(BoxKeyStore::new(store))
     }
 
     /// The key format keys are parsed with.
@@ -197,7 +197,7 @@ impl Validator {
     /// The store's failure.
     pub async fn flush_last_used(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        inner.last_use.flush(&inner.cache, &*inner.store).await
+        inner.last_use.flush(&inner.cache, &inner.store).await
     }
 
     /// Drops every cached entry.

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use jiff::Timestamp;
 use std::sync::{Arc, Weak};
 
+use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, KeyId, PlaintextKey};
-use tower_apikey::record::HashParams;
 use tower_apikey::store::ChangeListener;
 use tower_apikey::{KeyRecord, KeyStore, MemoryStore, StoreError};
 
@@ -48,7 +48,7 @@ pub fn maximo_rows(keys: &[String], iterations: u32) -> Vec<tower_apikey::lifecy
         .enumerate()
         .map(|(i, key)| tower_apikey::lifecycle::MaximoKey {
             userid: format!("USER{i}"),
-            apikey: tower_apikey::record::Pbkdf2Hash::create(key.as_bytes(), &params)
+            apikey: tower_apikey::hash::Pbkdf2Hash::create(key.as_bytes(), &params)
                 .unwrap()
                 .to_string(),
             expiration: -1,
@@ -112,9 +112,14 @@ impl KeyStore for FlakyStore {
         self.inner.insert(record).await
     }
 
-    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
+    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
         self.check().await?;
-        self.inner.update(record).await
+        self.inner.insert_limited(record, limit).await
+    }
+
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        self.check().await?;
+        self.inner.insert_many(records).await
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
@@ -173,7 +178,8 @@ pub fn run_cli(args: &[&str], stdin: &[u8]) -> std::process::Output {
 pub mod pg {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use tower_apikey::store::{PgKeyStore, TempCluster};
+    use tower_apikey::store::PgKeyStore;
+    use tower_apikey::test_util::TempCluster;
 
     /// A fresh, empty database, and the throwaway cluster it lives in (none when it is on
     /// DATABASE_URL's server).

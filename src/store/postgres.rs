@@ -1,9 +1,5 @@
 //! The PostgreSQL key store, shared by a fleet of servers (feature `postgres`).
 
-mod cluster;
-
-pub use cluster::TempCluster;
-
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,12 +8,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, 
 use jiff::Timestamp;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
-use super::{
-    differs_beyond_last_use, keep_last_use, ChangeFeed, ChangeListener, KeyQuery, KeyRecord,
-    KeyStatus, KeyStore, StoreChange, StoreError,
-};
+use super::map::{differs_beyond_last_use, keep_last_use};
+use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
+use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
-use crate::record::{Pbkdf2Hash, Prf};
+use crate::record::{KeyRecord, KeyStatus};
 use crate::streak::Streak;
 
 /// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
@@ -441,7 +436,7 @@ fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
     let hash: Pbkdf2Hash = row
         .get::<_, String>("hash")
         .parse()
-        .map_err(|e: crate::record::RecordError| invalid(e.to_string()))?;
+        .map_err(|e: crate::hash::HashError| invalid(e.to_string()))?;
     let prf: Prf = row
         .get::<_, String>("prf")
         .parse()
@@ -533,15 +528,6 @@ impl KeyStore for PgKeyStore {
         let tx = begin(&mut client).await?;
         if !insert_in(&tx, &record).await? {
             return Err(StoreError::AlreadyExists(record.id));
-        }
-        self.commit(tx, vec![record.id]).await
-    }
-
-    async fn update(&self, record: KeyRecord) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = begin(&mut client).await?;
-        if !update_in(&tx, &record).await? {
-            return Err(StoreError::NotFound(record.id));
         }
         self.commit(tx, vec![record.id]).await
     }

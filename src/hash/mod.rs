@@ -1,4 +1,4 @@
-//! PBKDF2 records in the `iterations:salt_hex:hash_hex` form: parse, display, verify, create.
+//! PBKDF2 hashes in the `iterations:salt_hex:hash_hex` form ([`Pbkdf2Hash`]): parse, display, verify, create.
 //!
 //! This is the form IBM Maximo and the CrackStation reference code store API keys in, e.g.
 //! `1000:<24-byte salt>:<24-byte hash>` made with HMAC-SHA1. The record does not name its
@@ -8,14 +8,14 @@
 //!
 //! # Example
 //! ```
-//! use tower_apikey::record::{Pbkdf2Hash, Prf};
+//! use tower_apikey::hash::{Pbkdf2Hash, Prf};
 //!
 //! // Made by Python's hashlib.pbkdf2_hmac("sha1", ...), not by this crate.
 //! let record: Pbkdf2Hash = "1000:9324cb602a857ff0e7d0713c62a9b90285bce134cfb3a1ae:\
 //!     18532e80f50f225378776e882e88bcf4b1abca52815e0f02".parse()?;
 //! assert!(record.verify(Prf::Sha1, b"DOIfRzrWSZ6zt9N2axzd41m2"));
 //! assert!(!record.verify(Prf::Sha1, b"DOIfRzrWSZ6zt9N2axzd41m3"));
-//! # Ok::<(), tower_apikey::record::RecordError>(())
+//! # Ok::<(), tower_apikey::hash::HashError>(())
 //! ```
 
 use std::fmt;
@@ -82,14 +82,14 @@ impl fmt::Display for Prf {
 }
 
 impl FromStr for Prf {
-    type Err = RecordError;
+    type Err = HashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "sha1" | "sha-1" => Ok(Prf::Sha1),
             "sha256" | "sha-256" => Ok(Prf::Sha256),
             "sha512" | "sha-512" => Ok(Prf::Sha512),
-            _ => Err(RecordError::UnknownPrf),
+            _ => Err(HashError::UnknownPrf),
         }
     }
 }
@@ -99,7 +99,7 @@ impl FromStr for Prf {
 /// Messages name the problem and never echo the record, which may be sensitive.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum RecordError {
+pub enum HashError {
     /// The record is empty.
     #[error("record is empty")]
     Empty,
@@ -160,19 +160,19 @@ impl Pbkdf2Hash {
     /// Builds a record from its parts, checking the same limits as parsing.
     ///
     /// # Errors
-    /// [`RecordError`] when a part is out of bounds.
-    pub fn from_parts(iterations: u32, salt: &[u8], hash: &[u8]) -> Result<Self, RecordError> {
+    /// [`HashError`] when a part is out of bounds.
+    pub fn from_parts(iterations: u32, salt: &[u8], hash: &[u8]) -> Result<Self, HashError> {
         if iterations == 0 {
-            return Err(RecordError::ZeroIterations);
+            return Err(HashError::ZeroIterations);
         }
         if iterations > MAX_ITERATIONS {
-            return Err(RecordError::TooManyIterations);
+            return Err(HashError::TooManyIterations);
         }
         if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&salt.len()) {
-            return Err(RecordError::SaltLength(salt.len()));
+            return Err(HashError::SaltLength(salt.len()));
         }
         if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&hash.len()) {
-            return Err(RecordError::HashLength(hash.len()));
+            return Err(HashError::HashLength(hash.len()));
         }
         Ok(Self {
             iterations,
@@ -253,24 +253,24 @@ impl fmt::Display for Hex<'_> {
 }
 
 impl FromStr for Pbkdf2Hash {
-    type Err = RecordError;
+    type Err = HashError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() {
-            return Err(RecordError::Empty);
+            return Err(HashError::Empty);
         }
         let fields: Vec<&str> = s.split(':').collect();
         let [iterations, salt, hash] = fields[..] else {
-            return Err(RecordError::FieldCount(fields.len()));
+            return Err(HashError::FieldCount(fields.len()));
         };
         // `u32::from_str` accepts a leading `+`; the format does not.
         if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(RecordError::IterationsNotDecimal);
+            return Err(HashError::IterationsNotDecimal);
         }
         let iterations = match iterations.parse::<u32>() {
             Ok(n) => n,
             // All digits, so the only failure left is overflow.
-            Err(_) => return Err(RecordError::TooManyIterations),
+            Err(_) => return Err(HashError::TooManyIterations),
         };
         let salt = decode_hex(salt, "salt")?;
         let hash = decode_hex(hash, "hash")?;
@@ -291,16 +291,16 @@ impl<'de> Deserialize<'de> for Pbkdf2Hash {
     }
 }
 
-fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, RecordError> {
+fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, HashError> {
     if field.is_empty() {
-        return Err(RecordError::EmptyField(name));
+        return Err(HashError::EmptyField(name));
     }
     let digits = field.as_bytes();
     if !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(RecordError::NotHex(name));
+        return Err(HashError::NotHex(name));
     }
     if !digits.len().is_multiple_of(2) {
-        return Err(RecordError::OddLength(name));
+        return Err(HashError::OddLength(name));
     }
     let nibble = |d: u8| match d {
         b'0'..=b'9' => d - b'0',
@@ -345,13 +345,13 @@ impl HashParams {
     /// The iteration count.
     ///
     /// # Errors
-    /// [`RecordError::ZeroIterations`] or [`RecordError::TooManyIterations`].
-    pub fn iterations(mut self, iterations: u32) -> Result<Self, RecordError> {
+    /// [`HashError::ZeroIterations`] or [`HashError::TooManyIterations`].
+    pub fn iterations(mut self, iterations: u32) -> Result<Self, HashError> {
         if iterations == 0 {
-            return Err(RecordError::ZeroIterations);
+            return Err(HashError::ZeroIterations);
         }
         if iterations > MAX_ITERATIONS {
-            return Err(RecordError::TooManyIterations);
+            return Err(HashError::TooManyIterations);
         }
         self.iterations = iterations;
         Ok(self)
@@ -360,10 +360,10 @@ impl HashParams {
     /// The salt length in bytes.
     ///
     /// # Errors
-    /// [`RecordError::SaltLength`] outside [`MIN_SALT_LEN`]..=[`MAX_SALT_LEN`].
-    pub fn salt_len(mut self, len: usize) -> Result<Self, RecordError> {
+    /// [`HashError::SaltLength`] outside [`MIN_SALT_LEN`]..=[`MAX_SALT_LEN`].
+    pub fn salt_len(mut self, len: usize) -> Result<Self, HashError> {
         if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&len) {
-            return Err(RecordError::SaltLength(len));
+            return Err(HashError::SaltLength(len));
         }
         self.salt_len = len;
         Ok(self)
@@ -372,10 +372,10 @@ impl HashParams {
     /// The stored hash length in bytes.
     ///
     /// # Errors
-    /// [`RecordError::HashLength`] outside [`MIN_HASH_LEN`]..=[`MAX_HASH_LEN`].
-    pub fn hash_len(mut self, len: usize) -> Result<Self, RecordError> {
+    /// [`HashError::HashLength`] outside [`MIN_HASH_LEN`]..=[`MAX_HASH_LEN`].
+    pub fn hash_len(mut self, len: usize) -> Result<Self, HashError> {
         if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&len) {
-            return Err(RecordError::HashLength(len));
+            return Err(HashError::HashLength(len));
         }
         self.hash_len = len;
         Ok(self)
@@ -446,19 +446,19 @@ mod tests {
         let over = format!("{}:{s}:{s}", MAX_ITERATIONS + 1);
         assert_eq!(
             over.parse::<Pbkdf2Hash>(),
-            Err(RecordError::TooManyIterations)
+            Err(HashError::TooManyIterations)
         );
         let at = format!("{MAX_ITERATIONS}:{s}:{s}");
         assert!(at.parse::<Pbkdf2Hash>().is_ok());
         let short_salt = format!("1000:{}:{s}", "00".repeat(MIN_SALT_LEN - 1));
         assert_eq!(
             short_salt.parse::<Pbkdf2Hash>(),
-            Err(RecordError::SaltLength(MIN_SALT_LEN - 1))
+            Err(HashError::SaltLength(MIN_SALT_LEN - 1))
         );
         let short_hash = format!("1000:{s}:{}", "00".repeat(MIN_HASH_LEN - 1));
         assert_eq!(
             short_hash.parse::<Pbkdf2Hash>(),
-            Err(RecordError::HashLength(MIN_HASH_LEN - 1))
+            Err(HashError::HashLength(MIN_HASH_LEN - 1))
         );
         assert!(HashParams::default().iterations(0).is_err());
         assert!(HashParams::default().salt_len(MAX_SALT_LEN + 1).is_err());
@@ -469,7 +469,7 @@ mod tests {
         for prf in [Prf::Sha1, Prf::Sha256, Prf::Sha512] {
             assert_eq!(prf.as_str().parse::<Prf>().unwrap(), prf);
         }
-        assert_eq!("md5".parse::<Prf>(), Err(RecordError::UnknownPrf));
+        assert_eq!("md5".parse::<Prf>(), Err(HashError::UnknownPrf));
     }
 
     proptest! {

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 ///
 /// # Example
 /// ```no_run
-/// use tower_apikey::store::{PgKeyStore, TempCluster};
+/// use tower_apikey::store::PgKeyStore;
+/// use tower_apikey::test_util::TempCluster;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let cluster = TempCluster::start()?;

@@ -1,0 +1,176 @@
+//! The key record: who a key belongs to, what it may do, whether it may be used, and the
+//! PBKDF2 hash of its secret. What every store keeps and every part of the crate reads.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{HashParams, Pbkdf2Hash, Prf};
+use crate::key::{KeyFormat, KeyId, PlaintextKey, RngError};
+
+/// Whether a key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// The key is accepted (until it expires).
+    #[default]
+    Active,
+    /// Switched off for now; can be activated again.
+    Inactive,
+    /// Withdrawn for good.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// The lower-case name used in JSON and the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Inactive => "inactive",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+}
+
+/// A stored API key: who it belongs to, what it may do, and the PBKDF2 record of its secret.
+///
+/// `Debug` shows the record's parameters, never its salt or hash bytes, nor a legacy key's
+/// lookup digest (a fast hash of the key).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The record id, carried in clear in the key.
+    pub id: KeyId,
+    /// The user (or service account) the key belongs to.
+    pub principal: String,
+    /// PBKDF2 record of the whole key, `iterations:salt_hex:hash_hex`.
+    pub hash: Pbkdf2Hash,
+    /// The HMAC hash the record was made with (the record itself does not say).
+    #[serde(default)]
+    pub prf: Prf,
+    /// A short label chosen by the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A longer note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// What the key may do; checked by the application, handed over in the identity.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Active, inactive or revoked.
+    #[serde(default)]
+    pub status: KeyStatus,
+    /// When the key stops working; `None` is never.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// When the record was made.
+    pub created_at: Timestamp,
+    /// Who made it (an operator, a service), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    /// When it last changed, if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+    /// Who last changed it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// Deleted only when forced (BMC Helix's `non_deletable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// When the key was last accepted, to within the validator's flush interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Timestamp>,
+    /// A legacy opaque key (a Maximo import): the key carries no id, so it is found by its
+    /// lookup digest, or by a scan until the digest is known.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
+    /// For a legacy key: SHA-256 of the key, hex, once the key has been seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_digest: Option<String>,
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .field("hash", &self.hash)
+            .field("prf", &self.prf)
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("permissions", &self.permissions)
+            .field("status", &self.status)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("created_by", &self.created_by)
+            .field("updated_at", &self.updated_at)
+            .field("updated_by", &self.updated_by)
+            .field("protected", &self.protected)
+            .field("last_used_at", &self.last_used_at)
+            .field("legacy", &self.legacy)
+            .field(
+                "lookup_digest",
+                &self.lookup_digest.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl KeyRecord {
+    /// A new active record for `principal`, with a fresh id and secret.
+    ///
+    /// Returns the record to store and the plaintext key to hand over once. Runs one PBKDF2
+    /// derivation: in a server, call it from `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`RngError`] when the OS RNG fails.
+    pub fn generate(
+        principal: impl Into<String>,
+        format: &KeyFormat,
+        params: &HashParams,
+    ) -> Result<(Self, PlaintextKey), RngError> {
+        let (id, key) = format.generate()?;
+        let hash = Pbkdf2Hash::create(key.expose().as_bytes(), params)?;
+        Ok((Self::new(id, principal, hash, params.prf_kind()), key))
+    }
+
+    /// A new active record from parts, created now, with no name, permissions or expiry.
+    pub fn new(id: KeyId, principal: impl Into<String>, hash: Pbkdf2Hash, prf: Prf) -> Self {
+        Self {
+            id,
+            principal: principal.into(),
+            hash,
+            prf,
+            name: None,
+            description: None,
+            permissions: Vec::new(),
+            status: KeyStatus::Active,
+            expires_at: None,
+            created_at: record_time(),
+            created_by: None,
+            updated_at: None,
+            updated_by: None,
+            protected: false,
+            last_used_at: None,
+            legacy: false,
+            lookup_digest: None,
+        }
+    }
+
+    /// Whether the key has expired at `now`.
+    pub fn is_expired_at(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether the key counts toward its principal's limit at `now`: not revoked and not
+    /// expired (deactivated keys count, as in Maximo).
+    pub fn is_live_at(&self, now: Timestamp) -> bool {
+        self.status != KeyStatus::Revoked && !self.is_expired_at(now)
+    }
+}
+
+/// Now, to the microsecond: the precision records are kept at, so a record reads back from
+/// every backend (PostgreSQL keeps microseconds) exactly as it was written.
+pub(crate) fn record_time() -> Timestamp {
+    let now = Timestamp::now();
+    let nanos = now.subsec_nanosecond() % 1_000;
+    now - jiff::SignedDuration::from_nanos(i64::from(nanos))
+}

@@ -1,0 +1,184 @@
+//! The store contract on an id-ordered map: what the memory and file stores share, so each
+//! rule (the per-principal limit, compare-and-swap, paging, last use) is written once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use jiff::Timestamp;
+
+use super::{KeyQuery, StoreError};
+use crate::key::KeyId;
+use crate::record::KeyRecord;
+
+/// Records by id, with each [`KeyStore`](super::KeyStore) operation as a method. The caller
+/// holds the lock and publishes the changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RecordMap(BTreeMap<KeyId, KeyRecord>);
+
+impl RecordMap {
+    pub(crate) fn get(&self, id: &KeyId) -> Option<&KeyRecord> {
+        self.0.get(id)
+    }
+
+    pub(crate) fn records(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.0.values()
+    }
+
+    pub(crate) fn list(&self, principal: Option<&str>) -> Vec<KeyRecord> {
+        self.0
+            .values()
+            .filter(|r| principal.is_none_or(|p| r.principal == p))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn list_legacy(&self) -> Vec<KeyRecord> {
+        self.0.values().filter(|r| r.legacy).cloned().collect()
+    }
+
+    /// Walks from `after` and clones only the page.
+    pub(crate) fn query(&self, query: &KeyQuery) -> Vec<KeyRecord> {
+        let from = match &query.after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        self.0
+            .range::<KeyId, _>((from, Bound::Unbounded))
+            .map(|(_, r)| r)
+            .filter(|r| query.matches(r))
+            .take(query.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds `record`, or says the id is taken.
+    pub(crate) fn insert(&mut self, record: KeyRecord) -> Result<(), StoreError> {
+        if self.0.contains_key(&record.id) {
+            return Err(StoreError::AlreadyExists(record.id));
+        }
+        self.0.insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    /// Adds a record, a later duplicate id replacing an earlier one; what a load does.
+    pub(crate) fn load(&mut self, record: KeyRecord) -> Option<KeyRecord> {
+        self.0.insert(record.id.clone(), record)
+    }
+
+    pub(crate) fn insert_limited(
+        &mut self,
+        record: KeyRecord,
+        limit: usize,
+    ) -> Result<(), StoreError> {
+        if self.0.contains_key(&record.id) {
+            return Err(StoreError::AlreadyExists(record.id));
+        }
+        let now = Timestamp::now();
+        let live = self
+            .0
+            .values()
+            .filter(|r| r.principal == record.principal && r.is_live_at(now))
+            .count();
+        if live >= limit {
+            return Err(StoreError::LimitReached {
+                principal: record.principal,
+                limit,
+            });
+        }
+        self.insert(record)
+    }
+
+    pub(crate) fn replace(
+        &mut self,
+        current: &KeyRecord,
+        new: KeyRecord,
+    ) -> Result<(), StoreError> {
+        let Some(stored) = self.0.get_mut(&current.id) else {
+            return Err(StoreError::NotFound(current.id.clone()));
+        };
+        if differs_beyond_last_use(stored, current) {
+            return Err(StoreError::Conflict(current.id.clone()));
+        }
+        *stored = keep_last_use(stored, new);
+        Ok(())
+    }
+
+    pub(crate) fn delete(&mut self, id: &KeyId) -> bool {
+        self.0.remove(id).is_some()
+    }
+
+    pub(crate) fn record_last_used(&mut self, used: Vec<(KeyId, Timestamp)>) {
+        for (id, at) in used {
+            if let Some(record) = self.0.get_mut(&id) {
+                record.last_used_at = Some(record.last_used_at.map_or(at, |seen| seen.max(at)));
+            }
+        }
+    }
+
+    /// All or nothing. Returns the ids added.
+    pub(crate) fn insert_many(&mut self, new: Vec<KeyRecord>) -> Result<Vec<KeyId>, StoreError> {
+        let mut seen = BTreeSet::new();
+        for record in &new {
+            if self.0.contains_key(&record.id) || !seen.insert(&record.id) {
+                return Err(StoreError::AlreadyExists(record.id.clone()));
+            }
+        }
+        let ids = new.iter().map(|r| r.id.clone()).collect();
+        self.0.extend(new.into_iter().map(|r| (r.id.clone(), r)));
+        Ok(ids)
+    }
+
+    /// The ids whose records differ between `self` and `other`, last use aside.
+    pub(crate) fn changed_ids(&self, other: &RecordMap) -> Vec<KeyId> {
+        let mut changed: Vec<KeyId> = self
+            .0
+            .iter()
+            .filter(|(id, old)| {
+                other
+                    .0
+                    .get(*id)
+                    .is_none_or(|new| differs_beyond_last_use(old, new))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        changed.extend(
+            other
+                .0
+                .keys()
+                .filter(|id| !self.0.contains_key(*id))
+                .cloned(),
+        );
+        changed
+    }
+}
+
+impl FromIterator<KeyRecord> for RecordMap {
+    fn from_iter<I: IntoIterator<Item = KeyRecord>>(iter: I) -> Self {
+        let mut map = Self::default();
+        map.extend(iter);
+        map
+    }
+}
+
+impl Extend<KeyRecord> for RecordMap {
+    fn extend<I: IntoIterator<Item = KeyRecord>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|r| (r.id.clone(), r)));
+    }
+}
+
+/// Whether two versions of a record differ in anything but their last use: the
+/// compare-and-swap rule of [`KeyStore::replace`](super::KeyStore::replace).
+pub(crate) fn differs_beyond_last_use(a: &KeyRecord, b: &KeyRecord) -> bool {
+    if a.last_used_at == b.last_used_at {
+        return a != b;
+    }
+    let mut a = a.clone();
+    a.last_used_at = b.last_used_at;
+    a != *b
+}
+
+/// `new`, with the later of its last use and `stored`'s: a use noted meanwhile is not lost.
+pub(crate) fn keep_last_use(stored: &KeyRecord, mut new: KeyRecord) -> KeyRecord {
+    new.last_used_at = new.last_used_at.max(stored.last_used_at);
+    new
+}
