@@ -218,7 +218,7 @@ async fn legacy_scan(n: usize, probes: &[(KeyRecord, String)]) {
     let (mut scans, mut colds) = (vec![], vec![]);
     for round in 0..3 {
         let validator = Validator::builder(store.clone())
-            .legacy_scan_rate(u32::MAX)
+            .legacy_scan_rate(std::num::NonZeroU32::new(u32::MAX).unwrap())
             .build();
         let unknown = PresentedKey::new(format!("NOSUCHKEY{round:017}").as_bytes()).unwrap();
         let started = Instant::now();

@@ -112,25 +112,37 @@ impl serde::Serialize for Identity {
     }
 }
 
+/// A request reached a permission check or a handler that wants an [`Identity`] without
+/// passing through [`ApiKeyLayer`](crate::ApiKeyLayer): a wiring mistake, answered as
+/// [`Rejection::Internal`](crate::layer::Rejection::Internal) (500) and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no API key identity in the request: is `ApiKeyLayer` applied in front of it?")]
+pub struct MissingIdentity;
+
+impl MissingIdentity {
+    /// Logs the mistake (once per request that hits it) and answers with `rejection`.
+    pub(crate) fn respond<B, R: crate::layer::RejectionResponse<B>>(
+        self,
+        rejection: &R,
+    ) -> http::Response<B> {
+        tracing::error!("{self}");
+        rejection.respond(crate::layer::Rejection::Internal)
+    }
+}
+
 #[cfg(feature = "axum")]
 mod extract {
+    use axum_core::body::Body;
     use axum_core::extract::FromRequestParts;
     use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
-    use http::StatusCode;
 
-    use super::Identity;
-
-    /// The request reached a handler that wants an [`Identity`] without passing through
-    /// [`ApiKeyLayer`](crate::ApiKeyLayer): a wiring mistake, answered with 500.
-    #[derive(Debug, Clone, Copy, thiserror::Error)]
-    #[error("no API key identity in the request: is `ApiKeyLayer` applied to this route?")]
-    pub struct MissingIdentity;
+    use super::{Identity, MissingIdentity};
+    use crate::layer::DefaultRejection;
 
     impl IntoResponse for MissingIdentity {
         fn into_response(self) -> Response {
-            tracing::error!("{self}");
-            (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+            self.respond::<Body, _>(&DefaultRejection::new())
         }
     }
 
@@ -149,6 +161,3 @@ mod extract {
         }
     }
 }
-
-#[cfg(feature = "axum")]
-pub use extract::MissingIdentity;

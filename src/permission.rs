@@ -1,9 +1,11 @@
 //! Requiring a permission of the authenticated key: a tower layer, and an axum extractor.
 //!
 //! Both read the [`Identity`] that [`ApiKeyLayer`](crate::ApiKeyLayer) put in the request, so
-//! they go *inside* it. A key without the permission gets `403` with a JSON body; a request
-//! with no identity at all (the guard was mounted without `ApiKeyLayer` in front of it) gets
-//! `500` and an error log, never the inner service.
+//! they go *inside* it. A key without the permission is [`Rejection::Forbidden`] (`403` with
+//! the crate's JSON error body by default, `PERMISSION_DENIED` with
+//! [`GrpcRejection`](crate::layer::GrpcRejection)); a request with no identity at all (the
+//! guard was mounted without `ApiKeyLayer` in front of it) is [`Rejection::Internal`]
+//! (`500` and an error log), never the inner service.
 //!
 //! # Example
 //! ```
@@ -30,19 +32,15 @@
 //! # }).unwrap();
 //! ```
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Request, Response, StatusCode};
-use pin_project_lite::pin_project;
+use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::identity::MissingIdentity;
+use crate::layer::{DefaultRejection, Rejection, RejectionResponse, ResponseFuture};
 use crate::Identity;
 
 /// The permission the admin API requires, as IBM Maximo names it.
@@ -54,9 +52,17 @@ pub fn require_permission(permission: impl Into<Arc<str>>) -> RequirePermissionL
 }
 
 /// Layer of [`RequirePermission`]; see the [module docs](self).
+///
+/// Refusals are answered by the same [`RejectionResponse`] as [`ApiKeyLayer`]'s
+/// ([`DefaultRejection`] unless [`rejection`](Self::rejection) says otherwise): give a tonic
+/// stack [`GrpcRejection`](crate::layer::GrpcRejection) here too, and a key without the
+/// permission gets `PERMISSION_DENIED`.
+///
+/// [`ApiKeyLayer`]: crate::ApiKeyLayer
 #[derive(Debug, Clone)]
-pub struct RequirePermissionLayer {
+pub struct RequirePermissionLayer<R = DefaultRejection> {
     permission: Arc<str>,
+    rejection: R,
 }
 
 impl RequirePermissionLayer {
@@ -64,47 +70,59 @@ impl RequirePermissionLayer {
     pub fn new(permission: impl Into<Arc<str>>) -> Self {
         Self {
             permission: permission.into(),
+            rejection: DefaultRejection::new(),
+        }
+    }
+}
+
+impl<R> RequirePermissionLayer<R> {
+    /// The responses for refused requests.
+    pub fn rejection<R2>(self, rejection: R2) -> RequirePermissionLayer<R2> {
+        RequirePermissionLayer {
+            permission: self.permission,
+            rejection,
         }
     }
 
     /// The permission required.
-    pub fn permission(&self) -> &str {
+    pub fn required_permission(&self) -> &str {
         &self.permission
     }
 }
 
-impl<S> Layer<S> for RequirePermissionLayer {
-    type Service = RequirePermission<S>;
+impl<S, R: Clone> Layer<S> for RequirePermissionLayer<R> {
+    type Service = RequirePermission<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RequirePermission {
             inner,
             permission: Arc::clone(&self.permission),
+            rejection: self.rejection.clone(),
         }
     }
 }
 
-/// Middleware that answers `403` unless the request's [`Identity`] carries a permission.
+/// Middleware that refuses a request unless its [`Identity`] carries a permission.
 #[derive(Debug, Clone)]
-pub struct RequirePermission<S> {
+pub struct RequirePermission<S, R = DefaultRejection> {
     inner: S,
     permission: Arc<str>,
+    rejection: R,
 }
 
 impl<S> RequirePermission<S> {
     /// Wraps `inner`, requiring `permission`.
     pub fn new(inner: S, permission: impl Into<Arc<str>>) -> Self {
-        Self {
-            inner,
-            permission: permission.into(),
-        }
+        RequirePermissionLayer::new(permission).layer(inner)
     }
 
     /// A layer requiring `permission`.
     pub fn layer(permission: impl Into<Arc<str>>) -> RequirePermissionLayer {
         RequirePermissionLayer::new(permission)
     }
+}
 
+impl<S, R> RequirePermission<S, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -121,10 +139,10 @@ impl<S> RequirePermission<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<Bytes>,
+    R: RejectionResponse<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -135,73 +153,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let refusal = match req.extensions().get::<Identity>() {
-            Some(who) if who.has_permission(&self.permission) => None,
-            Some(who) => Some(PermissionDenied::Forbidden {
-                key_id: who.key_id().as_str().into(),
-                permission: Arc::clone(&self.permission),
-            }),
-            None => Some(PermissionDenied::NoIdentity),
-        };
-        match refusal {
-            None => ResponseFuture {
-                kind: Kind::Inner {
-                    future: self.inner.call(req),
-                },
-            },
-            Some(denied) => ResponseFuture {
-                kind: Kind::Ready {
-                    response: Some(denied.response()),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`RequirePermission`].
-    pub struct ResponseFuture<F: Future> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F: Future> {
-        Inner { #[pin] future: F },
-        Ready { response: Option<Response<Bytes>> },
-    }
-}
-
-impl<F: Future> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
-            Kind::Inner { .. } => "inner",
-            Kind::Ready { .. } => "refused",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("kind", &kind)
-            .finish()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-    B: From<Bytes>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future } => future.poll(cx),
-            KindProj::Ready { response } => {
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(B::from)))
-            }
+        match PermissionDenied::check(req.extensions().get::<Identity>(), &self.permission) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+            Err(denied) => ResponseFuture::ready(Ok(denied.respond(&self.rejection))),
         }
     }
 }
@@ -210,7 +164,7 @@ where
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PermissionDenied {
-    /// The key does not carry the permission: `403`.
+    /// The key does not carry the permission: [`Rejection::Forbidden`], `403`.
     #[error("API key {key_id} lacks the permission {permission}")]
     Forbidden {
         /// The key's id (not secret).
@@ -218,48 +172,54 @@ pub enum PermissionDenied {
         /// The permission required.
         permission: Arc<str>,
     },
-    /// No [`Identity`] in the request: the guard is mounted without `ApiKeyLayer` in front of
-    /// it, a wiring mistake answered with `500`.
-    #[error("no API key identity in the request: is `ApiKeyLayer` applied in front of the permission check?")]
-    NoIdentity,
+    /// No [`Identity`] in the request: [`Rejection::Internal`], `500`.
+    #[error(transparent)]
+    NoIdentity(#[from] MissingIdentity),
 }
 
 impl PermissionDenied {
-    /// The status this refusal is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            PermissionDenied::Forbidden { .. } => StatusCode::FORBIDDEN,
-            PermissionDenied::NoIdentity => StatusCode::INTERNAL_SERVER_ERROR,
+    /// Whether `identity` carries `permission`, and why not.
+    fn check(identity: Option<&Identity>, permission: &Arc<str>) -> Result<(), Self> {
+        match identity {
+            Some(who) if who.has_permission(permission) => Ok(()),
+            Some(who) => Err(PermissionDenied::Forbidden {
+                key_id: who.key_id().as_str().into(),
+                permission: Arc::clone(permission),
+            }),
+            None => Err(MissingIdentity.into()),
         }
     }
 
-    /// The response: the status and a JSON body `{"error": code, "message": ...}`, the shape
-    /// [`JsonRejection`](crate::layer::JsonRejection) uses.
-    pub fn response(&self) -> Response<Bytes> {
-        let (code, message) = match self {
+    /// The refusal, as a [`RejectionResponse`] words it.
+    pub fn rejection(&self) -> Rejection {
+        match self {
+            PermissionDenied::Forbidden { .. } => Rejection::Forbidden,
+            PermissionDenied::NoIdentity(_) => Rejection::Internal,
+        }
+    }
+
+    /// The status [`DefaultRejection`] answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PermissionDenied::Forbidden { .. } => StatusCode::FORBIDDEN,
+            PermissionDenied::NoIdentity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs the refusal (a missing identity as an error: it is a wiring mistake) and answers
+    /// it with `rejection`.
+    pub fn respond<B, R: RejectionResponse<B>>(&self, rejection: &R) -> Response<B> {
+        match self {
             PermissionDenied::Forbidden { key_id, permission } => {
                 tracing::debug!(
                     key_id = &**key_id,
                     permission = &**permission,
                     "API key lacks a permission"
                 );
-                (
-                    "forbidden",
-                    format!("The API key does not carry the {permission} permission."),
-                )
+                rejection.respond(Rejection::Forbidden)
             }
-            PermissionDenied::NoIdentity => {
-                tracing::error!("{self}");
-                ("internal", "The server is misconfigured.".to_owned())
-            }
-        };
-        let body = serde_json::json!({ "error": code, "message": message }).to_string();
-        let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        response
+            PermissionDenied::NoIdentity(missing) => missing.respond(rejection),
+        }
     }
 }
 
@@ -276,6 +236,8 @@ mod extract {
     use http::request::Parts;
 
     use super::{PermissionDenied, API_KEY_ADMIN};
+    use crate::identity::MissingIdentity;
+    use crate::layer::DefaultRejection;
     use crate::Identity;
 
     /// A permission, named at the type level for the [`Require`] extractor.
@@ -341,7 +303,7 @@ mod extract {
 
     impl IntoResponse for PermissionDenied {
         fn into_response(self) -> Response {
-            self.response().map(Body::from)
+            self.respond::<Body, _>(&DefaultRejection::new())
         }
     }
 
@@ -352,10 +314,7 @@ mod extract {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            let identity = parts
-                .extensions
-                .get::<Identity>()
-                .ok_or(PermissionDenied::NoIdentity)?;
+            let identity = parts.extensions.get::<Identity>().ok_or(MissingIdentity)?;
             if !identity.has_permission(P::NAME) {
                 return Err(PermissionDenied::Forbidden {
                     key_id: identity.key_id().as_str().into(),
@@ -377,6 +336,8 @@ pub use extract::{ApiKeyAdmin, Permission, Require};
 mod tests {
     use std::convert::Infallible;
 
+    use bytes::Bytes;
+    use http::header::CONTENT_TYPE;
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
@@ -420,7 +381,22 @@ mod tests {
         assert_eq!(forbidden.headers()[CONTENT_TYPE], "application/json");
         let body: serde_json::Value = serde_json::from_slice(forbidden.body()).unwrap();
         assert_eq!(body["error"], "forbidden");
-        assert!(body["message"].as_str().unwrap().contains(API_KEY_ADMIN));
+    }
+
+    #[tokio::test]
+    async fn answers_with_the_rejection_it_is_given() {
+        let service = ServiceBuilder::new()
+            .layer(require_permission(API_KEY_ADMIN).rejection(crate::layer::GrpcRejection::new()))
+            .service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Bytes::from_static(b"inner")))
+            });
+        let mut req = Request::new(());
+        req.extensions_mut().insert(identity(&["read"]));
+        let denied = service.clone().oneshot(req).await.unwrap();
+        assert_eq!(denied.headers()["grpc-status"], "7", "PERMISSION_DENIED");
+        let missing = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(missing.headers()["grpc-status"], "13", "INTERNAL");
+        assert_ne!(missing.body(), "inner");
     }
 
     #[cfg(feature = "axum")]

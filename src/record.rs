@@ -31,6 +31,22 @@ impl KeyStatus {
     }
 }
 
+impl std::str::FromStr for KeyStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, UnknownStatus> {
+        [KeyStatus::Active, KeyStatus::Inactive, KeyStatus::Revoked]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or(UnknownStatus)
+    }
+}
+
+/// A status name that is not `active`, `inactive` or `revoked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key status: expected active, inactive or revoked")]
+pub struct UnknownStatus;
+
 /// A stored API key: who it belongs to, what it may do, and the PBKDF2 record of its secret.
 ///
 /// `Debug` shows the record's parameters, never its salt or hash bytes, nor a legacy key's

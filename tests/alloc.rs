@@ -13,7 +13,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder};
 use tower_apikey::key::{KeyFormat, PresentedKey};
-use tower_apikey::layer::{JsonRejection, Rejection, RejectionResponse};
+use tower_apikey::layer::{DefaultRejection, Rejection, RejectionResponse};
 use tower_apikey::{ApiKeyLayer, KeyStore, MemoryStore, Validator};
 
 use common::issue;
@@ -90,7 +90,7 @@ fn a_cached_key_costs_only_the_extensions_insert() {
     let wrong = KeyFormat::default()
         .generate_for(identity.key_id())
         .unwrap();
-    let respond = || -> Response<Body> { JsonRejection::new().respond(Rejection::Invalid) };
+    let respond = || -> Response<Body> { DefaultRejection::new().respond(Rejection::Invalid) };
     let response_cost = allocations(|| drop(respond()));
     let req = Request::get("/")
         .header("apikey", wrong.expose())

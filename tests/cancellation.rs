@@ -47,9 +47,9 @@ fn validator(store: &FlakyStore) -> Validator {
         // Normal priority: what is tested is cancellation, and other tests running beside
         // these must not starve the derivations into a timeout.
         .low_priority_derivations(false)
-        .max_concurrent_derivations(1)
+        .max_concurrent_derivations(std::num::NonZeroUsize::new(1).unwrap())
         .max_queued_derivations(2)
-        .legacy_scan_rate(1_000_000)
+        .legacy_scan_rate(std::num::NonZeroU32::new(1_000_000).unwrap())
         .last_used_flush_interval(None)
         .build()
 }
@@ -223,7 +223,7 @@ async fn a_caller_queued_behind_a_busy_slot_can_be_dropped_at_every_await_point(
 async fn an_abandoned_legacy_scan_stops_and_frees_the_slot() {
     let (store, _, legacy) = store_with(400, 20).await;
     let validator = Validator::builder(store.clone())
-        .legacy_scan_rate(200) // 2 s for the whole scan
+        .legacy_scan_rate(std::num::NonZeroU32::new(200).unwrap()) // 2 s for the whole scan
         .low_priority_derivations(false)
         .last_used_flush_interval(None)
         .build();
@@ -266,7 +266,7 @@ async fn an_abandoned_legacy_scan_stops_and_frees_the_slot() {
 async fn dropped_scan_waiters_give_their_places_back() {
     let (store, _, legacy) = store_with(400, 20).await;
     let validator = Validator::builder(store.clone())
-        .legacy_scan_rate(400) // 1 s for a whole scan
+        .legacy_scan_rate(std::num::NonZeroU32::new(400).unwrap()) // 1 s for a whole scan
         .max_queued_derivations(2)
         .low_priority_derivations(false)
         .last_used_flush_interval(None)

@@ -617,3 +617,41 @@ async fn every_store_command_takes_a_database_url() {
         assert!(text(&out.stderr).contains("--store PATH or --database-url URL"));
     }
 }
+
+#[test]
+fn the_cli_refuses_what_the_admin_api_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+    let long_name = "n".repeat(tower_apikey::lifecycle::MAX_NAME_CHARS + 1);
+    let out = run(
+        &[
+            "issue",
+            "--store",
+            store,
+            "--principal",
+            "alice",
+            "--name",
+            &long_name,
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 2, "bad input: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("name must be at most 200 characters"));
+    let out = run(
+        &[
+            "issue",
+            "--store",
+            store,
+            "--principal",
+            "alice",
+            "--permission",
+            "",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("a permission must not be empty"));
+    let listed = run(&["list", "--store", store, "--json"], b"");
+    assert_eq!(text(&listed.stdout).trim(), "[]", "nothing was issued");
+}

@@ -24,7 +24,7 @@ fn start(example: &str) -> (common::Server, String, String, tempfile::TempDir) {
 
 #[tokio::test]
 async fn tonic_example_answers_a_grpc_client_with_and_without_a_key() {
-    let (_server, addr, key, _dir) = start("tonic");
+    let (_server, addr, key, dir) = start("tonic");
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
@@ -53,6 +53,29 @@ async fn tonic_example_answers_a_grpc_client_with_and_without_a_key() {
     }
     // The same channel still works after refusals: a refusal is an answer, not a broken stream.
     assert!(proto::who_am_i(channel.clone(), Some(&key)).await.is_ok());
+
+    // A valid key without `read`: the permission check answers in gRPC's words too.
+    let store = tower_apikey::FileStore::builder(dir.path().join("apikeys.json"))
+        .no_polling()
+        .open()
+        .await
+        .unwrap();
+    let (_, unprivileged) = tower_apikey::KeyManager::new(store)
+        .issue(tower_apikey::NewKey::new("guest"))
+        .await
+        .unwrap();
+    let mut attempts = 0;
+    let status = loop {
+        // The server reads the file within its poll interval.
+        match proto::who_am_i(channel.clone(), Some(unprivileged.expose())).await {
+            Err(status) if status.code() == Code::Unauthenticated && attempts < 100 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.unwrap_err(),
+        }
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
 
     // HTTP/2 carries whitespace around a field value as sent (HTTP/1.1 parsers strip it); RFC
     // 9110 says it is not part of the value, so it is accepted here as over HTTP/1.1.

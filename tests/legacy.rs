@@ -51,7 +51,7 @@ fn rejected(result: Result<tower_apikey::Identity, ValidationError>) -> RejectRe
 async fn the_first_use_scans_and_no_later_use_does() {
     let (store, keys) = imported(1_000).await;
     let validator = Validator::builder(store.clone())
-        .legacy_scan_rate(1_000_000)
+        .legacy_scan_rate(std::num::NonZeroU32::new(1_000_000).unwrap())
         .build();
     let key = presented(&keys[700]);
 
@@ -129,7 +129,7 @@ async fn a_flood_of_unknown_opaque_keys_is_capped() {
     let (store, _) = imported(100).await;
     let rate = 500;
     let validator = Validator::builder(store)
-        .legacy_scan_rate(rate)
+        .legacy_scan_rate(std::num::NonZeroU32::new(rate).unwrap())
         .max_queued_derivations(4)
         .build();
     let started = Instant::now();

@@ -132,7 +132,7 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
     // A limit of one is Maximo's rule; rotation with no grace still works under it.
     let single = KeyManager::new(store.clone())
         .hash_params(params)
-        .max_keys_per_principal(1);
+        .max_keys_per_principal(std::num::NonZeroUsize::new(1).unwrap());
     let (m, _) = single.issue(NewKey::new("maximo")).await.unwrap();
     assert!(matches!(
         single.issue(NewKey::new("maximo")).await,
@@ -285,7 +285,7 @@ async fn maximo_import_makes_legacy_records_and_names_bad_rows() {
 async fn expiry_forms_apply_on_issue() {
     let keys = KeyManager::new(MemoryStore::new())
         .hash_params(HashParams::default().iterations(1).unwrap())
-        .max_keys_per_principal(10);
+        .max_keys_per_principal(std::num::NonZeroUsize::new(10).unwrap());
     let now = Timestamp::now();
     for (form, at_least, at_most) in [
         ("P1W", 7 * 86_400 - 5, 7 * 86_400),
@@ -428,4 +428,69 @@ async fn a_change_never_undoes_a_revocation_made_meanwhile() {
     for id in [&a.id, &b.id, &c.id] {
         assert_eq!(keys.get(id).await.unwrap().status, KeyStatus::Revoked);
     }
+}
+
+#[tokio::test]
+async fn the_manager_refuses_input_over_its_limits_whoever_sends_it() {
+    use tower_apikey::lifecycle::{InvalidInput, KeyPatch, MAX_NAME_CHARS, MAX_PERMISSIONS};
+
+    let keys = KeyManager::new(MemoryStore::new());
+    let long_name = "n".repeat(MAX_NAME_CHARS + 1);
+    let refused = keys
+        .issue(NewKey::new("alice").name(long_name.clone()))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(LifecycleError::Invalid(InvalidInput::TooLong {
+                field: "name",
+                ..
+            }))
+        ),
+        "{refused:?}"
+    );
+    let at_limit = keys
+        .issue(NewKey::new("alice").name("n".repeat(MAX_NAME_CHARS)))
+        .await;
+    assert!(at_limit.is_ok(), "a name of exactly the limit is fine");
+    let (record, _key) = at_limit.unwrap();
+
+    for (new, field) in [
+        (NewKey::new("a\u{1b}[31m"), "principal"),
+        (
+            NewKey::new("bob").permissions(["read\nwrite"]),
+            "a permission",
+        ),
+    ] {
+        let refused = keys.issue(new).await;
+        assert!(
+            matches!(&refused, Err(LifecycleError::Invalid(InvalidInput::ControlCharacters { field: f })) if *f == field),
+            "{refused:?}"
+        );
+    }
+    let too_many = (0..=MAX_PERMISSIONS).map(|i| format!("p{i}"));
+    let refused = keys
+        .update(&record.id, KeyPatch::new().permissions(too_many))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(LifecycleError::Invalid(
+                InvalidInput::TooManyPermissions { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    let refused = keys
+        .update(&record.id, KeyPatch::new().name(Some(long_name)))
+        .await;
+    assert!(
+        matches!(refused, Err(LifecycleError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        keys.get(&record.id).await.unwrap(),
+        record,
+        "refused changes wrote nothing"
+    );
 }

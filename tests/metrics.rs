@@ -54,7 +54,7 @@ fn hits_misses_derivations_rejections_and_shed_are_counted() {
             }
             // One derivation at a time and no queue, so a second cold key is shed.
             let validator = Validator::builder(store)
-                .max_concurrent_derivations(1)
+                .max_concurrent_derivations(std::num::NonZeroUsize::new(1).unwrap())
                 .max_queued_derivations(0)
                 .build();
             tower_apikey::validator::describe_metrics();

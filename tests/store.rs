@@ -314,3 +314,22 @@ async fn race_for_two_slots<S: KeyStore>(stores: Vec<S>) -> usize {
     }
     ok
 }
+
+#[tokio::test]
+async fn a_poll_interval_that_would_spin_is_refused_not_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    for interval in [Duration::ZERO, Duration::from_millis(9)] {
+        let opened = FileStore::builder(dir.path().join("keys.json"))
+            .poll_interval(interval)
+            .open()
+            .await;
+        let error = opened.expect_err("a poll interval under 10 ms");
+        assert!(matches!(error, StoreError::Config(_)), "{error:?}");
+        assert!(error.to_string().contains("poll interval"), "{error}");
+    }
+    FileStore::builder(dir.path().join("keys.json"))
+        .poll_interval(Duration::from_millis(10))
+        .open()
+        .await
+        .unwrap();
+}

@@ -70,7 +70,7 @@ fn params() -> HashParams {
 fn manager(store: FileStore) -> KeyManager {
     KeyManager::new(store)
         .hash_params(params())
-        .max_keys_per_principal(100)
+        .max_keys_per_principal(std::num::NonZeroUsize::new(100).unwrap())
 }
 
 /// Writes `bytes` over the file as an editor or `cp` does (same inode), or as a restore

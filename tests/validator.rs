@@ -112,7 +112,7 @@ async fn derivations_are_bounded_and_excess_is_shed() {
     let (record, _) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
     store.insert(record.clone()).await.unwrap();
     let validator = Validator::builder(store)
-        .max_concurrent_derivations(1)
+        .max_concurrent_derivations(std::num::NonZeroUsize::new(1).unwrap())
         .max_queued_derivations(2)
         .build();
     // Twenty different wrong secrets for one id: each needs its own derivation.

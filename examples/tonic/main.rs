@@ -1,5 +1,6 @@
-//! A tonic gRPC server behind the layer: the key travels in the `apikey` metadata entry, and a
-//! call without a valid key gets `UNAUTHENTICATED`.
+//! A tonic gRPC server behind the layer: the key travels in the `apikey` metadata entry, a
+//! call without a valid key gets `UNAUTHENTICATED`, and one whose key lacks the `read`
+//! permission gets `PERMISSION_DENIED`.
 //!
 //! ```text
 //! cargo run --release --example tonic                       # serve on 127.0.0.1:50051
@@ -19,6 +20,7 @@ use std::error::Error;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 use tower_apikey::layer::GrpcRejection;
+use tower_apikey::permission::require_permission;
 use tower_apikey::{ApiKeyLayer, FileStore, KeyManager, KeyStore, NewKey, Validator};
 
 #[tokio::main]
@@ -62,6 +64,8 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
     Server::builder()
         // gRPC metadata is HTTP/2 headers: the default `apikey` header source reads it.
         .layer(ApiKeyLayer::new(validator.clone()).rejection(GrpcRejection::new()))
+        // Inside the key check, answering in the same gRPC words.
+        .layer(require_permission("read").rejection(GrpcRejection::new()))
         .add_service(proto::IdentityServer)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
             let _ = tokio::signal::ctrl_c().await;

@@ -26,7 +26,7 @@ fn fixture(runtime: &tokio::runtime::Runtime) -> Fixture {
         let store = MemoryStore::new();
         let keys = KeyManager::new(store.clone())
             .hash_params(HashParams::default().iterations(1).unwrap())
-            .max_keys_per_principal(4);
+            .max_keys_per_principal(std::num::NonZeroUsize::new(4).unwrap());
         let (_, admin) = keys
             .issue(NewKey::new("ops").permissions([API_KEY_ADMIN]))
             .await

@@ -67,7 +67,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
 use crate::key::KeyId;
-use crate::layer::{ApiKeyLayer, JsonRejection, RejectionResponse};
+use crate::layer::{ApiKeyLayer, DefaultRejection, RejectionResponse};
 use crate::lifecycle::{KeyManager, LifecycleError, NewKey};
 use crate::permission::{RequirePermissionLayer, API_KEY_ADMIN};
 use crate::store::StoreError;
@@ -81,7 +81,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Builds the admin router. See the [module docs](self).
 #[derive(Debug, Clone)]
-pub struct AdminApi<R = JsonRejection> {
+pub struct AdminApi<R = DefaultRejection> {
     manager: KeyManager,
     auth: ApiKeyLayer<R>,
     permission: Arc<str>,
@@ -123,7 +123,10 @@ where
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(RequirePermissionLayer::new(self.permission))
+            .layer(
+                RequirePermissionLayer::new(self.permission)
+                    .rejection(self.auth.rejection_response().clone()),
+            )
             .layer(self.auth)
             .with_state(state)
     }
@@ -210,11 +213,7 @@ impl IntoResponse for AdminError {
         } else {
             self.to_string()
         };
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": code, "message": message })),
-        )
-            .into_response();
+        let mut response: Response = crate::layer::error_body(status, code, &message);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -285,12 +284,21 @@ fn mount_path(original: &Uri, local: &Uri) -> String {
 }
 
 async fn openapi(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
-    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
-    let mut document = DOCUMENT
+    static DOCUMENT: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
+    // The document is a constant, checked by this module's tests: this branch is for a bad
+    // edit that slipped past them.
+    let Some(mut document) = DOCUMENT
         .get_or_init(|| {
-            serde_json::from_str(OPENAPI).expect("the bundled OpenAPI document is JSON")
+            serde_json::from_str(OPENAPI)
+                .inspect_err(
+                    |error| tracing::error!(%error, "the bundled OpenAPI document is not JSON"),
+                )
+                .ok()
         })
-        .clone();
+        .clone()
+    else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let base = mount_path(&original, &uri);
     document["servers"] =
         serde_json::json!([{ "url": if base.is_empty() { "/".to_owned() } else { base } }]);

@@ -10,16 +10,6 @@ use crate::lifecycle::{KeyPatch, NewKey};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::KeyQuery;
 
-/// Longest name, in characters.
-const MAX_NAME: usize = 200;
-/// Longest description, in characters.
-const MAX_DESCRIPTION: usize = 2000;
-/// Longest principal, in characters.
-const MAX_PRINCIPAL: usize = 256;
-/// Longest permission, in characters.
-const MAX_PERMISSION: usize = 128;
-/// Most permissions on one key.
-const MAX_PERMISSIONS: usize = 64;
 /// Most keys on one page, and the default.
 const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 50;
@@ -201,17 +191,15 @@ pub struct CreateKey {
 }
 
 impl CreateKey {
+    /// The key to issue; its limits are [`KeyManager`](crate::KeyManager)'s to check.
     pub(super) fn into_new_key(self, principal: String) -> Result<NewKey, AdminError> {
-        check_len("principal", &principal, MAX_PRINCIPAL)?;
         let mut new = NewKey::new(principal)
-            .permissions(checked_permissions(self.permissions)?)
+            .permissions(self.permissions)
             .protected(self.protected);
         if let Some(name) = self.name {
-            check_len("name", &name, MAX_NAME)?;
             new = new.name(name);
         }
         if let Some(description) = self.description {
-            check_len("description", &description, MAX_DESCRIPTION)?;
             new = new.description(description);
         }
         if let Some(expires) = self.expires {
@@ -252,19 +240,13 @@ impl PatchKey {
     pub(super) fn into_patch(self) -> Result<KeyPatch, AdminError> {
         let mut patch = KeyPatch::new();
         if let Some(name) = self.name {
-            if let Some(name) = &name {
-                check_len("name", name, MAX_NAME)?;
-            }
             patch = patch.name(name);
         }
         if let Some(description) = self.description {
-            if let Some(description) = &description {
-                check_len("description", description, MAX_DESCRIPTION)?;
-            }
             patch = patch.description(description);
         }
         if let Some(permissions) = self.permissions {
-            patch = patch.permissions(checked_permissions(permissions)?);
+            patch = patch.permissions(permissions);
         }
         if let Some(expires) = self.expires {
             patch = patch.expires(expiry(&expires)?);
@@ -279,30 +261,4 @@ impl PatchKey {
 fn expiry(text: &str) -> Result<Expiry, AdminError> {
     text.parse()
         .map_err(|e| AdminError::bad_request(format!("expires: {e}")))
-}
-
-fn check_len(field: &str, value: &str, max: usize) -> Result<(), AdminError> {
-    if value.chars().count() > max {
-        return Err(AdminError::bad_request(format!(
-            "{field} must be at most {max} characters"
-        )));
-    }
-    Ok(())
-}
-
-fn checked_permissions(permissions: Vec<String>) -> Result<Vec<String>, AdminError> {
-    if permissions.len() > MAX_PERMISSIONS {
-        return Err(AdminError::bad_request(format!(
-            "at most {MAX_PERMISSIONS} permissions"
-        )));
-    }
-    for permission in &permissions {
-        if permission.is_empty() || permission.chars().any(char::is_control) {
-            return Err(AdminError::bad_request(
-                "a permission must not be empty or hold control characters",
-            ));
-        }
-        check_len("a permission", permission, MAX_PERMISSION)?;
-    }
-    Ok(permissions)
 }

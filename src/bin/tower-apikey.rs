@@ -181,8 +181,8 @@ enum ImportFormat {
 #[derive(Args)]
 struct PolicyArgs {
     /// The most live keys one principal may hold.
-    #[arg(long, default_value_t = 2)]
-    max_keys_per_principal: usize,
+    #[arg(long, default_value = "2")]
+    max_keys_per_principal: std::num::NonZeroUsize,
     /// Key prefix.
     #[arg(long, default_value = KeyFormat::DEFAULT_PREFIX)]
     prefix: String,
@@ -564,11 +564,6 @@ where
     if let Some(policy) = policy {
         let params = policy.hash.params()?;
         let format = KeyFormat::with_prefix(&policy.prefix).map_err(Failure::usage)?;
-        if policy.max_keys_per_principal == 0 {
-            return Err(Failure::usage(
-                "--max-keys-per-principal must be at least 1",
-            ));
-        }
         keys_config = Some((params, format, policy.max_keys_per_principal));
     }
     let outcome = with_store(args, |store| async move {

@@ -52,7 +52,13 @@ use http::Request;
 use tower_layer::Layer;
 
 pub use extract::{ExtractError, KeyExtractor, KeySource};
-pub use response::{GrpcRejection, JsonRejection, MaximoRejection, Rejection, RejectionResponse};
+#[cfg(feature = "admin")]
+pub(crate) use response::error_body;
+#[allow(deprecated)]
+pub use response::JsonRejection;
+pub use response::{
+    DefaultRejection, GrpcRejection, MaximoRejection, Rejection, RejectionResponse,
+};
 pub use service::{ApiKey, ResponseFuture};
 
 use crate::identity::Identity;
@@ -60,7 +66,7 @@ use crate::validator::Validator;
 
 /// Applies [`ApiKey`] to a service. Cheap to clone: configuration is behind an `Arc`.
 #[derive(Debug, Clone)]
-pub struct ApiKeyLayer<R = JsonRejection> {
+pub struct ApiKeyLayer<R = DefaultRejection> {
     validator: Validator,
     config: Arc<Config>,
     rejection: R,
@@ -85,7 +91,7 @@ impl Config {
 
 impl ApiKeyLayer {
     /// A layer checking keys with `validator`, from the `apikey` header then the `apikey`
-    /// query parameter, answering with [`JsonRejection`].
+    /// query parameter, answering with [`DefaultRejection`].
     pub fn new(validator: Validator) -> Self {
         let extractor = KeyExtractor::new(
             [KeySource::header(), KeySource::query()],
@@ -97,7 +103,7 @@ impl ApiKeyLayer {
                 extractor,
                 strip_key: false,
             }),
-            rejection: JsonRejection::new(),
+            rejection: DefaultRejection::new(),
         }
     }
 }
@@ -118,7 +124,7 @@ impl<R> ApiKeyLayer<R> {
         self
     }
 
-    /// The responses for refused requests (default [`JsonRejection`]; see
+    /// The responses for refused requests (default [`DefaultRejection`]; see
     /// [`MaximoRejection`], or pass a closure).
     pub fn rejection<R2>(self, rejection: R2) -> ApiKeyLayer<R2> {
         ApiKeyLayer {
@@ -131,6 +137,13 @@ impl<R> ApiKeyLayer<R> {
     /// The validator keys are checked with.
     pub fn validator(&self) -> &Validator {
         &self.validator
+    }
+
+    /// What refused requests are answered with: the admin API gives its permission check the
+    /// same.
+    #[cfg(feature = "admin")]
+    pub(crate) fn rejection_response(&self) -> &R {
+        &self.rejection
     }
 }
 

@@ -1,4 +1,5 @@
-//! The responses a refused request gets, and the trait to supply your own.
+//! The responses a refused request gets — from the key check, the permission check, or a
+//! handler that found no identity — and the trait to supply your own.
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -20,12 +21,23 @@ pub enum Rejection {
     Conflicting,
     /// The key could not be checked now (store unreachable, too much cold work): retry.
     Unavailable,
+    /// The key is valid but does not carry a permission the request needs
+    /// ([`RequirePermission`](crate::permission::RequirePermission)).
+    Forbidden,
+    /// The server failed, not the caller: a key check that broke (a derivation panicked), or
+    /// a permission check or handler reached without an [`Identity`] (no
+    /// [`ApiKeyLayer`](crate::ApiKeyLayer) in front of it). Logged as an error.
+    ///
+    /// [`Identity`]: crate::Identity
+    Internal,
 }
 
 /// Builds the response for a refused request.
 ///
-/// Implemented by [`JsonRejection`] (the default), [`MaximoRejection`], [`GrpcRejection`], and any
-/// `Fn(Rejection) -> Response<B>` closure that is `Clone + Send + Sync`.
+/// Implemented by [`DefaultRejection`] (JSON), [`MaximoRejection`], [`GrpcRejection`], and any
+/// `Fn(Rejection) -> Response<B>` closure that is `Clone + Send + Sync`. The same value
+/// answers for [`ApiKeyLayer`](crate::ApiKeyLayer) and
+/// [`RequirePermissionLayer`](crate::permission::RequirePermissionLayer).
 pub trait RejectionResponse<B>: Clone + Send + Sync + 'static {
     /// The response for `rejection`.
     fn respond(&self, rejection: Rejection) -> Response<B>;
@@ -40,7 +52,8 @@ where
     }
 }
 
-/// The default rejection: 401 with a short JSON body and `WWW-Authenticate`.
+/// The default rejection: the crate's one JSON error body, `{"error": code, "message": text}`
+/// (the admin API answers in the same shape), with `WWW-Authenticate` on a 401.
 ///
 /// | rejection | status | body `error` |
 /// |---|---|---|
@@ -48,12 +61,18 @@ where
 /// | invalid | 401 | `invalid_api_key` |
 /// | conflicting | 400 | `conflicting_api_keys` |
 /// | unavailable | 503, `Retry-After: 1` | `unavailable` |
+/// | forbidden | 403 | `forbidden` |
+/// | internal | 500 | `internal` |
 #[derive(Debug, Clone)]
-pub struct JsonRejection {
+pub struct DefaultRejection {
     challenge: HeaderValue,
 }
 
-impl Default for JsonRejection {
+/// The old name of [`DefaultRejection`], which clashed with axum's `JsonRejection`.
+#[deprecated(since = "0.2.0", note = "renamed `DefaultRejection`")]
+pub type JsonRejection = DefaultRejection;
+
+impl Default for DefaultRejection {
     fn default() -> Self {
         Self {
             challenge: HeaderValue::from_static("ApiKey realm=\"api\""),
@@ -61,7 +80,7 @@ impl Default for JsonRejection {
     }
 }
 
-impl JsonRejection {
+impl DefaultRejection {
     /// The default responses.
     pub fn new() -> Self {
         Self::default()
@@ -74,28 +93,71 @@ impl JsonRejection {
     }
 }
 
-impl<B: From<Bytes>> RejectionResponse<B> for JsonRejection {
+impl<B: From<Bytes>> RejectionResponse<B> for DefaultRejection {
     fn respond(&self, rejection: Rejection) -> Response<B> {
-        let (status, body): (_, &'static str) = match rejection {
+        let (status, code, message) = match rejection {
             Rejection::Missing => (
                 StatusCode::UNAUTHORIZED,
-                r#"{"error":"missing_api_key","message":"An API key is required: send it in the apikey header."}"#,
+                "missing_api_key",
+                "An API key is required: send it in the apikey header.",
             ),
             Rejection::Invalid => (
                 StatusCode::UNAUTHORIZED,
-                r#"{"error":"invalid_api_key","message":"The API key is invalid, expired or revoked."}"#,
+                "invalid_api_key",
+                "The API key is invalid, expired or revoked.",
             ),
             Rejection::Conflicting => (
                 StatusCode::BAD_REQUEST,
-                r#"{"error":"conflicting_api_keys","message":"The request carries two different API keys."}"#,
+                "conflicting_api_keys",
+                "The request carries two different API keys.",
             ),
             Rejection::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"error":"unavailable","message":"The API key cannot be checked right now; try again."}"#,
+                "unavailable",
+                "The API key cannot be checked right now; try again.",
+            ),
+            Rejection::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "The API key does not carry a permission this request needs.",
+            ),
+            Rejection::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "The server failed to handle the request.",
             ),
         };
-        json(status, body, rejection, &self.challenge)
+        with_headers(
+            error_body(status, code, message),
+            rejection,
+            &self.challenge,
+        )
     }
+}
+
+/// The crate's one JSON error body, `{"error": code, "message": text}`: the default
+/// rejection, the permission check and the admin API all answer with it.
+pub(crate) fn error_body<B: From<Bytes>>(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<B> {
+    #[derive(serde::Serialize)]
+    struct ErrorBody<'a> {
+        error: &'a str,
+        message: &'a str,
+    }
+    let body = serde_json::to_vec(&ErrorBody {
+        error: code,
+        message,
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(B::from(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// IBM Maximo's answers: an invalid key gets 400 with reason code `BMXAA9549E`.
@@ -140,15 +202,29 @@ impl<B: From<Bytes>> RejectionResponse<B> for MaximoRejection {
                 StatusCode::SERVICE_UNAVAILABLE,
                 r#"{"Error":{"message":"The API key cannot be checked right now; try again.","reasonCode":"unavailable","statusCode":"503"}}"#,
             ),
+            Rejection::Forbidden => (
+                StatusCode::FORBIDDEN,
+                r#"{"Error":{"message":"The API key does not carry a permission this request needs.","reasonCode":"forbidden","statusCode":"403"}}"#,
+            ),
+            Rejection::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"Error":{"message":"The server failed to handle the request.","reasonCode":"internal","statusCode":"500"}}"#,
+            ),
         };
-        json(status, body, rejection, &self.challenge)
+        let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        with_headers(response, rejection, &self.challenge)
     }
 }
 
 /// gRPC's answers, for tonic and other gRPC stacks: a trailers-only response (HTTP 200,
 /// `content-type: application/grpc`) whose `grpc-status` is `UNAUTHENTICATED` (16) for a
-/// missing or invalid key, `INVALID_ARGUMENT` (3) for two different keys, and `UNAVAILABLE`
-/// (14) when the key cannot be checked now.
+/// missing or invalid key, `INVALID_ARGUMENT` (3) for two different keys, `UNAVAILABLE`
+/// (14) when the key cannot be checked now, `PERMISSION_DENIED` (7) for a key without a
+/// permission the call needs, and `INTERNAL` (13) when the server failed.
 ///
 /// Read the key from the `apikey` metadata entry: gRPC metadata travels as HTTP/2 headers,
 /// so the layer's default header source already does.
@@ -171,6 +247,11 @@ impl<B: Default> RejectionResponse<B> for GrpcRejection {
             Rejection::Invalid => ("16", "the API key is invalid, expired or revoked"),
             Rejection::Conflicting => ("3", "the call carries two different API keys"),
             Rejection::Unavailable => ("14", "the API key cannot be checked right now; try again"),
+            Rejection::Forbidden => (
+                "7",
+                "the API key does not carry a permission this call needs",
+            ),
+            Rejection::Internal => ("13", "the server failed to handle the call"),
         };
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
@@ -182,17 +263,15 @@ impl<B: Default> RejectionResponse<B> for GrpcRejection {
     }
 }
 
-fn json<B: From<Bytes>>(
-    status: StatusCode,
-    body: &'static str,
+/// `WWW-Authenticate` on a 401, `Retry-After` on a 503.
+fn with_headers<B>(
+    mut response: Response<B>,
     rejection: Rejection,
     challenge: &HeaderValue,
 ) -> Response<B> {
-    let mut response = Response::new(B::from(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
+    let unauthorized = response.status() == StatusCode::UNAUTHORIZED;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if status == StatusCode::UNAUTHORIZED {
+    if unauthorized {
         headers.insert(WWW_AUTHENTICATE, challenge.clone());
     }
     if rejection == Rejection::Unavailable {
@@ -212,6 +291,8 @@ mod tests {
             (Rejection::Invalid, "16"),
             (Rejection::Conflicting, "3"),
             (Rejection::Unavailable, "14"),
+            (Rejection::Forbidden, "7"),
+            (Rejection::Internal, "13"),
         ] {
             let response: Response<String> = GrpcRejection::new().respond(rejection);
             assert_eq!(
@@ -223,6 +304,33 @@ mod tests {
             assert_eq!(response.headers()["grpc-status"], code, "{rejection:?}");
             assert!(!response.headers()["grpc-message"].is_empty());
             assert!(response.body().is_empty());
+        }
+    }
+
+    #[test]
+    fn every_rejection_has_a_json_body_in_one_shape() {
+        for rejection in [
+            Rejection::Missing,
+            Rejection::Invalid,
+            Rejection::Conflicting,
+            Rejection::Unavailable,
+            Rejection::Forbidden,
+            Rejection::Internal,
+        ] {
+            let response: Response<Bytes> = DefaultRejection::new().respond(rejection);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+            assert_eq!(fields, ["error", "message"], "{rejection:?}");
+            let maximo: Response<Bytes> = MaximoRejection::new().respond(rejection);
+            // Maximo answers an invalid key with 400; every other status is the same.
+            let want = if rejection == Rejection::Invalid {
+                StatusCode::BAD_REQUEST
+            } else {
+                response.status()
+            };
+            assert_eq!(maximo.status(), want, "{rejection:?}");
+            serde_json::from_slice::<serde_json::Value>(maximo.body()).unwrap();
         }
     }
 }

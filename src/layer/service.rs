@@ -34,7 +34,7 @@ impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for ApiKey<S, R> {
     }
 }
 
-impl<S> ApiKey<S, super::JsonRejection> {
+impl<S> ApiKey<S, super::DefaultRejection> {
     /// Wraps `inner`, with the defaults of [`ApiKeyLayer::new`](super::ApiKeyLayer::new).
     pub fn new(inner: S, validator: Validator) -> Self {
         tower_layer::Layer::layer(&super::ApiKeyLayer::new(validator), inner)
@@ -129,6 +129,10 @@ where
                         Err(ValidationError::Rejected(_)) => {
                             Ok(rejection.respond(Rejection::Invalid))
                         }
+                        Err(error @ ValidationError::Internal(_)) => {
+                            tracing::error!(%error, "API key check failed");
+                            Ok(rejection.respond(Rejection::Internal))
+                        }
                         Err(error) => {
                             // Not once per request: the validator logs when the store goes
                             // away and comes back, and when verifications reach their bound.
@@ -143,7 +147,11 @@ where
 }
 
 pin_project! {
-    /// Response future of [`ApiKey`].
+    /// Response future of [`ApiKey`] and of
+    /// [`RequirePermission`](crate::permission::RequirePermission).
+    ///
+    /// # Panics
+    /// When polled again after it completed, as futures may.
     pub struct ResponseFuture<F>
     where
         F: Future,
@@ -169,13 +177,13 @@ pin_project! {
 }
 
 impl<F: Future> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: Kind::Inner { future },
         }
     }
 
-    fn ready(output: F::Output) -> Self {
+    pub(crate) fn ready(output: F::Output) -> Self {
         Self {
             kind: Kind::Ready {
                 output: Some(output),

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use jiff::Timestamp;
 
 use super::map::RecordMap;
-use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
+use super::{
+    ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
+};
 use crate::key::KeyId;
 use crate::record::KeyRecord;
 
@@ -135,9 +137,10 @@ pub struct FileStoreBuilder {
 }
 
 impl FileStoreBuilder {
-    /// How often to check the file for changes made by other processes (default 250 ms).
+    /// How often to check the file for changes made by other processes (default 250 ms; at
+    /// least 10 ms, or [`open`](Self::open) refuses it).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = Some(interval.max(Duration::from_millis(10)));
+        self.poll_interval = Some(interval);
         self
     }
 
@@ -153,8 +156,11 @@ impl FileStoreBuilder {
     ///
     /// # Errors
     /// [`StoreError::Io`] when the file cannot be read, [`StoreError::Corrupt`] when it does
-    /// not parse.
+    /// not parse, [`StoreError::Config`] for a poll interval under 10 ms.
     pub async fn open(self) -> Result<FileStore, StoreError> {
+        if let Some(interval) = self.poll_interval {
+            SettingTooSmall::check("poll interval", SettingTooSmall::MIN_POLL, interval)?;
+        }
         let path = self.path;
         let lock_path = sibling(&path, ".lock");
         let snapshot = blocking({
@@ -329,7 +335,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(|e| StoreError::Internal(Box::new(e)))?
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {

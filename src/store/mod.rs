@@ -42,6 +42,7 @@ use std::sync::Weak;
 use jiff::Timestamp;
 
 pub use boxed::BoxKeyStore;
+pub(crate) use error::SettingTooSmall;
 pub use error::StoreError;
 pub use feed::{ChangeFeed, ChangeListener, StoreChange};
 pub use file::{FileStore, FileStoreBuilder};

@@ -1,5 +1,6 @@
 //! The PostgreSQL key store, shared by a fleet of servers (feature `postgres`).
 
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -9,7 +10,9 @@ use jiff::Timestamp;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::map::{differs_beyond_last_use, keep_last_use};
-use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
+use super::{
+    ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
+};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
@@ -114,7 +117,7 @@ impl std::fmt::Debug for Inner {
 #[derive(Debug, Clone)]
 pub struct PgKeyStoreBuilder {
     url: String,
-    pool_size: usize,
+    pool_size: NonZeroUsize,
     poll_interval: Duration,
     listen: bool,
     follow: bool,
@@ -123,13 +126,14 @@ pub struct PgKeyStoreBuilder {
 
 impl PgKeyStoreBuilder {
     /// The most connections in the pool (default 8).
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size.max(1);
+    pub fn pool_size(mut self, size: NonZeroUsize) -> Self {
+        self.pool_size = size;
         self
     }
 
-    /// How often the change log is read when no notification came (default 1 s): the bound
-    /// on how stale a cache can be if notifications are lost.
+    /// How often the change log is read when no notification came (default 1 s; at least
+    /// 10 ms, or [`connect`](Self::connect) refuses it): the bound on how stale a cache can be
+    /// if notifications are lost.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -160,10 +164,15 @@ impl PgKeyStoreBuilder {
     /// Must be called within a Tokio runtime.
     ///
     /// # Errors
-    /// [`StoreError::Config`] for a URL that does not parse.
+    /// [`StoreError::Config`] for a URL that does not parse, or a poll interval under 10 ms.
     pub async fn connect(self) -> Result<PgKeyStore, StoreError> {
+        SettingTooSmall::check(
+            "poll interval",
+            SettingTooSmall::MIN_POLL,
+            self.poll_interval,
+        )?;
         let mut config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| StoreError::Config(format!("database URL: {e}")))?;
+            .map_err(|e| StoreError::Config(Box::new(e)))?;
         config.connect_timeout(self.connect_timeout);
         let manager = Manager::from_config(
             config.clone(),
@@ -173,13 +182,13 @@ impl PgKeyStoreBuilder {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(self.pool_size)
+            .max_size(self.pool_size.get())
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.connect_timeout))
             .create_timeout(Some(self.connect_timeout))
             .recycle_timeout(Some(self.connect_timeout))
             .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+            .map_err(|e| StoreError::Config(Box::new(e)))?;
         let inner = Arc::new(Inner {
             pool,
             config,
@@ -202,7 +211,7 @@ impl PgKeyStore {
     pub fn builder(url: impl Into<String>) -> PgKeyStoreBuilder {
         PgKeyStoreBuilder {
             url: url.into(),
-            pool_size: 8,
+            pool_size: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             poll_interval: Duration::from_secs(1),
             listen: true,
             follow: true,
@@ -428,25 +437,23 @@ async fn insert_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, Sto
 /// The record a row holds; a row that does not make one is reported, not skipped.
 fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
     let id: String = row.get("id");
-    let invalid = |reason: String| StoreError::InvalidRecord {
+    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::InvalidRecord {
         id: id.clone(),
-        reason,
+        source,
     };
-    let key_id = KeyId::new(&id).map_err(|e| invalid(e.to_string()))?;
+    let key_id = KeyId::new(&id).map_err(|e| invalid(e.into()))?;
     let hash: Pbkdf2Hash = row
         .get::<_, String>("hash")
         .parse()
-        .map_err(|e: crate::hash::HashError| invalid(e.to_string()))?;
+        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
     let prf: Prf = row
         .get::<_, String>("prf")
         .parse()
-        .map_err(|_| invalid("unknown prf".into()))?;
-    let status = match row.get::<_, String>("status").as_str() {
-        "active" => KeyStatus::Active,
-        "inactive" => KeyStatus::Inactive,
-        "revoked" => KeyStatus::Revoked,
-        other => return Err(invalid(format!("unknown status {other:?}"))),
-    };
+        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
+    let status: KeyStatus = row
+        .get::<_, String>("status")
+        .parse()
+        .map_err(|e: crate::record::UnknownStatus| invalid(e.into()))?;
     let mut record = KeyRecord::new(key_id, row.get::<_, String>("principal"), hash, prf);
     record.name = row.get("name");
     record.description = row.get("description");
@@ -615,7 +622,7 @@ impl KeyStore for PgKeyStore {
             let taken: String = row.get(0);
             let taken = KeyId::new(&taken).map_err(|e| StoreError::InvalidRecord {
                 id: taken.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             return Err(StoreError::AlreadyExists(taken));
         }

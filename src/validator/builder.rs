@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -22,11 +23,11 @@ pub struct ValidatorBuilder {
     cache_ttl: Duration,
     negative_ttl: Duration,
     max_cached_keys: u64,
-    max_concurrent_derivations: usize,
+    max_concurrent_derivations: NonZeroUsize,
     max_queued_derivations: usize,
     low_priority: bool,
     legacy_keys: bool,
-    legacy_scan_rate: u32,
+    legacy_scan_rate: NonZeroU32,
     last_used_flush: Option<Duration>,
 }
 
@@ -79,8 +80,8 @@ impl ValidatorBuilder {
 
     /// The most PBKDF2 derivations running at once (default: half the CPUs, at least one, so
     /// a flood of cold keys leaves CPU time to requests with cached keys).
-    pub fn max_concurrent_derivations(mut self, n: usize) -> Self {
-        self.max_concurrent_derivations = n.max(1);
+    pub fn max_concurrent_derivations(mut self, n: NonZeroUsize) -> Self {
+        self.max_concurrent_derivations = n;
         self
     }
 
@@ -94,8 +95,7 @@ impl ValidatorBuilder {
 
     /// Whether derivations run at the lowest CPU priority (default true; nice 19 on Linux), on
     /// the validator's own threads, so a flood of cold keys takes only the CPU that requests
-    /// with cached keys leave. Measured with a flood on 2 cores: cached p99 1.1x its p99
-    /// alone with it, 2.4x without.
+    /// with cached keys leave (README, "Performance", has the measured effect).
     pub fn low_priority_derivations(mut self, low: bool) -> Self {
         self.low_priority = low;
         self
@@ -111,8 +111,8 @@ impl ValidatorBuilder {
     /// The most PBKDF2 derivations per second a scan of legacy records may run (default
     /// 2,000). Scans run one at a time; a legacy key is scanned for once, after which the
     /// store knows its lookup digest.
-    pub fn legacy_scan_rate(mut self, per_second: u32) -> Self {
-        self.legacy_scan_rate = per_second.max(1);
+    pub fn legacy_scan_rate(mut self, per_second: NonZeroU32) -> Self {
+        self.legacy_scan_rate = per_second;
         self
     }
 
@@ -139,7 +139,7 @@ impl ValidatorBuilder {
         );
         let legacy = Legacy::new(
             self.legacy_keys,
-            self.legacy_scan_rate,
+            self.legacy_scan_rate.get(),
             // One scan at a time, a few callers waiting for it.
             Admission::new(1, self.max_queued_derivations, self.low_priority),
             self.negative_ttl,
@@ -150,7 +150,7 @@ impl ValidatorBuilder {
             format: self.format,
             cache,
             derivation_work: Admission::new(
-                self.max_concurrent_derivations,
+                self.max_concurrent_derivations.get(),
                 self.max_queued_derivations,
                 self.low_priority,
             ),
@@ -177,11 +177,13 @@ impl ValidatorBuilder {
             // Half the CPUs: a flood of cold keys must leave cores to the runtime, or cached
             // keys wait behind PBKDF2 for CPU time.
             max_concurrent_derivations: std::thread::available_parallelism()
-                .map_or(1, |n| (n.get() / 2).max(1)),
+                .ok()
+                .and_then(|n| NonZeroUsize::new(n.get() / 2))
+                .unwrap_or(NonZeroUsize::MIN),
             max_queued_derivations: 64,
             low_priority: true,
             legacy_keys: true,
-            legacy_scan_rate: 2_000,
+            legacy_scan_rate: NonZeroU32::new(2_000).unwrap_or(NonZeroU32::MIN),
             last_used_flush: Some(Duration::from_secs(60)),
         }
     }

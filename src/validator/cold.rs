@@ -110,7 +110,7 @@ impl Inner {
         admitted
             .run(move |_| hash.verify(prf, key.expose()))
             .await
-            .map_err(|_| ValidationError::Internal)
+            .map_err(|e| ValidationError::Internal(Box::new(e)))
     }
 
     /// The shared derivation slot for (`id`, `digest`), created if no caller holds one.

@@ -55,7 +55,8 @@ pub enum ValidationError {
     /// Too many derivations are running or queued; try again later.
     #[error("too many API key verifications in progress")]
     Overloaded,
-    /// A derivation failed to run (it panicked, or its thread could not start).
-    #[error("API key verification task failed")]
-    Internal,
+    /// A derivation failed to run (it panicked, or its thread could not start), or the
+    /// store failed in a way no retry fixes ([`StoreError::Internal`]): a bug, logged.
+    #[error("API key verification failed: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -263,7 +263,7 @@ impl Inner {
             })
             .instrument(span)
             .await
-            .map_err(|_| ValidationError::Internal)?;
+            .map_err(|e| ValidationError::Internal(Box::new(e)))?;
         let Some(found) = found else {
             return unknown();
         };

@@ -24,8 +24,9 @@ pub(super) struct DerivationPool {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
 }
 
-/// The pool is gone or could not start a thread.
-#[derive(Debug)]
+/// The pool is gone or could not start a thread, or a job panicked before answering.
+#[derive(Debug, thiserror::Error)]
+#[error("the PBKDF2 job failed: it panicked, or no thread could start")]
 pub(super) struct PoolGone;
 
 impl DerivationPool {

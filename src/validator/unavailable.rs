@@ -28,8 +28,13 @@ impl Inner {
         }
     }
 
-    /// Notes a failed store read and answers it as unavailable.
+    /// Notes a failed store read and answers it as unavailable (a store's own bug as
+    /// internal: no outage to wait out).
     pub(super) fn store_failed(&self, error: StoreError) -> ValidationError {
+        if let StoreError::Internal(_) = error {
+            tracing::error!(%error, "key store failed");
+            return ValidationError::Internal(Box::new(error));
+        }
         if self.store_outage.fail() {
             tracing::warn!(%error, "key store unreachable; uncached keys are refused with 503 until it answers");
         }

@@ -69,6 +69,8 @@ pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
 pub struct FlakyStore {
     pub inner: MemoryStore,
     down: Arc<AtomicBool>,
+    /// Every call fails as a store bug would (a panicked task): not an outage.
+    broken: Arc<AtomicBool>,
     /// Every call first yields to the runtime once: an await point where a caller may vanish.
     yielding: Arc<AtomicBool>,
     /// How many `record_last_used` batches reached the store.
@@ -78,6 +80,10 @@ pub struct FlakyStore {
 impl FlakyStore {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn set_broken(&self, broken: bool) {
+        self.broken.store(broken, Ordering::SeqCst);
     }
 
     pub fn set_yielding(&self, yielding: bool) {
@@ -90,6 +96,8 @@ impl FlakyStore {
         }
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("connection refused".into()))
+        } else if self.broken.load(Ordering::SeqCst) {
+            Err(StoreError::Internal("a store task panicked".into()))
         } else {
             Ok(())
         }

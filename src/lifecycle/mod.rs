@@ -31,8 +31,23 @@
 //! # }).unwrap();
 //! ```
 
+mod error;
+mod export;
+mod input;
+
+use std::num::NonZeroUsize;
+
 use jiff::{Span, Timestamp};
-use serde::{Deserialize, Serialize};
+
+pub use error::{InvalidInput, LifecycleError};
+#[cfg(feature = "cli")]
+pub use export::MaximoExportError;
+pub use export::{Export, MaximoKey, EXPORT_VERSION};
+use input::checked_principal;
+pub use input::{
+    KeyPatch, NewKey, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PERMISSIONS, MAX_PERMISSION_CHARS,
+    MAX_PRINCIPAL_CHARS,
+};
 
 use crate::expiry::{Expiry, ExpiryError};
 use crate::hash::{HashError, HashParams, Pbkdf2Hash, Prf};
@@ -40,9 +55,6 @@ use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::record_time;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{BoxKeyStore, KeyQuery, KeyStore, StoreError};
-
-/// The version [`Export`] writes.
-pub const EXPORT_VERSION: u32 = 1;
 
 /// Runs the key lifecycle on a store. See the [module docs](self).
 ///
@@ -54,293 +66,6 @@ pub struct KeyManager {
     params: HashParams,
     max_keys: usize,
     actor: Option<String>,
-}
-
-/// What a new key carries, for [`KeyManager::issue`].
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    principal: String,
-    name: Option<String>,
-    description: Option<String>,
-    permissions: Vec<String>,
-    expiry: Expiry,
-    protected: bool,
-}
-
-impl NewKey {
-    /// A key for `principal`: no name, no permissions, never expires, not protected.
-    pub fn new(principal: impl Into<String>) -> Self {
-        Self {
-            principal: principal.into(),
-            name: None,
-            description: None,
-            permissions: Vec::new(),
-            expiry: Expiry::Never,
-            protected: false,
-        }
-    }
-
-    /// A short label.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// A longer note.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// The permissions the key carries (replacing any given before).
-    pub fn permissions(mut self, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.permissions = permissions.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// When the key expires, from the time it is issued.
-    pub fn expires(mut self, expiry: Expiry) -> Self {
-        self.expiry = expiry;
-        self
-    }
-
-    /// Whether the key can be deleted only when forced.
-    pub fn protected(mut self, protected: bool) -> Self {
-        self.protected = protected;
-        self
-    }
-}
-
-/// Changes to a key's metadata and state, for [`KeyManager::update`]. Fields left `None`
-/// stay as they are.
-#[derive(Debug, Clone, Default)]
-pub struct KeyPatch {
-    name: Option<Option<String>>,
-    description: Option<Option<String>>,
-    permissions: Option<Vec<String>>,
-    expiry: Option<Expiry>,
-    status: Option<KeyStatus>,
-}
-
-impl KeyPatch {
-    /// No change.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the label, or clears it with `None`.
-    pub fn name(mut self, name: Option<String>) -> Self {
-        self.name = Some(name);
-        self
-    }
-
-    /// Sets the note, or clears it with `None`.
-    pub fn description(mut self, description: Option<String>) -> Self {
-        self.description = Some(description);
-        self
-    }
-
-    /// Replaces the permissions.
-    pub fn permissions(mut self, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.permissions = Some(permissions.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A new expiry, counted from now ([`Expiry::Never`] clears it).
-    pub fn expires(mut self, expiry: Expiry) -> Self {
-        self.expiry = Some(expiry);
-        self
-    }
-
-    /// A new status, under the same rules as [`KeyManager::activate`],
-    /// [`deactivate`](KeyManager::deactivate) and [`revoke`](KeyManager::revoke).
-    pub fn status(mut self, status: KeyStatus) -> Self {
-        self.status = Some(status);
-        self
-    }
-
-    /// Whether the patch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.description.is_none()
-            && self.permissions.is_none()
-            && self.expiry.is_none()
-            && self.status.is_none()
-    }
-}
-
-/// Why a lifecycle operation was refused or failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LifecycleError {
-    /// No key has this id.
-    #[error("no key with id {0}")]
-    NotFound(KeyId),
-    /// The principal already holds the most live keys allowed.
-    #[error("{principal} already has {limit} live key(s), the most allowed")]
-    LimitReached {
-        /// Whose keys.
-        principal: String,
-        /// The limit.
-        limit: usize,
-    },
-    /// The key is deactivated; activate it first.
-    #[error("key {0} is inactive")]
-    Inactive(KeyId),
-    /// The key is revoked, for good.
-    #[error("key {0} is revoked")]
-    Revoked(KeyId),
-    /// The key is protected; deleting it needs force.
-    #[error("key {0} is protected; delete it with force")]
-    Protected(KeyId),
-    /// A key with this id exists already.
-    #[error("key {0} already exists")]
-    AlreadyExists(KeyId),
-    /// The key kept changing under this change (other writers at the same moment); nothing
-    /// was written. Try again.
-    #[error("key {0} was being changed by someone else; try again")]
-    Conflict(KeyId),
-    /// Input that cannot be used: an empty principal, a bad record or expiry.
-    #[error("{0}")]
-    Invalid(String),
-    /// The expiry could not be computed.
-    #[error(transparent)]
-    Expiry(#[from] ExpiryError),
-    /// The OS random number generator failed.
-    #[error(transparent)]
-    Rng(#[from] RngError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl LifecycleError {
-    /// Whether a rule refused the operation (limit, state, protection, unknown id), as
-    /// opposed to bad input or a failure: the CLI exits 1 for these, 2 for the rest.
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            LifecycleError::NotFound(_)
-                | LifecycleError::LimitReached { .. }
-                | LifecycleError::Inactive(_)
-                | LifecycleError::Revoked(_)
-                | LifecycleError::Protected(_)
-                | LifecycleError::AlreadyExists(_)
-                | LifecycleError::Conflict(_)
-        )
-    }
-}
-
-impl From<StoreError> for LifecycleError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::NotFound(id) => LifecycleError::NotFound(id),
-            StoreError::AlreadyExists(id) => LifecycleError::AlreadyExists(id),
-            StoreError::Conflict(id) => LifecycleError::Conflict(id),
-            StoreError::LimitReached { principal, limit } => {
-                LifecycleError::LimitReached { principal, limit }
-            }
-            other => LifecycleError::Store(other),
-        }
-    }
-}
-
-/// The whole store as JSON: records only (PBKDF2 records, never a key), so keys survive a
-/// reinstall or a move between backends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Export {
-    /// [`EXPORT_VERSION`].
-    pub version: u32,
-    /// When it was taken.
-    pub exported_at: Timestamp,
-    /// Every record, ordered by id.
-    pub keys: Vec<KeyRecord>,
-}
-
-/// One row of a Maximo key export: the user, the PBKDF2 record, and the expiry in minutes.
-///
-/// `Debug` leaves the record out.
-#[derive(Clone, Deserialize)]
-pub struct MaximoKey {
-    /// Maximo's `userid`: the principal.
-    pub userid: String,
-    /// The PBKDF2-HMAC-SHA1 record, `iterations:salt_hex:hash_hex`.
-    pub apikey: String,
-    /// Minutes the key lives from import; `-1` is never.
-    pub expiration: i64,
-}
-
-impl std::fmt::Debug for MaximoKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MaximoKey")
-            .field("userid", &self.userid)
-            .field("apikey", &"<redacted>")
-            .field("expiration", &self.expiration)
-            .finish()
-    }
-}
-
-impl MaximoKey {
-    /// The rows of a Maximo key export: a JSON array of `{userid, apikey, expiration}`
-    /// objects, or CSV (`userid,apikey,expiration`, with or without that header line).
-    ///
-    /// # Errors
-    /// [`MaximoExportError`] for input that is neither; CSV errors name a line, never a
-    /// field's contents.
-    #[cfg(feature = "cli")]
-    pub fn parse_export(input: &[u8]) -> Result<Vec<Self>, MaximoExportError> {
-        let text = std::str::from_utf8(input).map_err(|_| MaximoExportError::NotUtf8)?;
-        if text.trim_start().starts_with('[') {
-            return serde_json::from_str(text).map_err(MaximoExportError::Json);
-        }
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-        let mut rows = Vec::new();
-        for (i, record) in reader.records().enumerate() {
-            let record = record.map_err(MaximoExportError::Csv)?;
-            if i == 0
-                && record
-                    .get(0)
-                    .is_some_and(|f| f.eq_ignore_ascii_case("userid"))
-            {
-                continue;
-            }
-            let bad = || MaximoExportError::Row { line: i + 1 };
-            if record.len() != 3 {
-                return Err(bad());
-            }
-            rows.push(MaximoKey {
-                userid: record[0].to_owned(),
-                apikey: record[1].to_owned(),
-                expiration: record[2].parse().map_err(|_| bad())?,
-            });
-        }
-        Ok(rows)
-    }
-}
-
-/// Why a Maximo key export could not be read ([`MaximoKey::parse_export`]).
-#[cfg(feature = "cli")]
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MaximoExportError {
-    /// The input is not UTF-8 text.
-    #[error("input is not UTF-8")]
-    NotUtf8,
-    /// It starts as a JSON array but is not one of Maximo key rows.
-    #[error("not a JSON array of Maximo keys: {0}")]
-    Json(#[source] serde_json::Error),
-    /// It is not CSV (the csv crate's error names a position, never a field's contents).
-    #[error("CSV: {0}")]
-    Csv(#[source] csv::Error),
-    /// A CSV line without three fields, or with an expiry that is not a whole number.
-    #[error("CSV line {line}: want userid,apikey,expiration")]
-    Row {
-        /// The line, counted from 1.
-        line: usize,
-    },
 }
 
 impl KeyManager {
@@ -368,9 +93,9 @@ impl KeyManager {
         self
     }
 
-    /// The most live keys one principal may hold (default 2; at least 1).
-    pub fn max_keys_per_principal(mut self, n: usize) -> Self {
-        self.max_keys = n.max(1);
+    /// The most live keys one principal may hold (default 2).
+    pub fn max_keys_per_principal(mut self, n: NonZeroUsize) -> Self {
+        self.max_keys = n.get();
         self
     }
 
@@ -431,7 +156,7 @@ impl KeyManager {
     pub async fn issue(&self, new: NewKey) -> Result<(KeyRecord, PlaintextKey), LifecycleError> {
         let now = record_time();
         let (format, params) = (self.format.clone(), self.params);
-        let principal = checked_principal(&new.principal)?;
+        let principal = new.checked()?;
         let (record, key) =
             blocking(move || KeyRecord::generate(principal, &format, &params)).await??;
         let record = self.fill(record, &new, now)?;
@@ -454,12 +179,9 @@ impl KeyManager {
         key: &PresentedKey,
     ) -> Result<KeyRecord, LifecycleError> {
         let now = record_time();
-        let principal = checked_principal(&new.principal)?;
+        let principal = new.checked()?;
         let (id, legacy) = match self.format.parse(key) {
-            Ok(parsed) => (
-                KeyId::new(parsed.id()).map_err(|e| LifecycleError::Invalid(e.to_string()))?,
-                false,
-            ),
+            Ok(parsed) => (KeyId::new(parsed.id()).map_err(InvalidInput::KeyId)?, false),
             Err(_) => (KeyId::generate()?, true),
         };
         let params = self.params;
@@ -495,14 +217,12 @@ impl KeyManager {
         let old = self.get(id).await?;
         require_active(&old)?;
         if grace.is_negative() {
-            return Err(LifecycleError::Invalid(
-                "grace period must not be negative".into(),
-            ));
+            return Err(InvalidInput::NegativeGrace.into());
         }
         let now = record_time();
         let grace_end = Expiry::After(grace)
             .resolve(now)
-            .map_err(|_| LifecycleError::Invalid("grace period out of range".into()))?
+            .map_err(|_| InvalidInput::GraceOutOfRange)?
             .unwrap_or(now);
         let lifetime = old
             .expires_at
@@ -598,6 +318,7 @@ impl KeyManager {
     /// status, permissions or expiry on a revoked key; [`Expiry`](LifecycleError::Expiry);
     /// the store's failure.
     pub async fn update(&self, id: &KeyId, patch: KeyPatch) -> Result<KeyRecord, LifecycleError> {
+        patch.check()?;
         if patch.is_empty() {
             return self.get(id).await;
         }
@@ -665,10 +386,10 @@ impl KeyManager {
     /// [`AlreadyExists`](LifecycleError::AlreadyExists) if any id is taken (nothing added).
     pub async fn import(&self, export: Export) -> Result<usize, LifecycleError> {
         if export.version != EXPORT_VERSION {
-            return Err(LifecycleError::Invalid(format!(
-                "export version {} is not {EXPORT_VERSION}",
-                export.version
-            )));
+            return Err(InvalidInput::ExportVersion {
+                found: export.version,
+            }
+            .into());
         }
         let n = export.keys.len();
         self.store.insert_many(export.keys).await?;
@@ -688,16 +409,19 @@ impl KeyManager {
         let now = record_time();
         let mut records = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
-            let bad = |what: String| LifecycleError::Invalid(format!("row {}: {what}", i + 1));
-            let principal = checked_principal(&row.userid).map_err(|e| bad(e.to_string()))?;
+            let bad = |source: Box<dyn std::error::Error + Send + Sync>| InvalidInput::MaximoRow {
+                row: i + 1,
+                source,
+            };
+            let principal = checked_principal(&row.userid).map_err(|e| bad(e.into()))?;
             let hash: Pbkdf2Hash = row
                 .apikey
                 .parse()
-                .map_err(|e: HashError| bad(format!("apikey record: {e}")))?;
-            let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.to_string()))?;
+                .map_err(|e: HashError| bad(format!("apikey record: {e}").into()))?;
+            let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.into()))?;
             let mut record = KeyRecord::new(KeyId::generate()?, principal, hash, Prf::Sha1);
             record.legacy = true;
-            record.expires_at = expiry.resolve(now).map_err(|e| bad(e.to_string()))?;
+            record.expires_at = expiry.resolve(now).map_err(|e| bad(e.into()))?;
             record.created_by.clone_from(&self.actor);
             records.push(record);
         }
@@ -767,22 +491,6 @@ impl KeyManager {
     }
 }
 
-fn checked_principal(principal: &str) -> Result<String, LifecycleError> {
-    let principal = principal.trim();
-    if principal.is_empty() {
-        return Err(LifecycleError::Invalid(
-            "principal must not be empty".into(),
-        ));
-    }
-    // A principal goes into logs and audit fields: no line breaks or escapes in it.
-    if principal.chars().any(char::is_control) {
-        return Err(LifecycleError::Invalid(
-            "principal must not hold control characters".into(),
-        ));
-    }
-    Ok(principal.to_owned())
-}
-
 fn require_active(record: &KeyRecord) -> Result<(), LifecycleError> {
     match record.status {
         KeyStatus::Active => Ok(()),
@@ -797,5 +505,5 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LifecycleError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| LifecycleError::Store(StoreError::Unavailable(Box::new(e))))
+        .map_err(LifecycleError::Internal)
 }
