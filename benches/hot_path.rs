@@ -152,6 +152,20 @@ fn hot_path(c: &mut Criterion) {
 
     // Each request presents the next key of a fixed permutation of all cached keys, so at
     // 100k the lookups pay for memory, not a hot cache line.
+    // A key that is not in the format: refused on the hot path with the JSON error body, what
+    // a flood of made-up keys costs per request.
+    let mut refusing = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator_1k.clone()))
+        .service(tower::service_fn(ok));
+    let malformed = HeaderValue::from_static("tak_nope");
+    group.bench_function("apikey_layer_refused", |b| {
+        b.iter(|| {
+            let res = poll_once(refusing.call(request(&malformed))).unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+            res
+        })
+    });
+
     for (name, validator, keys) in [
         ("apikey_layer_cached_1k", validator_1k, keys_1k),
         ("apikey_layer_cached_100k", validator_100k, keys_100k),

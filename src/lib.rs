@@ -10,12 +10,16 @@
 //! - [`Validator`]: the checking itself, usable without tower. Validated keys are cached by
 //!   record id (a cached key costs a digest compare, no PBKDF2); a cold key costs one store
 //!   read and one PBKDF2 derivation on a low-priority thread, off the runtime.
+//! - [`KeyRecord`] ([`record`]): who a key belongs to, what it may do, whether it may be used;
+//!   [`expiry`]: when it stops, in the forms operators write.
 //! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
-//!   (feature `postgres`) for a fleet.
+//!   (feature `postgres`) for a fleet; [`BoxKeyStore`] holds any of them. Your own store
+//!   checks itself with `test_util::check_store_contract` (feature `test-util`).
 //! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import;
 //!   `admin::AdminApi` (feature `admin`) serves it as a REST API.
 //! - [`permission`]: require a permission of the key, as a layer or an axum extractor.
-//! - [`hash`]: the PBKDF2 hash record format; [`key`]: the key format and generator.
+//! - [`hash`]: PBKDF2 hashes (`iterations:salt_hex:hash_hex`); [`key`]: the key format and
+//!   generator.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
 //!
@@ -57,6 +61,7 @@
 //! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
 //! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
+//! | `test-util` | no | `test_util`: the store conformance suite, and `TempCluster` (with `postgres`) |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,4 +1,9 @@
-//! The PostgreSQL key store, shared by a fleet of servers (feature `postgres`).
+//! The PostgreSQL key store, shared by a fleet of servers (feature `postgres`): the store
+//! and its options here, the schema and row mapping in `schema`, the change follower in
+//! `follow`.
+
+mod follow;
+mod schema;
 
 use std::num::NonZeroUsize;
 use std::str::FromStr;
@@ -7,63 +12,19 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use jiff::Timestamp;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::NoTls;
 
+use self::follow::follow;
+use self::schema::{
+    begin, insert_in, insert_rows, record_of, records_of, unavailable, update_in, CHANGES_KEPT,
+    CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
+};
 use super::map::{differs_beyond_last_use, keep_last_use};
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
-use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
-use crate::streak::Streak;
-
-/// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
-const MIGRATIONS: &[&str] = &[r"
-CREATE TABLE tower_apikey_keys (
-    id            TEXT PRIMARY KEY,
-    principal     TEXT NOT NULL,
-    hash          TEXT NOT NULL,
-    prf           TEXT NOT NULL,
-    name          TEXT,
-    description   TEXT,
-    permissions   TEXT[] NOT NULL DEFAULT '{}',
-    status        TEXT NOT NULL,
-    expires_at    TIMESTAMPTZ,
-    created_at    TIMESTAMPTZ NOT NULL,
-    created_by    TEXT,
-    updated_at    TIMESTAMPTZ,
-    updated_by    TEXT,
-    protected     BOOLEAN NOT NULL DEFAULT FALSE,
-    last_used_at  TIMESTAMPTZ,
-    legacy        BOOLEAN NOT NULL DEFAULT FALSE,
-    lookup_digest TEXT,
-    version       BIGINT NOT NULL
-);
-CREATE INDEX tower_apikey_keys_principal ON tower_apikey_keys (principal);
-CREATE INDEX tower_apikey_keys_legacy ON tower_apikey_keys (id) WHERE legacy;
--- One row per committed change, in commit order (writers serialise on an advisory lock):
--- what a server that missed notifications reads to catch up.
-CREATE TABLE tower_apikey_changes (
-    version    BIGSERIAL PRIMARY KEY,
-    id         TEXT NOT NULL,
-    changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX tower_apikey_changes_at ON tower_apikey_changes (changed_at);
-"];
-
-/// The NOTIFY channel; the payload is the change's version.
-const CHANNEL: &str = "tower_apikey_changes";
-/// Serialises writers, so change versions commit in order.
-const WRITE_LOCK: i64 = 0x7461_6b5f_7772_6974;
-/// Serialises migrations.
-const MIGRATE_LOCK: i64 = 0x7461_6b5f_6d69_6772;
-/// How long changes are kept for servers catching up; one offline longer forgets its cache.
-const CHANGES_KEPT: &str = "1 day";
-
-const COLUMNS: &str = "id, principal, hash, prf, name, description, permissions, status, \
-    expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
-    legacy, lookup_digest";
 
 /// A [`KeyStore`] in PostgreSQL, shared by every server pointed at the same database.
 ///
@@ -313,168 +274,6 @@ impl PgKeyStore {
     }
 }
 
-/// Starts a write: a transaction holding the write lock, so changes commit in version order.
-/// Dropped without [`PgKeyStore::commit`], it rolls back.
-async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, StoreError> {
-    let tx = client.transaction().await.map_err(unavailable)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-        .await
-        .map_err(unavailable)?;
-    Ok(tx)
-}
-
-fn unavailable(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
-
-/// Rows per multi-row INSERT: 17 parameters each, well under PostgreSQL's 65,535.
-const ROWS_PER_INSERT: usize = 1_000;
-
-/// The columns of [`COLUMNS`] for one record, as SQL parameters.
-struct Params {
-    id: String,
-    hash: String,
-    prf: String,
-    status: &'static str,
-}
-
-/// Inserts `records` (ids known to be free) in one statement.
-async fn insert_rows(tx: &Transaction<'_>, records: &[KeyRecord]) -> Result<u64, StoreError> {
-    let owned: Vec<Params> = records
-        .iter()
-        .map(|r| Params {
-            id: r.id.as_str().to_owned(),
-            hash: r.hash.to_string(),
-            prf: r.prf.to_string(),
-            status: r.status.as_str(),
-        })
-        .collect();
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        Vec::with_capacity(records.len() * 17);
-    let mut values = String::new();
-    for (i, (r, p)) in records.iter().zip(&owned).enumerate() {
-        let base = i * 17;
-        values += if i == 0 { "(" } else { ", (" };
-        values += &(1..=17)
-            .map(|n| format!("${}", base + n))
-            .collect::<Vec<_>>()
-            .join(", ");
-        values += ", 0)";
-        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
-            &p.id,
-            &r.principal,
-            &p.hash,
-            &p.prf,
-            &r.name,
-            &r.description,
-            &r.permissions,
-            &p.status,
-            &r.expires_at,
-            &r.created_at,
-            &r.created_by,
-            &r.updated_at,
-            &r.updated_by,
-            &r.protected,
-            &r.last_used_at,
-            &r.legacy,
-            &r.lookup_digest,
-        ];
-        params.extend_from_slice(&row);
-    }
-    tx.execute(
-        &format!(
-            "INSERT INTO tower_apikey_keys ({COLUMNS}, version) VALUES {values} \
-             ON CONFLICT (id) DO NOTHING"
-        ),
-        &params,
-    )
-    .await
-    .map_err(unavailable)
-}
-
-/// Writes every column of `record` over its row; `false` if there is no such row.
-async fn update_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, StoreError> {
-    let status = record.status.as_str();
-    let hash = record.hash.to_string();
-    let prf = record.prf.to_string();
-    let n = tx
-        .execute(
-            "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
-             description = $6, permissions = $7, status = $8, expires_at = $9, \
-             created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
-             protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
-             WHERE id = $1",
-            &[
-                &record.id.as_str(),
-                &record.principal,
-                &hash,
-                &prf,
-                &record.name,
-                &record.description,
-                &record.permissions,
-                &status,
-                &record.expires_at,
-                &record.created_at,
-                &record.created_by,
-                &record.updated_at,
-                &record.updated_by,
-                &record.protected,
-                &record.last_used_at,
-                &record.legacy,
-                &record.lookup_digest,
-            ],
-        )
-        .await
-        .map_err(unavailable)?;
-    Ok(n > 0)
-}
-
-/// Inserts `record` in `tx`; `false` if its id is taken.
-async fn insert_in(tx: &Transaction<'_>, record: &KeyRecord) -> Result<bool, StoreError> {
-    Ok(insert_rows(tx, std::slice::from_ref(record)).await? == 1)
-}
-
-/// The record a row holds; a row that does not make one is reported, not skipped.
-fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
-    let id: String = row.get("id");
-    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::InvalidRecord {
-        id: id.clone(),
-        source,
-    };
-    let key_id = KeyId::new(&id).map_err(|e| invalid(e.into()))?;
-    let hash: Pbkdf2Hash = row
-        .get::<_, String>("hash")
-        .parse()
-        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
-    let prf: Prf = row
-        .get::<_, String>("prf")
-        .parse()
-        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
-    let status: KeyStatus = row
-        .get::<_, String>("status")
-        .parse()
-        .map_err(|e: crate::record::UnknownStatus| invalid(e.into()))?;
-    let mut record = KeyRecord::new(key_id, row.get::<_, String>("principal"), hash, prf);
-    record.name = row.get("name");
-    record.description = row.get("description");
-    record.permissions = row.get("permissions");
-    record.status = status;
-    record.expires_at = row.get("expires_at");
-    record.created_at = row.get("created_at");
-    record.created_by = row.get("created_by");
-    record.updated_at = row.get("updated_at");
-    record.updated_by = row.get("updated_by");
-    record.protected = row.get("protected");
-    record.last_used_at = row.get("last_used_at");
-    record.legacy = row.get("legacy");
-    record.lookup_digest = row.get("lookup_digest");
-    Ok(record)
-}
-
-fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {
-    rows.iter().map(record_of).collect()
-}
-
 impl KeyStore for PgKeyStore {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let client = self.client().await?;
@@ -666,141 +465,4 @@ impl KeyStore for PgKeyStore {
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.feed.subscribe(listener);
     }
-}
-
-/// Follows the change log for as long as the store lives: LISTENs on a connection of its
-/// own, reads the log on each notification, each poll interval and each reconnect, and
-/// tells subscribers what changed.
-async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
-    let mut cursor = Cursor {
-        version: None,
-        read_at: std::time::Instant::now(),
-    };
-    let mut backoff = Duration::from_millis(100);
-    // Logged when reading the log starts failing and when it works again, not on every
-    // retry: a database that is down, or not migrated yet, would write ten lines a second.
-    let failing = Streak::default();
-    loop {
-        let Some(config) = inner.upgrade().map(|i| i.config.clone()) else {
-            return;
-        };
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    while let Some(message) =
-                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                    {
-                        match message {
-                            Ok(AsyncMessage::Notification(_)) => {
-                                let _ = tx.send(());
-                            }
-                            Ok(_) => {}
-                            Err(error) => {
-                                tracing::warn!(%error, "key store change listener lost its connection");
-                                break;
-                            }
-                        }
-                    }
-                });
-                let listening = if listen {
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await
-                } else {
-                    Ok(())
-                };
-                if listening.is_ok() {
-                    loop {
-                        let Some(strong) = inner.upgrade() else {
-                            driver.abort();
-                            return;
-                        };
-                        if let Err(error) = catch_up(&client, &strong.feed, &mut cursor).await {
-                            if failing.fail() {
-                                tracing::warn!(%error, source = ?std::error::Error::source(&error), "key store change log not read; retrying until it is");
-                            }
-                            break;
-                        }
-                        backoff = Duration::from_millis(100);
-                        if let Some(ended) = failing.succeed() {
-                            tracing::info!(
-                                failures = ended.failures,
-                                lasted_ms = ended.lasted.as_millis() as u64,
-                                "key store change log read again"
-                            );
-                        }
-                        drop(strong);
-                        // A notification, or the poll interval, whichever comes first.
-                        if let Ok(None) = tokio::time::timeout(poll, notified.recv()).await {
-                            break;
-                        }
-                        if driver.is_finished() {
-                            break;
-                        }
-                    }
-                }
-                driver.abort();
-            }
-            Err(error) => {
-                if failing.fail() {
-                    tracing::warn!(%error, "key store change listener cannot connect; retrying until it can");
-                }
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
-}
-
-/// Where a follower is in the change log.
-struct Cursor {
-    /// The last version read; `None` before the first read.
-    version: Option<i64>,
-    /// When the log was last read in full.
-    read_at: std::time::Instant,
-}
-
-/// Publishes every change after the cursor and moves it on. A follower that could not read
-/// the log for longer than changes are kept may have missed some: it resets instead.
-async fn catch_up(
-    client: &tokio_postgres::Client,
-    feed: &ChangeFeed,
-    cursor: &mut Cursor,
-) -> Result<(), tokio_postgres::Error> {
-    let Some(last) = cursor.version else {
-        // First read: start from now. Anything cached before it (the database may have been
-        // down when the store was made) may have missed a change: drop it.
-        let row = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM tower_apikey_changes",
-                &[],
-            )
-            .await?;
-        cursor.version = Some(row.get(0));
-        cursor.read_at = std::time::Instant::now();
-        feed.publish(&StoreChange::Reset);
-        return Ok(());
-    };
-    let rows = client
-        .query(
-            "SELECT version, id FROM tower_apikey_changes WHERE version > $1 ORDER BY version",
-            &[&last],
-        )
-        .await?;
-    // Changes are pruned after a day; stay well inside that.
-    if cursor.read_at.elapsed() > Duration::from_secs(20 * 3600) {
-        feed.publish(&StoreChange::Reset);
-    }
-    cursor.read_at = std::time::Instant::now();
-    let mut seen = std::collections::HashSet::new();
-    for row in &rows {
-        cursor.version = Some(row.get(0));
-        let id: String = row.get(1);
-        if seen.insert(id.clone()) {
-            match KeyId::new(&id) {
-                Ok(id) => feed.publish(&StoreChange::Changed(id)),
-                Err(_) => feed.publish(&StoreChange::Reset),
-            }
-        }
-    }
-    Ok(())
 }

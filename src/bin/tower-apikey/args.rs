@@ -1,0 +1,221 @@
+//! The command line: commands and their flags (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tower_apikey::expiry::Expiry;
+use tower_apikey::hash::{HashParams, Prf};
+use tower_apikey::key::{KeyFormat, KeyId};
+
+use crate::terminal::Failure;
+
+#[derive(Parser)]
+#[command(
+    name = "tower-apikey",
+    version,
+    about = "Hash, verify, issue, rotate, regenerate, revoke, export and import API keys"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Read a key on stdin and print its PBKDF2 record `iterations:salt_hex:hash_hex`.
+    Hash(HashArgs),
+    /// Read a key on stdin and check it against a record: exit 0 match, 1 no match.
+    Verify {
+        /// The record, `iterations:salt_hex:hash_hex`.
+        #[arg(long, allow_hyphen_values = true)]
+        record: String,
+        /// The HMAC hash the record was made with.
+        #[arg(long, default_value = "sha1")]
+        prf: Prf,
+    },
+    /// Create a key for a principal and print it, once, as the only line on stdout.
+    Issue {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Who the key belongs to.
+        #[arg(long)]
+        principal: String,
+        /// A short label.
+        #[arg(long)]
+        name: Option<String>,
+        /// A longer note.
+        #[arg(long)]
+        description: Option<String>,
+        /// A permission the key carries (repeat for several).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// When the key expires: `never`, a duration (`30d`, `P1W`), Maximo minutes (`-1` is
+        /// never) or an RFC 3339 time.
+        #[arg(long, default_value = "never", allow_hyphen_values = true)]
+        expires: Expiry,
+        /// Deleted only with `delete --force`.
+        #[arg(long)]
+        protected: bool,
+        /// Store the key given on stdin instead of making one, and print its id. A key not in
+        /// this format is kept as a legacy opaque key.
+        #[arg(long)]
+        key_stdin: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Show one key's record (no secrets).
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (no secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this principal's keys.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a second key like this one and let this one expire after a grace period; print
+    /// the new key as the only line on stdout.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// How long the old key keeps working (`7d`, `PT12H`, `0s`).
+        #[arg(long, default_value = "7d")]
+        grace: jiff::Span,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Give a key a new secret (same id and metadata) and print it as the only line on stdout;
+    /// the old secret stops working.
+    Regenerate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Switch a key off until it is activated.
+    Deactivate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Switch a deactivated key back on.
+    Activate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Revoke a key for good.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Delete a key's record.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// Delete a protected key too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create or update the PostgreSQL schema.
+    Migrate {
+        /// The database (or DATABASE_URL).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Write every record (no secrets) as JSON to stdout.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Read records from stdin and add them all, or none.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// `json`: an `export`. `maximo`: CSV or a JSON array of `userid, apikey,
+        /// expiration` (PBKDF2 record, minutes with -1 for never), kept as legacy opaque keys.
+        #[arg(long, value_enum, default_value_t = ImportFormat::Json)]
+        format: ImportFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ImportFormat {
+    Json,
+    Maximo,
+}
+
+/// How keys are made and limited.
+#[derive(Args)]
+pub(crate) struct PolicyArgs {
+    /// The most live keys one principal may hold.
+    #[arg(long, default_value = "2")]
+    pub(crate) max_keys_per_principal: std::num::NonZeroUsize,
+    /// Key prefix.
+    #[arg(long, default_value = KeyFormat::DEFAULT_PREFIX)]
+    pub(crate) prefix: String,
+    #[command(flatten)]
+    pub(crate) hash: HashArgs,
+}
+
+/// Where the keys are: a JSON file or a PostgreSQL database. With neither flag, the
+/// DATABASE_URL environment variable names the database (so no password need be in argv).
+#[derive(Args)]
+#[group(multiple = false)]
+pub(crate) struct StoreArgs {
+    /// The JSON key store file.
+    #[arg(long)]
+    pub(crate) store: Option<PathBuf>,
+    /// A PostgreSQL database (`postgresql://user@host/db` or `host=/run/postgresql
+    /// dbname=apikeys`). Needs the `postgres` feature.
+    #[arg(long)]
+    pub(crate) database_url: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct HashArgs {
+    /// The HMAC hash function.
+    #[arg(long, default_value = "sha1")]
+    pub(crate) prf: Prf,
+    /// PBKDF2 iterations.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) iterations: u32,
+    /// Salt length in bytes.
+    #[arg(long, default_value_t = 24)]
+    pub(crate) salt_bytes: usize,
+    /// Hash length in bytes.
+    #[arg(long, default_value_t = 24)]
+    pub(crate) hash_bytes: usize,
+}
+
+impl HashArgs {
+    pub(crate) fn params(&self) -> Result<HashParams, Failure> {
+        HashParams::default()
+            .prf(self.prf)
+            .iterations(self.iterations)
+            .and_then(|p| p.salt_len(self.salt_bytes))
+            .and_then(|p| p.hash_len(self.hash_bytes))
+            .map_err(Failure::usage)
+    }
+}

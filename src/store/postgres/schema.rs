@@ -1,0 +1,230 @@
+//! The schema (migrations, columns, locks) and the mapping between rows and records.
+
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use crate::hash::{Pbkdf2Hash, Prf};
+use crate::key::KeyId;
+use crate::record::{KeyRecord, KeyStatus};
+use crate::store::StoreError;
+
+/// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
+pub(super) const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE tower_apikey_keys (
+    id            TEXT PRIMARY KEY,
+    principal     TEXT NOT NULL,
+    hash          TEXT NOT NULL,
+    prf           TEXT NOT NULL,
+    name          TEXT,
+    description   TEXT,
+    permissions   TEXT[] NOT NULL DEFAULT '{}',
+    status        TEXT NOT NULL,
+    expires_at    TIMESTAMPTZ,
+    created_at    TIMESTAMPTZ NOT NULL,
+    created_by    TEXT,
+    updated_at    TIMESTAMPTZ,
+    updated_by    TEXT,
+    protected     BOOLEAN NOT NULL DEFAULT FALSE,
+    last_used_at  TIMESTAMPTZ,
+    legacy        BOOLEAN NOT NULL DEFAULT FALSE,
+    lookup_digest TEXT,
+    version       BIGINT NOT NULL
+);
+CREATE INDEX tower_apikey_keys_principal ON tower_apikey_keys (principal);
+CREATE INDEX tower_apikey_keys_legacy ON tower_apikey_keys (id) WHERE legacy;
+-- One row per committed change, in commit order (writers serialise on an advisory lock):
+-- what a server that missed notifications reads to catch up.
+CREATE TABLE tower_apikey_changes (
+    version    BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX tower_apikey_changes_at ON tower_apikey_changes (changed_at);
+"];
+
+/// The NOTIFY channel; the payload is the change's version.
+pub(super) const CHANNEL: &str = "tower_apikey_changes";
+/// Serialises writers, so change versions commit in order.
+pub(super) const WRITE_LOCK: i64 = 0x7461_6b5f_7772_6974;
+/// Serialises migrations.
+pub(super) const MIGRATE_LOCK: i64 = 0x7461_6b5f_6d69_6772;
+/// How long changes are kept for servers catching up; one offline longer forgets its cache.
+pub(super) const CHANGES_KEPT: &str = "1 day";
+
+pub(super) const COLUMNS: &str =
+    "id, principal, hash, prf, name, description, permissions, status, \
+    expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
+    legacy, lookup_digest";
+
+/// Starts a write: a transaction holding the write lock, so changes commit in version order.
+/// Dropped without [`PgKeyStore::commit`], it rolls back.
+pub(super) async fn begin(
+    client: &mut deadpool_postgres::Object,
+) -> Result<Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(unavailable)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .await
+        .map_err(unavailable)?;
+    Ok(tx)
+}
+
+pub(super) fn unavailable(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// Rows per multi-row INSERT: 17 parameters each, well under PostgreSQL's 65,535.
+pub(super) const ROWS_PER_INSERT: usize = 1_000;
+
+/// The columns of [`COLUMNS`] for one record, as SQL parameters.
+struct Params {
+    id: String,
+    hash: String,
+    prf: String,
+    status: &'static str,
+}
+
+/// Inserts `records` (ids known to be free) in one statement.
+pub(super) async fn insert_rows(
+    tx: &Transaction<'_>,
+    records: &[KeyRecord],
+) -> Result<u64, StoreError> {
+    let owned: Vec<Params> = records
+        .iter()
+        .map(|r| Params {
+            id: r.id.as_str().to_owned(),
+            hash: r.hash.to_string(),
+            prf: r.prf.to_string(),
+            status: r.status.as_str(),
+        })
+        .collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        Vec::with_capacity(records.len() * 17);
+    let mut values = String::new();
+    for (i, (r, p)) in records.iter().zip(&owned).enumerate() {
+        let base = i * 17;
+        values += if i == 0 { "(" } else { ", (" };
+        values += &(1..=17)
+            .map(|n| format!("${}", base + n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        values += ", 0)";
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &p.id,
+            &r.principal,
+            &p.hash,
+            &p.prf,
+            &r.name,
+            &r.description,
+            &r.permissions,
+            &p.status,
+            &r.expires_at,
+            &r.created_at,
+            &r.created_by,
+            &r.updated_at,
+            &r.updated_by,
+            &r.protected,
+            &r.last_used_at,
+            &r.legacy,
+            &r.lookup_digest,
+        ];
+        params.extend_from_slice(&row);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO tower_apikey_keys ({COLUMNS}, version) VALUES {values} \
+             ON CONFLICT (id) DO NOTHING"
+        ),
+        &params,
+    )
+    .await
+    .map_err(unavailable)
+}
+
+/// Writes every column of `record` over its row; `false` if there is no such row.
+pub(super) async fn update_in(
+    tx: &Transaction<'_>,
+    record: &KeyRecord,
+) -> Result<bool, StoreError> {
+    let status = record.status.as_str();
+    let hash = record.hash.to_string();
+    let prf = record.prf.to_string();
+    let n = tx
+        .execute(
+            "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
+             description = $6, permissions = $7, status = $8, expires_at = $9, \
+             created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
+             protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
+             WHERE id = $1",
+            &[
+                &record.id.as_str(),
+                &record.principal,
+                &hash,
+                &prf,
+                &record.name,
+                &record.description,
+                &record.permissions,
+                &status,
+                &record.expires_at,
+                &record.created_at,
+                &record.created_by,
+                &record.updated_at,
+                &record.updated_by,
+                &record.protected,
+                &record.last_used_at,
+                &record.legacy,
+                &record.lookup_digest,
+            ],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
+}
+
+/// Inserts `record` in `tx`; `false` if its id is taken.
+pub(super) async fn insert_in(
+    tx: &Transaction<'_>,
+    record: &KeyRecord,
+) -> Result<bool, StoreError> {
+    Ok(insert_rows(tx, std::slice::from_ref(record)).await? == 1)
+}
+
+/// The record a row holds; a row that does not make one is reported, not skipped.
+pub(super) fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
+    let id: String = row.get("id");
+    let invalid = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::InvalidRecord {
+        id: id.clone(),
+        source,
+    };
+    let key_id = KeyId::new(&id).map_err(|e| invalid(e.into()))?;
+    let hash: Pbkdf2Hash = row
+        .get::<_, String>("hash")
+        .parse()
+        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
+    let prf: Prf = row
+        .get::<_, String>("prf")
+        .parse()
+        .map_err(|e: crate::hash::HashError| invalid(e.into()))?;
+    let status: KeyStatus = row
+        .get::<_, String>("status")
+        .parse()
+        .map_err(|e: crate::record::UnknownStatus| invalid(e.into()))?;
+    let mut record = KeyRecord::new(key_id, row.get::<_, String>("principal"), hash, prf);
+    record.name = row.get("name");
+    record.description = row.get("description");
+    record.permissions = row.get("permissions");
+    record.status = status;
+    record.expires_at = row.get("expires_at");
+    record.created_at = row.get("created_at");
+    record.created_by = row.get("created_by");
+    record.updated_at = row.get("updated_at");
+    record.updated_by = row.get("updated_by");
+    record.protected = row.get("protected");
+    record.last_used_at = row.get("last_used_at");
+    record.legacy = row.get("legacy");
+    record.lookup_digest = row.get("lookup_digest");
+    Ok(record)
+}
+
+pub(super) fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {
+    rows.iter().map(record_of).collect()
+}
