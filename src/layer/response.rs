@@ -163,7 +163,8 @@ fn error_json(code: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
 }
 
-/// A response with [`error_json`]'s body.
+/// A response with [`error_json`]'s body: what the admin API answers with.
+#[cfg(feature = "admin")]
 pub(crate) fn error_body<B: From<Bytes>>(
     status: StatusCode,
     code: &str,
