@@ -17,6 +17,9 @@
 //! (default `./apikeys.json`), `$MAX_KEYS_PER_PRINCIPAL` the live keys one principal may hold
 //! (default 2).
 
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
 use std::error::Error;
 
 use axum::routing::get;
@@ -67,9 +70,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         listener.local_addr()?
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown::signal())
         .await?;
     validator.flush_last_used().await?;
     Ok(())

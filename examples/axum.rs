@@ -26,6 +26,9 @@
 //!     cargo run --release --features postgres --example axum
 //! ```
 
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
 use std::error::Error;
 
 use axum::routing::get;
@@ -74,9 +77,7 @@ async fn serve<S: KeyStore>(
         listener.local_addr()?
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown::signal())
         .await?;
     // Keys' last use is written in batches; write the last one before leaving.
     validator.flush_last_used().await?;

@@ -9,6 +9,9 @@
 //! empty store the server issues one demo key and prints it once. `$ADDR` sets the listening
 //! address (default `127.0.0.1:3000`).
 
+#[path = "support/shutdown.rs"]
+mod shutdown;
+
 use std::convert::Infallible;
 use std::error::Error;
 
@@ -48,10 +51,11 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         "listening on http://{} (keys in {path})",
         listener.local_addr()?
     );
+    let mut stop = std::pin::pin!(shutdown::signal());
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         };
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {

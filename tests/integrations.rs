@@ -107,3 +107,43 @@ fn hyper_example_serves_identities_behind_the_layer() {
         401
     );
 }
+
+/// SIGTERM (what `kill`, systemd and Kubernetes send) stops every example as Ctrl-C does:
+/// it drains, writes the last-use batch, and exits 0.
+// Two workers: the gRPC client's connection task must run (and answer the server's GOAWAY)
+// while this test blocks waiting for the server to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_example_and_the_last_use_is_written() {
+    for example in ["axum", "hyper", "admin", "tonic"] {
+        let (mut server, addr, key, dir) = start(example);
+        // One accepted request, so there is a last use to write.
+        match example {
+            "tonic" => {
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                proto::who_am_i(channel, Some(&key)).await.unwrap();
+            }
+            "hyper" => assert_eq!(common::http_get(&addr, "/", Some(&key)).0, 200),
+            _ => assert_eq!(common::http_get(&addr, "/whoami", Some(&key)).0, 200),
+        }
+        let status = server.terminate(Duration::from_secs(10));
+        assert!(status.success(), "{example}: {status:?}");
+
+        let file = std::fs::read_to_string(dir.path().join("apikeys.json")).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&file).unwrap();
+        let id = key.split('_').nth(1).unwrap();
+        let record = file["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap();
+        assert!(
+            record["last_used_at"].is_string(),
+            "{example}: the last use was written on SIGTERM: {record}"
+        );
+    }
+}

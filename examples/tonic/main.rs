@@ -15,6 +15,9 @@
 
 mod proto;
 
+#[path = "../support/shutdown.rs"]
+mod shutdown;
+
 use std::error::Error;
 
 use tonic::transport::server::TcpIncoming;
@@ -67,9 +70,7 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
         // Inside the key check, answering in the same gRPC words.
         .layer(require_permission("read").rejection(GrpcRejection::new()))
         .add_service(proto::IdentityServer)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown::signal())
         .await?;
     validator.flush_last_used().await?;
     Ok(())

@@ -269,6 +269,27 @@ impl Server {
         self.output.lock().unwrap().clone()
     }
 
+    /// Sends SIGTERM (as `kill`, systemd and Kubernetes do) and waits for the process to
+    /// exit, at most `within`; its exit status.
+    pub fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM");
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "still running {within:?} after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Resident memory now, in KiB (`VmRSS` in `/proc/<pid>/status`).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
