@@ -30,7 +30,9 @@
 mod shutdown;
 
 use std::error::Error;
+use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -54,6 +56,18 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     serve(store, &addr, &path).await
 }
 
+/// 200 while the store answers within a second; 503 while it does not (cached keys are
+/// still served then, cold ones refused).
+async fn ready(validator: Validator) -> (StatusCode, &'static str) {
+    match validator.check_store(Duration::from_secs(1)).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(error) => {
+            tracing::warn!(%error, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "key store unavailable")
+        }
+    }
+}
+
 /// Serves `/whoami` behind the layer, with keys in `store`, until Ctrl-C.
 async fn serve<S: KeyStore>(
     store: S,
@@ -65,11 +79,14 @@ async fn serve<S: KeyStore>(
     }
 
     let validator = Validator::builder(store).build();
+    let probe = validator.clone();
     let app = Router::new()
         .route("/whoami", get(whoami))
         .layer(ApiKeyLayer::new(validator.clone()))
-        // Added after the layer, so not behind it.
-        .route("/health", get(|| async { "ok" }));
+        // Added after the layer, so not behind it: liveness, and readiness (does the store
+        // answer within a second?).
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(move || ready(probe.clone())));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(

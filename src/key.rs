@@ -173,6 +173,11 @@ impl KeyId {
         Ok(Self(random_base62(GENERATED_ID_LEN)?.as_str().into()))
     }
 
+    /// An id no key is given (generated ids have no `-`): what a readiness check reads.
+    pub(crate) fn readiness_probe() -> Self {
+        Self("readiness-probe".into())
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -188,3 +188,44 @@ async fn the_database_going_away_and_coming_back_needs_no_restart() {
         started.elapsed()
     );
 }
+
+/// The axum example's `/ready` follows the database: 503 within the check's timeout once it
+/// stops, 200 once it is back, with no restart. `/health` stays 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_database_without_a_restart() {
+    let Some(db) = common::pg::database().await else {
+        return;
+    };
+    let Some(cluster) = db.cluster.as_ref() else {
+        eprintln!("SKIPPED: stopping the database needs a throwaway cluster, not DATABASE_URL");
+        return;
+    };
+    let mut command = std::process::Command::new(common::example_binary("axum"));
+    command.env("DATABASE_URL", &db.url);
+    let (_server, addr, _demo) = common::start_example(command);
+    let status_within = |path: &str, want: u16, bound: Duration| {
+        let started = Instant::now();
+        loop {
+            let (status, _) = common::http_get(&addr, path, None);
+            if status == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < bound,
+                "{path} not {want} within {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    status_within("/ready", 200, Duration::from_secs(5));
+
+    // The throwaway cluster commits asynchronously: let the schema reach the disk first.
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.stop().unwrap();
+    // The check's own timeout is 1 s; a stopped server refuses connections at once.
+    status_within("/ready", 503, Duration::from_secs(3));
+    assert_eq!(common::http_get(&addr, "/health", None).0, 200);
+
+    cluster.start_again().unwrap();
+    status_within("/ready", 200, Duration::from_secs(10));
+}

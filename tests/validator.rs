@@ -398,3 +398,22 @@ async fn a_use_survives_its_cache_entry_expiring_before_the_flush() {
 async fn last_used(store: &MemoryStore, id: &KeyId) -> Option<jiff::Timestamp> {
     store.get(id).await.unwrap().unwrap().last_used_at
 }
+
+#[tokio::test]
+async fn check_store_says_whether_the_store_answers_in_time() {
+    let store = PausingStore {
+        inner: MemoryStore::new(),
+        read_done: Arc::default(),
+        resume: Arc::default(),
+    };
+    let validator = Validator::builder(store.clone()).build();
+    // A read that never finishes: the check gives up at its timeout.
+    let timeout = Duration::from_millis(50);
+    assert!(matches!(
+        validator.check_store(timeout).await,
+        Err(tower_apikey::validator::StoreCheckError::Timeout(t)) if t == timeout
+    ));
+    // A read that finishes: ready, whatever it found.
+    store.resume.notify_one();
+    validator.check_store(Duration::from_secs(5)).await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Why a key was not accepted: the reasons kept for logs and metrics, and the error callers see.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::store::StoreError;
 
@@ -59,4 +60,16 @@ pub enum ValidationError {
     /// store failed in a way no retry fixes ([`StoreError::Internal`]): a bug, logged.
     #[error("API key verification failed: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why [`Validator::check_store`](super::Validator::check_store) found the store not ready.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreCheckError {
+    /// The store did not answer in time.
+    #[error("key store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The store answered with a failure.
+    #[error("key store failed: {0}")]
+    Store(#[source] StoreError),
 }

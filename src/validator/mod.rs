@@ -41,11 +41,12 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::Instrument;
 
 use crate::identity::Identity;
-use crate::key::{KeyFormat, PresentedKey};
+use crate::key::{KeyFormat, KeyId, PresentedKey};
 use crate::store::{BoxKeyStore, ChangeListener, KeyStore, StoreChange, StoreError};
 use crate::streak::Streak;
 
@@ -64,7 +65,7 @@ pub use builder::ValidatorBuilder;
 #[cfg(feature = "metrics")]
 pub use counters::describe_metrics;
 pub use counters::ValidatorStats;
-pub use error::{RejectReason, ValidationError};
+pub use error::{RejectReason, StoreCheckError, ValidationError};
 
 use admission::Admission;
 use cache::Cache;
@@ -198,6 +199,23 @@ impl Validator {
     pub async fn flush_last_used(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         inner.last_use.flush(&inner.cache, &inner.store).await
+    }
+
+    /// Whether the store answers now: one read of an id no key has, bounded by `timeout`.
+    /// What a readiness probe asks (`GET /ready` in the axum example): while the store is
+    /// down, cached keys are still served but cold ones are refused with 503, so a load
+    /// balancer may prefer other servers.
+    ///
+    /// # Errors
+    /// [`StoreCheckError::Timeout`] when the store did not answer within `timeout`;
+    /// [`StoreCheckError::Store`] with its failure.
+    pub async fn check_store(&self, timeout: Duration) -> Result<(), StoreCheckError> {
+        let probe = KeyId::readiness_probe();
+        match tokio::time::timeout(timeout, self.inner.store.get(&probe)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(StoreCheckError::Store(error)),
+            Err(_) => Err(StoreCheckError::Timeout(timeout)),
+        }
     }
 
     /// Drops every cached entry.
