@@ -48,7 +48,7 @@ pub use feed::{ChangeFeed, ChangeListener, StoreChange};
 pub use file::{FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgKeyStore, PgKeyStoreBuilder};
+pub use postgres::{ConnectionStringError, PgError, PgKeyStore, PgKeyStoreBuilder};
 pub use query::KeyQuery;
 
 use crate::key::KeyId;

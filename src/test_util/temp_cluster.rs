@@ -28,9 +28,14 @@ pub struct TempCluster {
     dir: PathBuf,
     bin: PathBuf,
     as_postgres: bool,
+    /// The port: the socket's file name, and the TCP port when `tcp`.
+    port: u16,
+    /// Whether the cluster also listens on 127.0.0.1 (TLS only).
+    tcp: bool,
 }
 
-/// The socket's port number (only its file name: the cluster listens on no TCP port).
+/// The socket's port number when the cluster listens on no TCP port (only the socket's file
+/// name: each cluster has a directory of its own).
 const PORT: u16 = 5432;
 
 impl TempCluster {
@@ -57,6 +62,27 @@ impl TempCluster {
     /// When the server is not installed, or `initdb` or `pg_ctl` fails (their output is in
     /// the error).
     pub fn start() -> io::Result<Self> {
+        Self::create(None)
+    }
+
+    /// As [`start`](Self::start), and also listening on 127.0.0.1 at
+    /// [`tcp_port`](Self::tcp_port) with TLS only: `ssl=on` with this server certificate and
+    /// key (PEM), and `pg_hba.conf` admitting TCP only over `hostssl` with a password
+    /// (`scram-sha-256`; set one with `ALTER ROLE` over the socket, which stays `trust`).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> io::Result<Self> {
+        Self::create(Some((cert_pem, key_pem)))
+    }
+
+    /// The TCP port on 127.0.0.1, for a cluster made by
+    /// [`start_with_tls`](Self::start_with_tls).
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.tcp.then_some(self.port)
+    }
+
+    fn create(tls: Option<(&str, &str)>) -> io::Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let bin = Self::binaries().ok_or_else(|| {
             io::Error::new(
@@ -71,10 +97,19 @@ impl TempCluster {
         ));
         std::fs::create_dir_all(&dir)?;
         let as_postgres = is_root();
+        let port = match tls {
+            // Free now; taken by the server a moment later.
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+            None => PORT,
+        };
         let cluster = Self {
             dir,
             bin,
             as_postgres,
+            port,
+            tcp: tls.is_some(),
         };
         if as_postgres {
             check(
@@ -99,15 +134,49 @@ impl TempCluster {
                 "UTF8".as_ref(),
             ],
         )?;
+        if let Some((cert, key)) = tls {
+            cluster.enable_tls(&data, cert, key)?;
+        }
         cluster.start_again()?;
         Ok(cluster)
     }
 
-    /// A connection string for database `dbname`.
+    fn enable_tls(&self, data: &Path, cert: &str, key: &str) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem)?;
+            // The server refuses a key others can read.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            if self.as_postgres {
+                check(
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&path)
+                        .output()?,
+                    "chown",
+                )?;
+            }
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))?
+            .write_all(
+                b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            )?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+    }
+
+    /// A connection string for database `dbname`, over the Unix socket.
     pub fn url(&self, dbname: &str) -> String {
         format!(
-            "host={} port={PORT} user=postgres dbname={dbname}",
-            self.dir.display()
+            "host={} port={} user=postgres dbname={dbname}",
+            self.dir.display(),
+            self.port
         )
     }
 
@@ -155,9 +224,11 @@ impl TempCluster {
     pub fn start_again(&self) -> io::Result<()> {
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");
+        let listen = if self.tcp { "127.0.0.1" } else { "" };
         let options = format!(
-            "-k {} -p {PORT} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            self.dir.display()
+            "-k {} -p {} -c listen_addresses='{listen}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.dir.display(),
+            self.port
         );
         self.run(
             "pg_ctl",

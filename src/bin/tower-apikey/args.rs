@@ -187,8 +187,9 @@ pub(crate) struct StoreArgs {
     /// The JSON key store file.
     #[arg(long)]
     pub(crate) store: Option<PathBuf>,
-    /// A PostgreSQL database (`postgresql://user@host/db` or `host=/run/postgresql
-    /// dbname=apikeys`). Needs the `postgres` feature.
+    /// A PostgreSQL database (`postgresql://user@host/db?sslmode=verify-full&sslrootcert=system`
+    /// or `host=/run/postgresql dbname=apikeys`; sslmode and sslrootcert as in libpq). Needs
+    /// the `postgres` feature.
     #[arg(long)]
     pub(crate) database_url: Option<String>,
 }

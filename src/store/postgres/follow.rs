@@ -3,7 +3,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::schema::CHANNEL;
 use super::Inner;
@@ -24,10 +24,10 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
     // retry: a database that is down, or not migrated yet, would write ten lines a second.
     let failing = Streak::default();
     loop {
-        let Some(config) = inner.upgrade().map(|i| i.config.clone()) else {
+        let Some((config, tls)) = inner.upgrade().map(|i| (i.config.clone(), i.tls.clone())) else {
             return;
         };
-        match config.connect(NoTls).await {
+        match config.connect(tls).await {
             Ok((client, mut connection)) => {
                 let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -40,7 +40,7 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
                             }
                             Ok(_) => {}
                             Err(error) => {
-                                tracing::warn!(%error, "key store change listener lost its connection");
+                                tracing::warn!(error = %super::PgError::from(error), "key store change listener lost its connection");
                                 break;
                             }
                         }
@@ -59,7 +59,7 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
                         };
                         if let Err(error) = catch_up(&client, &strong.feed, &mut cursor).await {
                             if failing.fail() {
-                                tracing::warn!(%error, source = ?std::error::Error::source(&error), "key store change log not read; retrying until it is");
+                                tracing::warn!(error = %super::PgError::from(error), "key store change log not read; retrying until it is");
                             }
                             break;
                         }
@@ -85,7 +85,7 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
             }
             Err(error) => {
                 if failing.fail() {
-                    tracing::warn!(%error, "key store change listener cannot connect; retrying until it can");
+                    tracing::warn!(error = %super::PgError::from(error), "key store change listener cannot connect; retrying until it can");
                 }
             }
         }

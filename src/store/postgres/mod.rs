@@ -2,23 +2,28 @@
 //! and its options here, the schema and row mapping in `schema`, the change follower in
 //! `follow`.
 
+mod error;
 mod follow;
 mod schema;
+mod tls;
+
+pub use self::error::PgError;
+pub use self::tls::ConnectionStringError;
 
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use jiff::Timestamp;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::follow::follow;
 use self::schema::{
     begin, insert_in, insert_rows, record_of, records_of, unavailable, update_in, CHANGES_KEPT,
     CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
 };
+use self::tls::Connection;
 use super::map::{differs_beyond_last_use, keep_last_use};
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
@@ -40,7 +45,12 @@ use crate::record::{KeyRecord, KeyStatus};
 /// - The schema ships in the crate: [`migrate`](Self::migrate) applies it (the CLI's
 ///   `tower-apikey migrate --database-url URL` calls it).
 ///
-/// Connections are made without TLS: use a Unix socket or a trusted network.
+/// TLS is read from the connection string as libpq reads it (rustls; no system OpenSSL):
+/// `sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`: TLS when the
+/// server offers it, unverified) and `sslrootcert=PATH` (a PEM bundle) or `sslrootcert=system`
+/// (the operating system's roots, which implies `verify-full`). Use `verify-full` with a
+/// managed database: `require` encrypts but, as in libpq, trusts any certificate. Over a Unix
+/// socket TLS does not apply. Environment variables (`PGSSLMODE`, …) are not read.
 ///
 /// # Example
 /// ```no_run
@@ -48,7 +58,10 @@ use crate::record::{KeyRecord, KeyStatus};
 /// use tower_apikey::Validator;
 ///
 /// # async fn run() -> Result<(), tower_apikey::StoreError> {
-/// let store = PgKeyStore::connect("postgresql://apikeys@db.internal/apikeys").await?;
+/// let store = PgKeyStore::connect(
+///     "postgresql://apikeys@db.internal/apikeys?sslmode=verify-full&sslrootcert=system",
+/// )
+/// .await?;
 /// store.migrate().await?;
 /// let validator = Validator::builder(store).build();
 /// # Ok(()) }
@@ -61,6 +74,7 @@ pub struct PgKeyStore {
 struct Inner {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     feed: ChangeFeed,
 }
 
@@ -125,19 +139,21 @@ impl PgKeyStoreBuilder {
     /// Must be called within a Tokio runtime.
     ///
     /// # Errors
-    /// [`StoreError::Config`] for a URL that does not parse, or a poll interval under 10 ms.
+    /// [`StoreError::Config`] for a URL that does not parse (holding a
+    /// [`ConnectionStringError`]: an unknown `sslmode`, an unreadable `sslrootcert`, …), or a
+    /// poll interval under 10 ms.
     pub async fn connect(self) -> Result<PgKeyStore, StoreError> {
         SettingTooSmall::check(
             "poll interval",
             SettingTooSmall::MIN_POLL,
             self.poll_interval,
         )?;
-        let mut config = tokio_postgres::Config::from_str(&self.url)
-            .map_err(|e| StoreError::Config(Box::new(e)))?;
+        let Connection { mut config, tls } =
+            Connection::parse(&self.url).map_err(|e| StoreError::Config(Box::new(e)))?;
         config.connect_timeout(self.connect_timeout);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -153,6 +169,7 @@ impl PgKeyStoreBuilder {
         let inner = Arc::new(Inner {
             pool,
             config,
+            tls,
             feed: ChangeFeed::default(),
         });
         if self.follow {
@@ -242,7 +259,7 @@ impl PgKeyStore {
             .pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))
+            .map_err(|e| StoreError::Unavailable(Box::new(PgError::from(e))))
     }
 
     /// Commits a write: logs a change for each id (stamping each record with its version),

@@ -69,7 +69,7 @@ pub(super) async fn begin(
 }
 
 pub(super) fn unavailable(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
+    StoreError::Unavailable(Box::new(super::PgError::from(error)))
 }
 
 /// Rows per multi-row INSERT: 17 parameters each, well under PostgreSQL's 65,535.
