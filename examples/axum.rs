@@ -15,7 +15,11 @@
 //! cargo run --features cli -- revoke --store apikeys.json <id>
 //! ```
 //!
-//! `$ADDR` sets the listening address (default `127.0.0.1:3000`).
+//! `$ADDR` sets the listening address (default `127.0.0.1:3000`). Beside `/whoami` it serves,
+//! without a key: `/health` (liveness), `/ready` (503 while the key store does not answer) and
+//! `/metrics` (Prometheus text; the crate's counters appear with the `metrics` feature:
+//! `cargo run --release --features metrics --example axum`). Expose `/metrics` and `/ready`
+//! to your monitoring network only.
 //!
 //! With the `postgres` feature and `$DATABASE_URL` set, keys live in PostgreSQL instead (the
 //! schema is brought up to date at start), and several copies of this server on different
@@ -35,6 +39,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
@@ -43,6 +48,10 @@ use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, Valida
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     tracing_subscriber::fmt().with_target(false).init();
+    // The `metrics` facade's recorder: counters kept here, rendered at `/metrics`.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    #[cfg(feature = "metrics")]
+    tower_apikey::validator::describe_metrics(); // HELP lines for the counters
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
 
@@ -50,10 +59,10 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let store = tower_apikey::store::PgKeyStore::connect(url).await?;
         store.migrate().await?;
-        return serve(store, &addr, "PostgreSQL").await;
+        return serve(store, &addr, "PostgreSQL", prometheus).await;
     }
     let store = FileStore::open(&path).await?;
-    serve(store, &addr, &path).await
+    serve(store, &addr, &path, prometheus).await
 }
 
 /// 200 while the store answers within a second; 503 while it does not (cached keys are
@@ -73,6 +82,7 @@ async fn serve<S: KeyStore>(
     store: S,
     addr: &str,
     keys_in: &str,
+    prometheus: PrometheusHandle,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     if store.list(None).await?.is_empty() {
         issue_demo_key(&store, addr).await?;
@@ -83,10 +93,14 @@ async fn serve<S: KeyStore>(
     let app = Router::new()
         .route("/whoami", get(whoami))
         .layer(ApiKeyLayer::new(validator.clone()))
-        // Added after the layer, so not behind it: liveness, and readiness (does the store
-        // answer within a second?).
+        // Added after the layer, so not behind it: liveness, readiness (does the store
+        // answer within a second?) and the counters.
         .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(move || ready(probe.clone())));
+        .route("/ready", get(move || ready(probe.clone())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(prometheus.render())),
+        );
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(

@@ -112,3 +112,64 @@ fn hits_misses_derivations_rejections_and_shed_are_counted() {
     );
     assert_eq!(get("tower_apikey_shed_total"), 1, "{counts:?}");
 }
+
+/// The counters in a Prometheus text scrape, by name and labels (`name{reason="…"}`).
+#[cfg(feature = "axum")]
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    let (status, body) = common::http_get(addr, "/metrics", None);
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("`name value`");
+            (name.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// The axum example from outside: Prometheus scrapes `/metrics` and sees each counter move
+/// with the requests that move it.
+#[cfg(feature = "axum")]
+#[test]
+fn the_axum_example_serves_the_counters_to_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(common::example_binary("axum"));
+    command
+        .env("APIKEY_STORE", dir.path().join("apikeys.json"))
+        .env_remove("DATABASE_URL");
+    let (_server, addr, demo) = common::start_example(command);
+    let demo = demo.expect("the demo key is printed on an empty store");
+
+    let before = scrape(&addr);
+    let get =
+        |scraped: &HashMap<String, f64>, name: &str| scraped.get(name).copied().unwrap_or(0.0);
+    assert_eq!(common::http_get(&addr, "/whoami", Some(&demo)).0, 200); // miss, derivation
+    for _ in 0..3 {
+        assert_eq!(common::http_get(&addr, "/whoami", Some(&demo)).0, 200); // hits
+    }
+    let (_, unknown) = issue("nobody");
+    assert_eq!(
+        common::http_get(&addr, "/whoami", Some(unknown.expose())).0,
+        401
+    );
+    assert_eq!(common::http_get(&addr, "/whoami", Some("tak_bad")).0, 401);
+    let after = scrape(&addr);
+
+    let moved = |name: &str| get(&after, name) - get(&before, name);
+    assert_eq!(moved("tower_apikey_cache_hits_total"), 3.0, "{after:?}");
+    assert_eq!(moved("tower_apikey_cache_misses_total"), 2.0, "{after:?}");
+    assert_eq!(moved("tower_apikey_derivations_total"), 1.0, "{after:?}");
+    assert_eq!(
+        moved("tower_apikey_rejections_total{reason=\"unknown_key\"}"),
+        1.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        moved("tower_apikey_rejections_total{reason=\"malformed\"}"),
+        1.0,
+        "{after:?}"
+    );
+    // No key, no label value, no principal in what is scraped.
+    let (_, text) = common::http_get(&addr, "/metrics", None);
+    assert!(!text.contains(&demo) && !text.contains("demo"), "{text}");
+}
