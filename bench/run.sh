@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = smoke ]; then
-  cargo bench --features postgres --bench hot_path --bench cold_verify --bench load --bench scale -- --test
+  cargo bench --features postgres --bench hot_path --bench cold_verify --bench load --bench scale --bench fleet -- --test
   python3 bench/openssl_pbkdf2.py 1 >/dev/null
   exit 0
 fi
@@ -20,6 +20,8 @@ load=$(cargo bench --bench load 2>target/bench-load.log | grep -E '^(end to end|
   || load="load bench failed: see target/bench-load.log"
 scale=$(cargo bench --features postgres --bench scale 2>target/bench-scale.log | grep -E '^scale') \
   || scale="scale bench failed: see target/bench-scale.log"
+fleet=$(cargo bench --features postgres --bench fleet 2>target/bench-fleet.log | grep -E '^fleet') \
+  || fleet="fleet bench failed: see target/bench-fleet.log"
 echo
 echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 python3 bench/report.py "$before" "$after"
@@ -27,3 +29,5 @@ echo
 echo "$load"
 echo
 echo "$scale"
+echo
+echo "$fleet"

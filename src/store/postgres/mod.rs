@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use jiff::Timestamp;
+use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::follow::follow;
@@ -322,27 +323,39 @@ impl KeyStore for PgKeyStore {
     async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
         let client = self.client().await?;
         let status = query.status.map(KeyStatus::as_str);
-        let after = query.after.as_ref().map(KeyId::as_str);
         let search = query.search.as_deref().map(str::to_lowercase);
         let limit = query.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        // Only the filters given, so every plan (a generic one too, as a pooler or a
+        // statement cache may use) can start at `after` in the primary key: with
+        // `$3 IS NULL OR id > $3` a generic plan read the table from its first row.
+        let mut sql = format!("SELECT {COLUMNS} FROM tower_apikey_keys WHERE TRUE");
+        let after = query.after.as_ref().map(KeyId::as_str);
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(principal) = &query.principal {
+            push_filter(&mut sql, &mut params, " AND principal = $", principal);
+        }
+        if let Some(status) = &status {
+            push_filter(&mut sql, &mut params, " AND status = $", status);
+        }
+        if let Some(after) = &after {
+            push_filter(&mut sql, &mut params, " AND id > $", after);
+        }
         // strpos, not LIKE: the search text is data, with no wildcards to escape.
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM tower_apikey_keys \
-                     WHERE ($1::TEXT IS NULL OR principal = $1) \
-                     AND ($2::TEXT IS NULL OR status = $2) \
-                     AND ($3::TEXT IS NULL OR id > $3) \
-                     AND ($4::TEXT IS NULL OR strpos(lower(id), $4) > 0 \
-                          OR strpos(lower(principal), $4) > 0 \
-                          OR strpos(lower(coalesce(name, '')), $4) > 0 \
-                          OR strpos(lower(coalesce(description, '')), $4) > 0) \
-                     ORDER BY id LIMIT $5"
-                ),
-                &[&query.principal, &status, &after, &search, &limit],
-            )
-            .await
-            .map_err(unavailable)?;
+        if let Some(search) = &search {
+            push_filter(
+                &mut sql,
+                &mut params,
+                " AND (strpos(lower(id), $) > 0 OR strpos(lower(principal), $) > 0 \
+                 OR strpos(lower(coalesce(name, '')), $) > 0 \
+                 OR strpos(lower(coalesce(description, '')), $) > 0)",
+                search,
+            );
+        }
+        sql.push_str(" ORDER BY id");
+        if let Some(limit) = &limit {
+            push_filter(&mut sql, &mut params, " LIMIT $", limit);
+        }
+        let rows = client.query(&sql, &params).await.map_err(unavailable)?;
         records_of(&rows)
     }
 
@@ -482,4 +495,15 @@ impl KeyStore for PgKeyStore {
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.feed.subscribe(listener);
     }
+}
+
+/// Appends `clause` to `sql`, each `$` in it numbered as `param`'s place in `params`.
+fn push_filter<'a>(
+    sql: &mut String,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    clause: &str,
+    param: &'a (dyn ToSql + Sync),
+) {
+    params.push(param);
+    sql.push_str(&clause.replace('$', &format!("${}", params.len())));
 }

@@ -1,0 +1,306 @@
+//! What a fleet costs its PostgreSQL database, counted by the server itself
+//! (`pg_stat_statements`) in a throwaway cluster: statements and rows for one cold lookup, one
+//! change (the write, the NOTIFY and every follower's read) and one idle poll, with 1 and 10
+//! validators (each with its own pool and follower connection), notifications on and off.
+//!
+//! `cargo bench --bench fleet --features postgres` (`-- --test`: a quick pass, as CI runs it).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tower_apikey::hash::HashParams;
+use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::store::PgKeyStore;
+use tower_apikey::test_util::TempCluster;
+use tower_apikey::{KeyManager, KeyRecord, KeyStore, Validator};
+
+/// What the statements run in a window did, by kind.
+#[derive(Debug, Default, Clone, Copy)]
+struct Load {
+    /// Statements, and rows they returned or changed.
+    calls: f64,
+    rows: f64,
+}
+
+/// Statement kinds, told apart by their text.
+fn kind(query: &str) -> &'static str {
+    if query.contains("FROM tower_apikey_changes WHERE version >") {
+        "change-log read"
+    } else if query.contains("max(version)") {
+        "follower start"
+    } else if query.contains("FROM tower_apikey_keys WHERE id = $1")
+        && !query.contains("FOR UPDATE")
+    {
+        "key read"
+    } else if query.contains("last_used_at") && query.starts_with("UPDATE") {
+        "last-use write"
+    } else if query.contains("pg_stat_statements") {
+        "bench"
+    } else {
+        "write transaction"
+    }
+}
+
+/// A connection over the cluster's socket, for the counters.
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn reset(stats: &tokio_postgres::Client) {
+    stats
+        .execute("SELECT pg_stat_statements_reset()", &[])
+        .await
+        .unwrap();
+}
+
+/// Statements and rows since the last reset, by kind.
+async fn read(stats: &tokio_postgres::Client) -> HashMap<&'static str, Load> {
+    let rows = stats
+        .query(
+            "SELECT query, calls::FLOAT8, rows::FLOAT8 FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut by_kind: HashMap<&'static str, Load> = HashMap::new();
+    for row in rows {
+        let query: String = row.get(0);
+        let load = by_kind.entry(kind(&query)).or_default();
+        load.calls += row.get::<_, f64>(1);
+        load.rows += row.get::<_, f64>(2);
+    }
+    by_kind.remove("bench");
+    by_kind
+}
+
+fn get(load: &HashMap<&'static str, Load>, kind: &str) -> Load {
+    load.get(kind).copied().unwrap_or_default()
+}
+
+/// Keys in the database: records for the store and the keys to present.
+fn keys(n: usize) -> (Vec<KeyRecord>, Vec<PresentedKey>) {
+    let cheap = HashParams::default().iterations(1).unwrap();
+    (0..n)
+        .map(|i| {
+            let (record, key) =
+                KeyRecord::generate(format!("user{i}"), &KeyFormat::default(), &cheap).unwrap();
+            (record, PresentedKey::new(key.expose().as_bytes()).unwrap())
+        })
+        .unzip()
+}
+
+struct Sizes {
+    keys: usize,
+    idle: Duration,
+    lookups_per_server: usize,
+    changes: usize,
+}
+
+/// One database and what the runs share.
+struct Bench {
+    url: String,
+    stats: tokio_postgres::Client,
+    sizes: Sizes,
+    keys: Vec<PresentedKey>,
+    writer: KeyManager,
+    /// Keys to revoke, from the end (lookups use keys from the start).
+    changed: Vec<tower_apikey::key::KeyId>,
+}
+
+async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
+    let Bench {
+        url,
+        stats,
+        sizes,
+        keys,
+        writer,
+        changed,
+    } = bench;
+    let (url, stats, sizes) = (url.as_str(), &*stats, &*sizes);
+    let mut validators = Vec::new();
+    for _ in 0..servers {
+        let store = PgKeyStore::builder(url)
+            .listen(listen)
+            .connect()
+            .await
+            .unwrap();
+        validators.push(Validator::builder(store).build());
+    }
+    // Each follower's first read.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let label = format!(
+        "fleet {servers} server(s), notifications {}",
+        if listen { "on" } else { "off" }
+    );
+
+    // Idle: each follower reads the change log once a poll interval.
+    reset(stats).await;
+    let started = Instant::now();
+    tokio::time::sleep(sizes.idle).await;
+    let idle = read(stats).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let polls = get(&idle, "change-log read");
+    println!(
+        "{label}: idle, {:.2} change-log reads per server per second ({:.2} rows each), {:.0} other statements",
+        polls.calls / servers as f64 / seconds,
+        polls.rows / polls.calls.max(1.0),
+        idle.values().map(|l| l.calls).sum::<f64>() - polls.calls,
+    );
+
+    // Cold lookups: each server validates keys it has not seen.
+    reset(stats).await;
+    let started = Instant::now();
+    let mut n = 0;
+    for (i, validator) in validators.iter().enumerate() {
+        for key in keys
+            .iter()
+            .skip(i * sizes.lookups_per_server)
+            .take(sizes.lookups_per_server)
+        {
+            validator.validate(key).await.unwrap();
+            n += 1;
+        }
+    }
+    let cold = read(stats).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let reads = get(&cold, "key read");
+    let polls = get(&cold, "change-log read");
+    println!(
+        "{label}: cold lookup, {:.2} statements and {:.2} rows each ({n} lookups; {:.0} change-log polls in the {seconds:.1} s)",
+        reads.calls / n as f64,
+        reads.rows / n as f64,
+        polls.calls,
+    );
+
+    // Changes: revocations one at a time, each seen by every server before the next.
+    reset(stats).await;
+    let started = Instant::now();
+    let mut propagation = Vec::new();
+    for _ in 0..sizes.changes {
+        let id = changed.pop().unwrap();
+        let at = Instant::now();
+        writer.revoke(&id).await.unwrap();
+        propagation.push(at.elapsed());
+        tokio::time::sleep(Duration::from_millis(if listen { 50 } else { 300 })).await;
+    }
+    // The last change's reads.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let change = read(stats).await;
+    let seconds = started.elapsed().as_secs_f64();
+    // The writer reads the record, then writes it in one transaction; no server re-reads it
+    // (none presents the key again).
+    let write = get(&change, "write transaction").calls + get(&change, "key read").calls;
+    let follow = get(&change, "change-log read");
+    propagation.sort();
+    println!(
+        "{label}: change, {:.1} statements by the writer (median {:.1} ms); followers read the log {:.1} times per server in the {seconds:.1} s window of {} changes ({:.2} rows per change per server)",
+        write / sizes.changes as f64,
+        propagation[propagation.len() / 2].as_secs_f64() * 1e3,
+        follow.calls / servers as f64,
+        sizes.changes,
+        follow.rows / sizes.changes as f64 / servers as f64,
+    );
+
+    // A burst: changes back to back, as an import or a bulk revocation makes them.
+    reset(stats).await;
+    for _ in 0..sizes.changes {
+        writer.revoke(&changed.pop().unwrap()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let follow = get(&read(stats).await, "change-log read");
+    println!(
+        "{label}: burst of {} changes, followers read the log {:.1} times per server (polls included)",
+        sizes.changes,
+        follow.calls / servers as f64,
+    );
+
+    // Last use: one batched statement per server per flush (every 60 s by default).
+    reset(stats).await;
+    for validator in &validators {
+        validator.flush_last_used().await.unwrap();
+    }
+    let last = get(&read(stats).await, "last-use write");
+    println!(
+        "{label}: last-use flush, {:.1} statements per server, {:.0} rows per server",
+        last.calls / servers as f64,
+        last.rows / servers as f64,
+    );
+    drop(validators);
+}
+
+fn main() {
+    let test = std::env::args().any(|a| a == "--test");
+    let sizes = if test {
+        Sizes {
+            keys: 300,
+            idle: Duration::from_secs(2),
+            lookups_per_server: 20,
+            changes: 3,
+        }
+    } else {
+        Sizes {
+            keys: 10_000,
+            idle: Duration::from_secs(10),
+            lookups_per_server: 200,
+            changes: 20,
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let cluster = match TempCluster::start() {
+            Ok(cluster) => cluster,
+            Err(error) => {
+                println!("fleet: skipped, no PostgreSQL here ({error})");
+                return;
+            }
+        };
+        // pg_stat_statements is loaded at start.
+        admin(&cluster.url("postgres"))
+            .await
+            .batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            .await
+            .unwrap();
+        cluster.stop().unwrap();
+        cluster.start_again().unwrap();
+        let url = cluster.fresh_database().await.unwrap();
+        let stats = admin(&url).await;
+        stats
+            .batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .unwrap();
+
+        let store = PgKeyStore::builder(url.as_str())
+            .follow_changes(false)
+            .connect()
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let (records, keys) = keys(sizes.keys);
+        let ids: Vec<_> = records.iter().map(|r| r.id.clone()).collect();
+        store.insert_many(records).await.unwrap();
+        println!(
+            "fleet: {} keys in PostgreSQL, poll interval 1 s, pg_stat_statements counting",
+            sizes.keys
+        );
+        let mut bench = Bench {
+            url,
+            stats,
+            sizes,
+            keys,
+            writer: KeyManager::new(store),
+            changed: ids,
+        };
+        for (servers, listen) in [(1, true), (10, true), (10, false)] {
+            fleet(&mut bench, servers, listen).await;
+        }
+    });
+}
