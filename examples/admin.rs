@@ -21,6 +21,7 @@
 mod shutdown;
 
 use std::error::Error;
+use std::future::IntoFuture;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -69,9 +70,11 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         "listening on http://{} (keys in {path}; admin API under /admin)",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
-        .await?;
+    let (stop, deadline) = shutdown::signal_and_deadline();
+    tokio::select! {
+        served = axum::serve(listener, app).with_graceful_shutdown(stop).into_future() => served?,
+        () = deadline => shutdown::drain_ran_out(),
+    }
     validator.flush_last_used().await?;
     Ok(())
 }

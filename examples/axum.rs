@@ -34,6 +34,7 @@
 mod shutdown;
 
 use std::error::Error;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -107,9 +108,11 @@ async fn serve<S: KeyStore>(
         "listening on http://{} (keys in {keys_in})",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
-        .await?;
+    let (stop, deadline) = shutdown::signal_and_deadline();
+    tokio::select! {
+        served = axum::serve(listener, app).with_graceful_shutdown(stop).into_future() => served?,
+        () = deadline => shutdown::drain_ran_out(),
+    }
     // Keys' last use is written in batches; write the last one before leaving.
     validator.flush_last_used().await?;
     Ok(())

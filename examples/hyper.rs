@@ -21,6 +21,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator};
@@ -51,19 +52,27 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         "listening on http://{} (keys in {path})",
         listener.local_addr()?
     );
-    let mut stop = std::pin::pin!(shutdown::signal());
+    let (stop, deadline) = shutdown::signal_and_deadline();
+    let mut stop = std::pin::pin!(stop);
+    // Tracks connections, to drain them on the way out.
+    let graceful = GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = &mut stop => break,
         };
         let service = TowerToHyperService::new(service.clone());
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended");
             }
         });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = deadline => shutdown::drain_ran_out(),
     }
     validator.flush_last_used().await?;
     Ok(())

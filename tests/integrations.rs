@@ -129,8 +129,22 @@ async fn sigterm_stops_every_example_and_the_last_use_is_written() {
             "hyper" => assert_eq!(common::http_get(&addr, "/", Some(&key)).0, 200),
             _ => assert_eq!(common::http_get(&addr, "/whoami", Some(&key)).0, 200),
         }
+        // A client that never finishes its request (its first bytes only) must not hold
+        // the shutdown beyond the drain time (5 s): it held it for good before.
+        let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+        std::io::Write::write_all(
+            &mut stalled,
+            if example == "tonic" {
+                &b"PRI * HTTP/2.0\r\n"[..]
+            } else {
+                &b"GET /whoami HTTP/1.1\r\nHost: x\r\n"[..]
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
         let status = server.terminate(Duration::from_secs(10));
         assert!(status.success(), "{example}: {status:?}");
+        drop(stalled);
 
         let file = std::fs::read_to_string(dir.path().join("apikeys.json")).unwrap();
         let file: serde_json::Value = serde_json::from_str(&file).unwrap();

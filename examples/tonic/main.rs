@@ -64,14 +64,18 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
         "listening on http://{} (gRPC; keys in {path})",
         listener.local_addr()?
     );
-    Server::builder()
+    let (stop, deadline) = shutdown::signal_and_deadline();
+    let serving = Server::builder()
         // gRPC metadata is HTTP/2 headers: the default `apikey` header source reads it.
         .layer(ApiKeyLayer::new(validator.clone()).rejection(GrpcRejection::new()))
         // Inside the key check, answering in the same gRPC words.
         .layer(require_permission("read").rejection(GrpcRejection::new()))
         .add_service(proto::IdentityServer)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown::signal())
-        .await?;
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop);
+    tokio::select! {
+        served = serving => served?,
+        () = deadline => shutdown::drain_ran_out(),
+    }
     validator.flush_last_used().await?;
     Ok(())
 }

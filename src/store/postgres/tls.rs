@@ -511,6 +511,32 @@ mod tests {
         assert_eq!(config.get_dbname(), Some("keys"));
     }
 
+    proptest::proptest! {
+        /// Any string: an answer, never a panic, and never the string in the error.
+        #[test]
+        fn any_string_is_read_or_refused(url in "\\PC{0,80}") {
+            if let Err(error) = Connection::parse(&url) {
+                let shown = error.to_string();
+                proptest::prop_assert!(url.len() < 8 || !shown.contains(url.as_str()));
+            }
+        }
+
+        /// Values of every shape come through the key/value form unchanged.
+        #[test]
+        fn key_value_values_survive(password in "[ -~]{1,24}", dbname in "[a-z][a-z0-9_]{0,10}") {
+            let escaped: String = password
+                .chars()
+                .flat_map(|c| (c == '\'' || c == '\\').then_some('\\').into_iter().chain([c]))
+                .collect();
+            let url = format!("host=db password='{escaped}' sslmode=require dbname={dbname}");
+            let (rest, mode, _) = take_tls_settings(&url).unwrap();
+            proptest::prop_assert_eq!(mode, Some(SslMode::Require));
+            let config: tokio_postgres::Config = rest.parse().map_err(|e: tokio_postgres::Error| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(config.get_password(), Some(password.as_bytes()));
+            proptest::prop_assert_eq!(config.get_dbname(), Some(dbname.as_str()));
+        }
+    }
+
     #[test]
     fn modes_resolve_as_libpq() {
         let mode = |url: &str| Connection::parse(url).map(|c| c.config.get_ssl_mode());
