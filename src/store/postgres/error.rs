@@ -82,7 +82,7 @@ fn chain(error: &dyn Error) -> String {
             message.push_str(&text);
         }
         if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) =
-            cause.downcast_ref::<rustls::Error>()
+            tls_error(cause)
         {
             message
                 .push_str(" (no root certificate in sslrootcert signed the server's certificate)");
@@ -90,4 +90,15 @@ fn chain(error: &dyn Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// The rustls error in `cause`: tokio-rustls hands it over inside an `io::Error`, whose
+/// `source()` skips it, so it is looked for there too.
+fn tls_error<'a>(cause: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    cause.downcast_ref::<rustls::Error>().or_else(|| {
+        cause
+            .downcast_ref::<std::io::Error>()?
+            .get_ref()?
+            .downcast_ref::<rustls::Error>()
+    })
 }
