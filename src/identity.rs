@@ -77,14 +77,38 @@ impl Identity {
         &self.0.permissions
     }
 
-    /// Whether the key carries `permission`.
+    /// Whether the key carries `permission`, compared exactly (case included).
     pub fn has_permission(&self, permission: &str) -> bool {
         self.0.permissions.iter().any(|p| p == permission)
+    }
+
+    /// Whether the key carries `permission` or a wildcard covering it: `*` covers every
+    /// permission, and `prefix:*` every permission that starts `prefix:` and goes on
+    /// (`reports:*` covers `reports:read` and `reports:read:all`, not `reports` or
+    /// `reportsx`). A `*` anywhere else is a character like any other.
+    pub fn grants(&self, permission: &str) -> bool {
+        self.0
+            .permissions
+            .iter()
+            .any(|held| wildcard_covers(held, permission))
     }
 
     /// When the key expires; `None` is never.
     pub fn expires_at(&self) -> Option<Timestamp> {
         self.0.expires_at
+    }
+}
+
+/// Whether the held permission `held` covers `required` (see [`Identity::grants`]).
+fn wildcard_covers(held: &str, required: &str) -> bool {
+    if held == required || held == "*" {
+        return true;
+    }
+    match held.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with(':') => {
+            required.len() > prefix.len() && required.starts_with(prefix)
+        }
+        _ => false,
     }
 }
 

@@ -7,6 +7,11 @@
 //! guard was mounted without `ApiKeyLayer` in front of it) is [`Rejection::Internal`]
 //! (`500` and an error log), never the inner service.
 //!
+//! Permissions are compared exactly by default. With
+//! [`wildcards`](RequirePermissionLayer::wildcards) (or [`Permission::WILDCARDS`]), a key
+//! holding `reports:*` also satisfies `reports:read` (any permission starting `reports:`),
+//! and one holding `*` satisfies every permission; see [`Identity::grants`].
+//!
 //! # Example
 //! ```
 //! use axum::{routing::get, Router};
@@ -62,6 +67,7 @@ pub fn require_permission(permission: impl Into<Arc<str>>) -> RequirePermissionL
 #[derive(Debug, Clone)]
 pub struct RequirePermissionLayer<R = DefaultRejection> {
     permission: Arc<str>,
+    wildcards: bool,
     rejection: R,
 }
 
@@ -70,6 +76,7 @@ impl RequirePermissionLayer {
     pub fn new(permission: impl Into<Arc<str>>) -> Self {
         Self {
             permission: permission.into(),
+            wildcards: false,
             rejection: DefaultRejection::new(),
         }
     }
@@ -80,8 +87,18 @@ impl<R> RequirePermissionLayer<R> {
     pub fn rejection<R2>(self, rejection: R2) -> RequirePermissionLayer<R2> {
         RequirePermissionLayer {
             permission: self.permission,
+            wildcards: self.wildcards,
             rejection,
         }
+    }
+
+    /// Whether a key's wildcard permissions count (default `false`: compared exactly). On,
+    /// a key holding `reports:*` satisfies `reports:read`, and one holding `*` satisfies
+    /// every permission ([`Identity::grants`]). Only for guards where a `*` key should pass:
+    /// the admin API's guard stays exact.
+    pub fn wildcards(mut self, wildcards: bool) -> Self {
+        self.wildcards = wildcards;
+        self
     }
 
     /// The permission required.
@@ -97,6 +114,7 @@ impl<S, R: Clone> Layer<S> for RequirePermissionLayer<R> {
         RequirePermission {
             inner,
             permission: Arc::clone(&self.permission),
+            wildcards: self.wildcards,
             rejection: self.rejection.clone(),
         }
     }
@@ -107,6 +125,7 @@ impl<S, R: Clone> Layer<S> for RequirePermissionLayer<R> {
 pub struct RequirePermission<S, R = DefaultRejection> {
     inner: S,
     permission: Arc<str>,
+    wildcards: bool,
     rejection: R,
 }
 
@@ -153,7 +172,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match PermissionDenied::check(req.extensions().get::<Identity>(), &self.permission) {
+        let identity = req.extensions().get::<Identity>();
+        match PermissionDenied::check(identity, &self.permission, self.wildcards) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(denied) => ResponseFuture::ready(Ok(denied.respond(&self.rejection))),
         }
@@ -178,10 +198,15 @@ pub enum PermissionDenied {
 }
 
 impl PermissionDenied {
-    /// Whether `identity` carries `permission`, and why not.
-    fn check(identity: Option<&Identity>, permission: &Arc<str>) -> Result<(), Self> {
+    /// Whether `identity` carries `permission` (or, with `wildcards`, grants it), and why not.
+    fn check(
+        identity: Option<&Identity>,
+        permission: &Arc<str>,
+        wildcards: bool,
+    ) -> Result<(), Self> {
         match identity {
             Some(who) if who.has_permission(permission) => Ok(()),
+            Some(who) if wildcards && who.grants(permission) => Ok(()),
             Some(who) => Err(PermissionDenied::Forbidden {
                 key_id: who.key_id().as_str().into(),
                 permission: Arc::clone(permission),
@@ -259,6 +284,9 @@ mod extract {
     pub trait Permission {
         /// The permission as keys carry it.
         const NAME: &'static str;
+        /// Whether a key's wildcard permissions (`reports:*`, `*`) count
+        /// ([`Identity::grants`]); compared exactly by default.
+        const WILDCARDS: bool = false;
     }
 
     /// [`API_KEY_ADMIN`](super::API_KEY_ADMIN): what the admin API requires.
@@ -315,7 +343,12 @@ mod extract {
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
             let identity = parts.extensions.get::<Identity>().ok_or(MissingIdentity)?;
-            if !identity.has_permission(P::NAME) {
+            let granted = if P::WILDCARDS {
+                identity.grants(P::NAME)
+            } else {
+                identity.has_permission(P::NAME)
+            };
+            if !granted {
                 return Err(PermissionDenied::Forbidden {
                     key_id: identity.key_id().as_str().into(),
                     permission: Arc::from(P::NAME),
@@ -383,6 +416,52 @@ mod tests {
         assert_eq!(body["error"], "forbidden");
     }
 
+    /// Status for a key holding `held`, through a guard for `required`.
+    async fn status(required: &str, wildcards: bool, held: &[&str]) -> StatusCode {
+        let service = ServiceBuilder::new()
+            .layer(require_permission(required.to_owned()).wildcards(wildcards))
+            .service_fn(|_req: Request<()>| async {
+                Ok::<_, Infallible>(Response::new(Bytes::from_static(b"inner")))
+            });
+        let mut req = Request::new(());
+        req.extensions_mut().insert(identity(held));
+        service.oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn wildcards_count_only_when_asked_and_only_at_a_segment_end() {
+        const OK: StatusCode = StatusCode::OK;
+        const NO: StatusCode = StatusCode::FORBIDDEN;
+        for (held, required, with, without) in [
+            (&["reports:*"][..], "reports:read", OK, NO),
+            (&["reports:*"], "reports:read:all", OK, NO),
+            (&["*"], "reports:read", OK, NO),
+            (&["*"], API_KEY_ADMIN, OK, NO),
+            // Exact matches pass either way.
+            (&["reports:read"], "reports:read", OK, OK),
+            (&["reports:*"], "reports:*", OK, OK),
+            // A wildcard covers what follows its colon, nothing else.
+            (&["reports:*"], "reports", NO, NO),
+            (&["reports:*"], "reports:", NO, NO),
+            (&["reports:*"], "reportsx:read", NO, NO),
+            (&["reports*"], "reports:read", NO, NO),
+            (&["rep*:read"], "reports:read", NO, NO),
+            (&["Reports:*"], "reports:read", NO, NO),
+            (&["billing:*", "read"], "reports:read", NO, NO),
+        ] {
+            assert_eq!(
+                status(required, true, held).await,
+                with,
+                "{held:?} for {required}, wildcards on"
+            );
+            assert_eq!(
+                status(required, false, held).await,
+                without,
+                "{held:?} for {required}, exact"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn answers_with_the_rejection_it_is_given() {
         let service = ServiceBuilder::new()
@@ -425,6 +504,34 @@ mod tests {
         assert_eq!(forbidden.headers()[CONTENT_TYPE], "application/json");
         let missing = call(None).await;
         assert_eq!(missing.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // The admin permission is exact: a `*` key is not an admin.
+        assert_eq!(
+            call(Some(identity(&["*"]))).await.status(),
+            StatusCode::FORBIDDEN
+        );
+
+        struct AnyReport;
+        impl Permission for AnyReport {
+            const NAME: &'static str = "reports:read";
+            const WILDCARDS: bool = true;
+        }
+        async fn reports(who: Require<AnyReport>) -> String {
+            who.principal().to_owned()
+        }
+        let app: axum::Router = axum::Router::new().route("/", get(reports));
+        for (held, expected) in [
+            ("reports:*", StatusCode::OK),
+            ("*", StatusCode::OK),
+            ("billing:*", StatusCode::FORBIDDEN),
+        ] {
+            let mut req = Request::new(axum::body::Body::empty());
+            req.extensions_mut().insert(identity(&[held]));
+            assert_eq!(
+                app.clone().oneshot(req).await.unwrap().status(),
+                expected,
+                "{held}"
+            );
+        }
     }
 
     #[tokio::test]
