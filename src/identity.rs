@@ -154,14 +154,20 @@ impl MissingIdentity {
     }
 }
 
+/// In a request that [`ApiKeyLayer::optional`](crate::ApiKeyLayer::optional) let through
+/// without a key, in place of an [`Identity`]: what tells "no key, allowed" from "the layer
+/// was never applied" (which stays a 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anonymous;
+
 #[cfg(feature = "axum")]
 mod extract {
     use axum_core::body::Body;
-    use axum_core::extract::FromRequestParts;
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
 
-    use super::{Identity, MissingIdentity};
+    use super::{Anonymous, Identity, MissingIdentity};
     use crate::layer::DefaultRejection;
 
     impl IntoResponse for MissingIdentity {
@@ -182,6 +188,25 @@ mod extract {
                 .get::<Identity>()
                 .cloned()
                 .ok_or(MissingIdentity)
+        }
+    }
+
+    /// `Option<Identity>`: `None` for a request [`ApiKeyLayer::optional`] let through
+    /// without a key; a request that never passed the layer is still [`MissingIdentity`].
+    ///
+    /// [`ApiKeyLayer::optional`]: crate::ApiKeyLayer::optional
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
+        type Rejection = MissingIdentity;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            match parts.extensions.get::<Identity>() {
+                Some(identity) => Ok(Some(identity.clone())),
+                None if parts.extensions.get::<Anonymous>().is_some() => Ok(None),
+                None => Err(MissingIdentity),
+            }
         }
     }
 }

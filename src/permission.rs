@@ -44,7 +44,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::identity::MissingIdentity;
+use crate::identity::{Anonymous, MissingIdentity};
 use crate::layer::{DefaultRejection, Rejection, RejectionResponse, ResponseFuture};
 use crate::Identity;
 
@@ -172,9 +172,8 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let identity = req.extensions().get::<Identity>();
-        match PermissionDenied::check(identity, &self.permission, self.wildcards) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+        match PermissionDenied::check(req.extensions(), &self.permission, self.wildcards) {
+            Ok(_) => ResponseFuture::inner(self.inner.call(req)),
             Err(denied) => ResponseFuture::ready(Ok(denied.respond(&self.rejection))),
         }
     }
@@ -195,21 +194,32 @@ pub enum PermissionDenied {
     /// No [`Identity`] in the request: [`Rejection::Internal`], `500`.
     #[error(transparent)]
     NoIdentity(#[from] MissingIdentity),
+    /// No key at all, let through by [`ApiKeyLayer::optional`](crate::ApiKeyLayer::optional):
+    /// [`Rejection::Missing`], `401`.
+    #[error("the request carries no API key, and this route needs the permission {permission}")]
+    NoKey {
+        /// The permission required.
+        permission: Arc<str>,
+    },
 }
 
 impl PermissionDenied {
-    /// Whether `identity` carries `permission` (or, with `wildcards`, grants it), and why not.
-    fn check(
-        identity: Option<&Identity>,
-        permission: &Arc<str>,
+    /// The request's identity if it carries `permission` (or, with `wildcards`, a wildcard
+    /// granting it); why not otherwise.
+    fn check<'a>(
+        extensions: &'a http::Extensions,
+        permission: &str,
         wildcards: bool,
-    ) -> Result<(), Self> {
-        match identity {
-            Some(who) if who.has_permission(permission) => Ok(()),
-            Some(who) if wildcards && who.grants(permission) => Ok(()),
+    ) -> Result<&'a Identity, Self> {
+        match extensions.get::<Identity>() {
+            Some(who) if who.has_permission(permission) => Ok(who),
+            Some(who) if wildcards && who.grants(permission) => Ok(who),
             Some(who) => Err(PermissionDenied::Forbidden {
                 key_id: who.key_id().as_str().into(),
-                permission: Arc::clone(permission),
+                permission: permission.into(),
+            }),
+            None if extensions.get::<Anonymous>().is_some() => Err(PermissionDenied::NoKey {
+                permission: permission.into(),
             }),
             None => Err(MissingIdentity.into()),
         }
@@ -220,6 +230,7 @@ impl PermissionDenied {
         match self {
             PermissionDenied::Forbidden { .. } => Rejection::Forbidden,
             PermissionDenied::NoIdentity(_) => Rejection::Internal,
+            PermissionDenied::NoKey { .. } => Rejection::Missing,
         }
     }
 
@@ -228,6 +239,7 @@ impl PermissionDenied {
         match self {
             PermissionDenied::Forbidden { .. } => StatusCode::FORBIDDEN,
             PermissionDenied::NoIdentity(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PermissionDenied::NoKey { .. } => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -244,6 +256,10 @@ impl PermissionDenied {
                 rejection.respond(Rejection::Forbidden)
             }
             PermissionDenied::NoIdentity(missing) => missing.respond(rejection),
+            PermissionDenied::NoKey { permission } => {
+                tracing::debug!(permission = &**permission, "no API key for a permission");
+                rejection.respond(Rejection::Missing)
+            }
         }
     }
 }
@@ -253,7 +269,6 @@ mod extract {
     use std::fmt;
     use std::marker::PhantomData;
     use std::ops::Deref;
-    use std::sync::Arc;
 
     use axum_core::body::Body;
     use axum_core::extract::FromRequestParts;
@@ -261,7 +276,6 @@ mod extract {
     use http::request::Parts;
 
     use super::{PermissionDenied, API_KEY_ADMIN};
-    use crate::identity::MissingIdentity;
     use crate::layer::DefaultRejection;
     use crate::Identity;
 
@@ -342,18 +356,7 @@ mod extract {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            let identity = parts.extensions.get::<Identity>().ok_or(MissingIdentity)?;
-            let granted = if P::WILDCARDS {
-                identity.grants(P::NAME)
-            } else {
-                identity.has_permission(P::NAME)
-            };
-            if !granted {
-                return Err(PermissionDenied::Forbidden {
-                    key_id: identity.key_id().as_str().into(),
-                    permission: Arc::from(P::NAME),
-                });
-            }
+            let identity = PermissionDenied::check(&parts.extensions, P::NAME, P::WILDCARDS)?;
             Ok(Self {
                 identity: identity.clone(),
                 permission: PhantomData,

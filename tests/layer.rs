@@ -404,3 +404,113 @@ async fn axum_extractor_says_when_the_layer_is_missing() {
     assert_eq!(body["error"], "internal");
     assert!(!body["message"].as_str().unwrap().contains("ApiKeyLayer"));
 }
+
+/// Optional authentication: no key passes as anonymous, a bad key of any kind is still
+/// refused, and a permission check inside answers an anonymous request 401.
+#[tokio::test]
+async fn optional_lets_keyless_requests_through_and_still_refuses_bad_keys() {
+    let (store, validator, key, record) = setup().await;
+    let svc = app(ApiKeyLayer::new(validator.clone()).optional(true));
+
+    let (status, _, body) = call(&svc, empty(get("/r"))).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "- /r header=false")
+    );
+    let (status, _, body) = call(&svc, empty(get("/r").header("apikey", &key))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with("alice "), "{body}");
+
+    // Never anonymous: unknown, wrong secret, malformed, two different keys, revoked.
+    let (_, unknown) = issue("nobody");
+    let wrong = tower_apikey::key::KeyFormat::default()
+        .generate_for(&record.id)
+        .unwrap();
+    let (_, other) = issue("bob");
+    for (what, req, expected) in [
+        (
+            "unknown",
+            empty(get("/r").header("apikey", unknown.expose())),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong secret",
+            empty(get("/r").header("apikey", wrong.expose())),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "malformed",
+            empty(get("/r").header("apikey", "tak_bad")),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "two keys",
+            empty(get(&format!("/r?apikey={}", other.expose())).header("apikey", &key)),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (status, _, body) = call(&svc, req).await;
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(!body.starts_with('-'), "{what} passed as anonymous");
+    }
+    let mut revoked = record.clone();
+    revoked.status = KeyStatus::Revoked;
+    store.replace(&record, revoked).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (status, _, _) = call(&svc, empty(get("/r").header("apikey", &key))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
+
+    // Inside it, a permission guard answers an anonymous request as a missing key.
+    let guarded = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator.clone()).optional(true))
+        .layer(tower_apikey::permission::require_permission("read"))
+        .service_fn(echo);
+    let (status, _, body) = call(&guarded, empty(get("/r"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("missing_api_key"), "{body}");
+
+    // Off (the default), no key is 401.
+    let strict = app(ApiKeyLayer::new(validator));
+    assert_eq!(
+        call(&strict, empty(get("/r"))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// axum's `Option<Identity>`: `None` only when the optional layer let the request through;
+/// a route the layer was never applied to is still a 500, never anonymous.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn option_identity_is_none_only_behind_the_optional_layer() {
+    use axum::routing::get as route;
+    async fn who(identity: Option<Identity>) -> String {
+        identity.map_or("anonymous".to_owned(), |i| i.principal().to_owned())
+    }
+    let (_, validator, key, _) = setup().await;
+    let router = axum::Router::new().route("/", route(who));
+    let behind = router
+        .clone()
+        .layer(ApiKeyLayer::new(validator).optional(true));
+    let ask = |app: axum::Router, key: Option<&str>| {
+        let mut req = Request::get("/");
+        if let Some(key) = key {
+            req = req.header("apikey", key);
+        }
+        let req = req.body(axum::body::Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(req).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    assert_eq!(
+        ask(behind.clone(), None).await,
+        (StatusCode::OK, "anonymous".to_owned())
+    );
+    assert_eq!(
+        ask(behind, Some(&key)).await,
+        (StatusCode::OK, "alice".to_owned())
+    );
+    assert_eq!(ask(router, None).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+}

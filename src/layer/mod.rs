@@ -77,6 +77,7 @@ pub struct ApiKeyLayer<R = DefaultRejection> {
 pub(crate) struct Config {
     extractor: KeyExtractor,
     strip_key: bool,
+    optional: bool,
 }
 
 impl Config {
@@ -102,6 +103,7 @@ impl ApiKeyLayer {
             config: Arc::new(Config {
                 extractor,
                 strip_key: false,
+                optional: false,
             }),
             rejection: DefaultRejection::new(),
         }
@@ -121,6 +123,17 @@ impl<R> ApiKeyLayer<R> {
     /// sees it (default: off).
     pub fn strip_key(mut self, strip: bool) -> Self {
         Arc::make_mut(&mut self.config).strip_key = strip;
+        self
+    }
+
+    /// Optional authentication (default off), as Kong's `anonymous`: a request that carries
+    /// no key (none of the sources present, or present and empty) reaches the inner service
+    /// with no [`Identity`] and an [`Anonymous`](crate::identity::Anonymous) marker instead;
+    /// axum handlers take `Option<Identity>`. A request whose key is not valid (unknown,
+    /// wrong, expired, revoked, malformed, or two different keys) is still refused: never
+    /// anonymous. Permission checks answer an anonymous request `401 missing_api_key`.
+    pub fn optional(mut self, optional: bool) -> Self {
+        Arc::make_mut(&mut self.config).optional = optional;
         self
     }
 

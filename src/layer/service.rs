@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::response::{Rejection, RejectionResponse};
 use super::{Config, ExtractError};
+use crate::identity::Anonymous;
 use crate::validator::{ValidationError, Validator};
 
 /// Middleware that authenticates requests by API key; see the [module docs](super).
@@ -96,6 +97,10 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let key = match self.config.extractor.extract(req.uri(), req.headers()) {
             Ok(key) => key,
+            Err(ExtractError::Missing) if self.config.optional => {
+                req.extensions_mut().insert(Anonymous);
+                return ResponseFuture::inner(self.inner.call(req));
+            }
             Err(error) => {
                 tracing::debug!(%error, "API key request refused");
                 let rejection = match error {
