@@ -99,6 +99,22 @@ fn cli(database_url: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Neither the options nor the store print the connection string's password.
+#[tokio::test]
+async fn debug_output_never_holds_the_password() {
+    let url = format!("postgresql://u:{PASSWORD}@db.invalid/keys?sslmode=require");
+    let builder = PgKeyStore::builder(url.as_str());
+    assert!(!format!("{builder:?}").contains(PASSWORD), "{builder:?}");
+    let store = builder.follow_changes(false).connect().await.unwrap();
+    assert!(!format!("{store:?}").contains(PASSWORD), "{store:?}");
+    let kv = format!("host=db.invalid password='{PASSWORD}' sslmode=bogus");
+    let error = PgKeyStore::connect(kv).await.unwrap_err();
+    assert!(
+        !format!("{error:?} {error}").contains(PASSWORD),
+        "{error:?}"
+    );
+}
+
 /// Connects (the pool connects lazily) and reads: the store's answer.
 async fn try_store(url: &str) -> Result<PgKeyStore, StoreError> {
     let store = PgKeyStore::builder(url)

@@ -90,7 +90,7 @@ impl std::fmt::Debug for Inner {
 }
 
 /// Options for [`PgKeyStore`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgKeyStoreBuilder {
     url: String,
     pool_size: NonZeroUsize,
@@ -98,6 +98,19 @@ pub struct PgKeyStoreBuilder {
     listen: bool,
     follow: bool,
     connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgKeyStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: not shown.
+        f.debug_struct("PgKeyStoreBuilder")
+            .field("pool_size", &self.pool_size)
+            .field("poll_interval", &self.poll_interval)
+            .field("listen", &self.listen)
+            .field("follow", &self.follow)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgKeyStoreBuilder {
