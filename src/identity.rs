@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use serde::ser::SerializeStruct;
 
 use crate::key::KeyId;
+use crate::policy::{IpNet, KeyUsage, RateLimitStatus};
 use crate::record::KeyRecord;
 
 /// Who called: the principal a key belongs to, the key's id, its permissions and expiry.
@@ -28,11 +29,18 @@ struct Inner {
     expires_at: Option<Timestamp>,
     /// Unix seconds of the last use noted by the validator that made this identity.
     last_used: AtomicI64,
+    /// The key's policies and their state; `None` for a key with none (which pays nothing).
+    usage: Option<Arc<KeyUsage>>,
 }
 
 impl Identity {
-    /// The identity a record grants.
+    /// The identity a record grants (with its policies' state starting afresh).
     pub fn from_record(record: &KeyRecord) -> Self {
+        Self::with_usage(record, KeyUsage::of(record).map(Arc::new))
+    }
+
+    /// The identity a record grants, sharing `usage` (a validator's state for the key).
+    pub(crate) fn with_usage(record: &KeyRecord, usage: Option<Arc<KeyUsage>>) -> Self {
         Self(Arc::new(Inner {
             key_id: record.id.clone(),
             principal: record.principal.as_str().into(),
@@ -40,7 +48,35 @@ impl Identity {
             permissions: record.permissions.clone().into_boxed_slice(),
             expires_at: record.expires_at,
             last_used: AtomicI64::new(0),
+            usage,
         }))
+    }
+
+    /// The key's policies and their state, if it has any.
+    #[inline]
+    pub(crate) fn usage(&self) -> Option<&Arc<KeyUsage>> {
+        self.0.usage.as_ref()
+    }
+
+    /// The key's rate limit as it stands now (this server's view), if it has one: what a
+    /// handler can show the caller.
+    pub fn rate_limit(&self) -> Option<RateLimitStatus> {
+        let rate = self.0.usage.as_ref()?.rate.as_ref()?;
+        Some(rate.peek(crate::policy::monotonic_nanos()))
+    }
+
+    /// Uses left in the key's quota (this server's lease plus what the store had left when
+    /// it was last asked), if it has one.
+    pub fn quota_remaining(&self) -> Option<u64> {
+        Some(self.0.usage.as_ref()?.quota.as_ref()?.remaining())
+    }
+
+    /// The addresses the key may be used from; empty is anywhere.
+    pub fn allowed_ips(&self) -> &[IpNet] {
+        self.0
+            .usage
+            .as_ref()
+            .map_or(&[], |usage| &usage.allowed_ips)
     }
 
     /// Notes a use at `now` (unix seconds).

@@ -74,6 +74,7 @@ pub mod key;
 pub mod layer;
 pub mod lifecycle;
 pub mod permission;
+pub mod policy;
 pub mod record;
 pub mod store;
 mod streak;

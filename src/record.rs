@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hash::{HashParams, Pbkdf2Hash, Prf};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, RngError};
+use crate::policy::{IpNet, Quota, RateLimit};
 
 /// Whether a key may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -101,6 +102,24 @@ pub struct KeyRecord {
     /// For a legacy key: SHA-256 of the key, hex, once the key has been seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup_digest: Option<String>,
+    /// At most this many requests per period (GCRA: smooth, with a burst of the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Uses allowed, optionally refilled every period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// Uses left in the quota's current period, as the store counts them (validators hold
+    /// leases of some); `None` is the whole quota. Usage, like the last use: kept by
+    /// [`KeyStore::replace`](crate::KeyStore::replace) unless the caller changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_remaining: Option<u64>,
+    /// When the quota's current period began; `None` until the key is first used. Usage,
+    /// like `quota_remaining`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_period_start: Option<Timestamp>,
+    /// The addresses (CIDRs) the key may be used from; empty is anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<IpNet>,
 }
 
 impl std::fmt::Debug for KeyRecord {
@@ -126,6 +145,11 @@ impl std::fmt::Debug for KeyRecord {
                 "lookup_digest",
                 &self.lookup_digest.as_ref().map(|_| "<redacted>"),
             )
+            .field("rate_limit", &self.rate_limit)
+            .field("quota", &self.quota)
+            .field("quota_remaining", &self.quota_remaining)
+            .field("quota_period_start", &self.quota_period_start)
+            .field("allowed_ips", &self.allowed_ips)
             .finish()
     }
 }
@@ -168,12 +192,60 @@ impl KeyRecord {
             last_used_at: None,
             legacy: false,
             lookup_digest: None,
+            rate_limit: None,
+            quota: None,
+            quota_remaining: None,
+            quota_period_start: None,
+            allowed_ips: Vec::new(),
         }
     }
 
     /// Whether the key has expired at `now`.
     pub fn is_expired_at(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Sets the quota and starts it afresh: all its uses left, its period starting at the
+    /// next use. What issuing a key and changing its quota do.
+    pub fn set_quota(&mut self, quota: Option<Quota>) {
+        self.quota = quota;
+        self.quota_remaining = None;
+        self.quota_period_start = None;
+    }
+
+    /// Whether two versions of a record differ in anything but their usage (last use, quota
+    /// uses left and period): the compare-and-swap rule of
+    /// [`KeyStore::replace`](crate::KeyStore::replace). Usage changes with traffic, not with
+    /// an operator's edit, so it neither conflicts with an edit nor is a change caches hear
+    /// of.
+    pub fn differs_beyond_usage(&self, other: &KeyRecord) -> bool {
+        let same_usage = self.last_used_at == other.last_used_at
+            && self.quota_remaining == other.quota_remaining
+            && self.quota_period_start == other.quota_period_start;
+        if same_usage {
+            return self != other;
+        }
+        let mut a = self.clone();
+        a.last_used_at = other.last_used_at;
+        a.quota_remaining = other.quota_remaining;
+        a.quota_period_start = other.quota_period_start;
+        a != *other
+    }
+
+    /// What [`KeyStore::replace`](crate::KeyStore::replace) writes for this new version of a
+    /// record read as `current` and stored now as `stored`: the later of the two last uses,
+    /// and `stored`'s quota usage unless this version changed the quota or its usage from
+    /// `current`'s (a new quota starts afresh; uses spent meanwhile are not undone).
+    pub fn keeping_usage(mut self, stored: &KeyRecord, current: &KeyRecord) -> KeyRecord {
+        self.last_used_at = self.last_used_at.max(stored.last_used_at);
+        if self.quota == current.quota
+            && self.quota_remaining == current.quota_remaining
+            && self.quota_period_start == current.quota_period_start
+        {
+            self.quota_remaining = stored.quota_remaining;
+            self.quota_period_start = stored.quota_period_start;
+        }
+        self
     }
 
     /// Whether the key counts toward its principal's limit at `now`: not revoked and not

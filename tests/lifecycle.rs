@@ -360,6 +360,21 @@ impl KeyStore for RevokedMeanwhile {
     ) -> Result<(), tower_apikey::StoreError> {
         self.inner.record_last_used(used).await
     }
+    async fn take_quota(
+        &self,
+        id: &tower_apikey::key::KeyId,
+        want: u64,
+    ) -> Result<tower_apikey::policy::QuotaGrant, tower_apikey::StoreError> {
+        self.inner.take_quota(id, want).await
+    }
+    async fn return_quota(
+        &self,
+        id: &tower_apikey::key::KeyId,
+        uses: u64,
+        period_start: jiff::Timestamp,
+    ) -> Result<bool, tower_apikey::StoreError> {
+        self.inner.return_quota(id, uses, period_start).await
+    }
     async fn replace(
         &self,
         current: &tower_apikey::KeyRecord,

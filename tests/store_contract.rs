@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tower_apikey::key::KeyId;
+use tower_apikey::policy::QuotaGrant;
 use tower_apikey::store::{ChangeFeed, ChangeListener, KeyStore, StoreChange, StoreError};
 use tower_apikey::test_util::check_store_contract;
 use tower_apikey::KeyRecord;
@@ -122,16 +123,10 @@ impl KeyStore for VecStore {
             let at = Self::position(records, &current.id)
                 .map_err(|_| StoreError::NotFound(current.id.clone()))?;
             let stored = &mut records[at];
-            let mut compared = stored.clone();
-            compared.last_used_at = current.last_used_at;
-            if compared != *current {
+            if stored.differs_beyond_usage(current) {
                 return Err(StoreError::Conflict(current.id.clone()));
             }
-            let last_used_at = new.last_used_at.max(stored.last_used_at);
-            *stored = KeyRecord {
-                last_used_at,
-                ..new
-            };
+            *stored = new.keeping_usage(stored, current);
             Ok(())
         })?;
         self.changed(&current.id);
@@ -162,6 +157,25 @@ impl KeyStore for VecStore {
             }
         });
         Ok(())
+    }
+
+    async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
+        Ok(self.with(|records| match Self::position(records, id) {
+            Ok(at) => QuotaGrant::take(&mut records[at], want, Timestamp::now()),
+            Err(_) => QuotaGrant::NONE,
+        }))
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|records| match Self::position(records, id) {
+            Ok(at) => QuotaGrant::give_back(&mut records[at], uses, period_start),
+            Err(_) => false,
+        }))
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

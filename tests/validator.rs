@@ -205,6 +205,21 @@ impl KeyStore for PausingStore {
     ) -> Result<(), StoreError> {
         self.inner.record_last_used(used).await
     }
+    async fn take_quota(
+        &self,
+        id: &KeyId,
+        want: u64,
+    ) -> Result<tower_apikey::policy::QuotaGrant, StoreError> {
+        self.inner.take_quota(id, want).await
+    }
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: jiff::Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.return_quota(id, uses, period_start).await
+    }
     fn subscribe(&self, l: Weak<dyn ChangeListener>) {
         self.inner.subscribe(l);
     }

@@ -42,6 +42,7 @@
 //! # }).unwrap();
 //! ```
 
+mod client_address;
 mod extract;
 mod response;
 mod service;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 use http::Request;
 use tower_layer::Layer;
 
+pub use client_address::{ClientAddress, ForwardedHeader};
 pub use extract::{ExtractError, KeyExtractor, KeySource};
 #[cfg(feature = "admin")]
 pub(crate) use response::error_body;
@@ -62,7 +64,8 @@ pub use response::{
 pub use service::{ApiKey, ResponseFuture};
 
 use crate::identity::Identity;
-use crate::validator::Validator;
+use crate::policy::PolicyRefusal;
+use crate::validator::{PolicyError, Validator};
 
 /// Applies [`ApiKey`] to a service. Cheap to clone: configuration is behind an `Arc`.
 #[derive(Debug, Clone)]
@@ -78,6 +81,21 @@ pub(crate) struct Config {
     extractor: KeyExtractor,
     strip_key: bool,
     optional: bool,
+    client_address: ClientAddress,
+    ip_refusal: IpRefusal,
+}
+
+/// How a valid key used from outside its IP allow-list is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum IpRefusal {
+    /// The same answer as an invalid key ([`Rejection::Invalid`]), so a caller cannot learn
+    /// that the key is good from elsewhere (default). The reason `ip_not_allowed` goes to
+    /// logs and metrics.
+    #[default]
+    AsInvalidKey,
+    /// [`Rejection::Forbidden`]: 403.
+    Forbidden,
 }
 
 impl Config {
@@ -87,6 +105,38 @@ impl Config {
             self.extractor.strip(req);
         }
         req.extensions_mut().insert(identity);
+    }
+}
+
+impl Config {
+    /// The answer to a request a key's policy refused.
+    fn policy_rejection(&self, refusal: PolicyRefusal) -> Rejection {
+        match refusal {
+            PolicyRefusal::RateLimited(status) => Rejection::RateLimited(status),
+            PolicyRefusal::UsageExceeded { retry_after } => {
+                Rejection::UsageExceeded { retry_after }
+            }
+            // IpNotAllowed, NoClientAddress (logged with how to mend it).
+            _ => match self.ip_refusal {
+                IpRefusal::AsInvalidKey => Rejection::Invalid,
+                IpRefusal::Forbidden => Rejection::Forbidden,
+            },
+        }
+    }
+
+    /// The answer when spending a quota use failed.
+    fn lease_failed(&self, error: PolicyError) -> Rejection {
+        match error {
+            PolicyError::Refused(refusal) => self.policy_rejection(refusal),
+            PolicyError::Unavailable(error) => {
+                tracing::debug!(%error, "quota lease could not be taken");
+                Rejection::Unavailable
+            }
+            error => {
+                tracing::error!(%error, "quota lease failed");
+                Rejection::Internal
+            }
+        }
     }
 }
 
@@ -104,6 +154,8 @@ impl ApiKeyLayer {
                 extractor,
                 strip_key: false,
                 optional: false,
+                client_address: ClientAddress::default(),
+                ip_refusal: IpRefusal::default(),
             }),
             rejection: DefaultRejection::new(),
         }
@@ -134,6 +186,20 @@ impl<R> ApiKeyLayer<R> {
     /// anonymous. Permission checks answer an anonymous request `401 missing_api_key`.
     pub fn optional(mut self, optional: bool) -> Self {
         Arc::make_mut(&mut self.config).optional = optional;
+        self
+    }
+
+    /// How to find a request's client address, checked against a key's IP allow-list
+    /// (default: the connection's peer, no proxy trusted; see [`ClientAddress`]).
+    pub fn client_address(mut self, client_address: ClientAddress) -> Self {
+        Arc::make_mut(&mut self.config).client_address = client_address;
+        self
+    }
+
+    /// How a valid key used from outside its allow-list is answered (default: as an
+    /// invalid key).
+    pub fn ip_refusal(mut self, refusal: IpRefusal) -> Self {
+        Arc::make_mut(&mut self.config).ip_refusal = refusal;
         self
     }
 

@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::response::{Rejection, RejectionResponse};
 use super::{Config, ExtractError};
 use crate::identity::Anonymous;
-use crate::validator::{ValidationError, Validator};
+use crate::validator::{ValidationError, Validator, Verdict};
 
 /// Middleware that authenticates requests by API key; see the [module docs](super).
 #[derive(Clone)]
@@ -113,41 +113,92 @@ where
         };
         match self.validator.validate_cached(&key) {
             Some(Ok(identity)) => {
-                self.config.admit(&mut req, identity);
-                ResponseFuture::inner(self.inner.call(req))
+                let config = &self.config;
+                let verdict = self.validator.enforce_now(&identity, || {
+                    config
+                        .client_address
+                        .resolve(req.extensions(), req.headers())
+                });
+                match verdict {
+                    Verdict::Pass(_) => {
+                        config.admit(&mut req, identity);
+                        ResponseFuture::inner(self.inner.call(req))
+                    }
+                    Verdict::Refused(refusal) => ResponseFuture::ready(Ok(self
+                        .rejection
+                        .respond(config.policy_rejection(refusal)))),
+                    Verdict::Lease(_) => {
+                        let mut inner = self.take_inner();
+                        let validator = self.validator.clone();
+                        let config = Arc::clone(&self.config);
+                        let rejection = self.rejection.clone();
+                        ResponseFuture::cold(Box::pin(async move {
+                            match validator.spend_leased(&identity).await {
+                                Ok(()) => {
+                                    config.admit(&mut req, identity);
+                                    inner.call(req).await
+                                }
+                                Err(error) => Ok(rejection.respond(config.lease_failed(error))),
+                            }
+                        }))
+                    }
+                }
             }
             Some(Err(_)) => ResponseFuture::ready(Ok(self.rejection.respond(Rejection::Invalid))),
             None => {
-                // The ready service goes into the future; the clone stays for the next call
-                // (tower's "be careful when cloning inner services").
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let mut inner = self.take_inner();
                 let validator = self.validator.clone();
                 let config = Arc::clone(&self.config);
                 let rejection = self.rejection.clone();
                 ResponseFuture::cold(Box::pin(async move {
-                    match validator.validate_cold(&key).await {
-                        Ok(identity) => {
-                            config.admit(&mut req, identity);
-                            inner.call(req).await
-                        }
+                    let identity = match validator.validate_cold(&key).await {
+                        Ok(identity) => identity,
                         Err(ValidationError::Rejected(_)) => {
-                            Ok(rejection.respond(Rejection::Invalid))
+                            return Ok(rejection.respond(Rejection::Invalid));
                         }
                         Err(error @ ValidationError::Internal(_)) => {
                             tracing::error!(%error, "API key check failed");
-                            Ok(rejection.respond(Rejection::Internal))
+                            return Ok(rejection.respond(Rejection::Internal));
                         }
                         Err(error) => {
                             // Not once per request: the validator logs when the store goes
                             // away and comes back, and when verifications reach their bound.
                             tracing::debug!(%error, "API key could not be checked");
-                            Ok(rejection.respond(Rejection::Unavailable))
+                            return Ok(rejection.respond(Rejection::Unavailable));
                         }
+                    };
+                    let verdict = validator.enforce_now(&identity, || {
+                        config
+                            .client_address
+                            .resolve(req.extensions(), req.headers())
+                    });
+                    let admitted = match verdict {
+                        Verdict::Pass(_) => Ok(()),
+                        Verdict::Refused(refusal) => Err(config.policy_rejection(refusal)),
+                        Verdict::Lease(_) => validator
+                            .spend_leased(&identity)
+                            .await
+                            .map_err(|error| config.lease_failed(error)),
+                    };
+                    match admitted {
+                        Ok(()) => {
+                            config.admit(&mut req, identity);
+                            inner.call(req).await
+                        }
+                        Err(refused) => Ok(rejection.respond(refused)),
                     }
                 }))
             }
         }
+    }
+}
+
+impl<S: Clone, R> ApiKey<S, R> {
+    /// The ready inner service, for a future that calls it later; a clone stays for the next
+    /// call (tower's "be careful when cloning inner services").
+    fn take_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
     }
 }
 
@@ -196,7 +247,7 @@ impl<F: Future> ResponseFuture<F> {
         }
     }
 
-    fn cold(future: Pin<Box<dyn Future<Output = F::Output> + Send>>) -> Self {
+    pub(crate) fn cold(future: Pin<Box<dyn Future<Output = F::Output> + Send>>) -> Self {
         Self {
             kind: Kind::Cold { future },
         }

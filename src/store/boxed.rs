@@ -11,6 +11,7 @@ use jiff::Timestamp;
 
 use super::{ChangeListener, KeyQuery, KeyStore, StoreError};
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -89,6 +90,17 @@ pub(crate) trait ErasedStore: Send + Sync {
         used: Vec<(KeyId, Timestamp)>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
     fn list_legacy(&self) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>>;
+    fn take_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        want: u64,
+    ) -> BoxFuture<'a, Result<QuotaGrant, StoreError>>;
+    fn return_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);
 }
 
@@ -150,6 +162,23 @@ impl<S: KeyStore> ErasedStore for S {
         Box::pin(KeyStore::list_legacy(self))
     }
 
+    fn take_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        want: u64,
+    ) -> BoxFuture<'a, Result<QuotaGrant, StoreError>> {
+        Box::pin(KeyStore::take_quota(self, id, want))
+    }
+
+    fn return_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(KeyStore::return_quota(self, id, uses, period_start))
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         KeyStore::subscribe(self, listener);
     }
@@ -206,6 +235,19 @@ impl KeyStore for BoxKeyStore {
 
     fn list_legacy(&self) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
         self.inner.list_legacy()
+    }
+
+    async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
+        self.inner.take_quota(id, want).await
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.inner.return_quota(id, uses, period_start).await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -15,6 +15,7 @@ use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
 /// The format version written to the file.
@@ -559,6 +560,25 @@ impl KeyStore for FileStore {
             Ok(())
         })
         .await
+    }
+
+    async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
+        // One write per lease, under the file lock like every write; the reload diff ignores
+        // usage, so no process drops a cached key for it.
+        let id = id.clone();
+        self.modify(move |records| Ok(records.take_quota(&id, want).unwrap_or(QuotaGrant::NONE)))
+            .await
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.modify(move |records| Ok(records.return_quota(&id, uses, period_start)))
+            .await
     }
 
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {

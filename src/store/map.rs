@@ -8,6 +8,7 @@ use jiff::Timestamp;
 
 use super::{KeyQuery, StoreError};
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
 /// Records by id, with each [`KeyStore`](super::KeyStore) operation as a method. The caller
@@ -96,10 +97,10 @@ impl RecordMap {
         let Some(stored) = self.0.get_mut(&current.id) else {
             return Err(StoreError::NotFound(current.id.clone()));
         };
-        if differs_beyond_last_use(stored, current) {
+        if differs_beyond_usage(stored, current) {
             return Err(StoreError::Conflict(current.id.clone()));
         }
-        *stored = keep_last_use(stored, new);
+        *stored = keep_usage(stored, current, new);
         Ok(())
     }
 
@@ -113,6 +114,20 @@ impl RecordMap {
                 record.last_used_at = Some(record.last_used_at.map_or(at, |seen| seen.max(at)));
             }
         }
+    }
+
+    /// Takes up to `want` uses of a key's quota (see [`QuotaGrant::take`]); `None` if there
+    /// is no such record.
+    pub(crate) fn take_quota(&mut self, id: &KeyId, want: u64) -> Option<QuotaGrant> {
+        let record = self.0.get_mut(id)?;
+        Some(QuotaGrant::take(record, want, Timestamp::now()))
+    }
+
+    /// Gives uses back (see [`QuotaGrant::give_back`]); whether they were taken.
+    pub(crate) fn return_quota(&mut self, id: &KeyId, uses: u64, period_start: Timestamp) -> bool {
+        self.0
+            .get_mut(id)
+            .is_some_and(|record| QuotaGrant::give_back(record, uses, period_start))
     }
 
     /// All or nothing. Returns the ids added.
@@ -137,7 +152,7 @@ impl RecordMap {
                 other
                     .0
                     .get(*id)
-                    .is_none_or(|new| differs_beyond_last_use(old, new))
+                    .is_none_or(|new| differs_beyond_usage(old, new))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -166,19 +181,14 @@ impl Extend<KeyRecord> for RecordMap {
     }
 }
 
-/// Whether two versions of a record differ in anything but their last use: the
-/// compare-and-swap rule of [`KeyStore::replace`](super::KeyStore::replace).
-pub(crate) fn differs_beyond_last_use(a: &KeyRecord, b: &KeyRecord) -> bool {
-    if a.last_used_at == b.last_used_at {
-        return a != b;
-    }
-    let mut a = a.clone();
-    a.last_used_at = b.last_used_at;
-    a != *b
+/// Whether two versions of a record differ in anything but their usage: see
+/// [`KeyRecord::differs_beyond_usage`].
+pub(crate) fn differs_beyond_usage(a: &KeyRecord, b: &KeyRecord) -> bool {
+    a.differs_beyond_usage(b)
 }
 
-/// `new`, with the later of its last use and `stored`'s: a use noted meanwhile is not lost.
-pub(crate) fn keep_last_use(stored: &KeyRecord, mut new: KeyRecord) -> KeyRecord {
-    new.last_used_at = new.last_used_at.max(stored.last_used_at);
-    new
+/// What [`KeyStore::replace`](super::KeyStore::replace) writes: see
+/// [`KeyRecord::keeping_usage`].
+pub(crate) fn keep_usage(stored: &KeyRecord, current: &KeyRecord, new: KeyRecord) -> KeyRecord {
+    new.keeping_usage(stored, current)
 }

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use super::map::RecordMap;
 use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
 /// A [`KeyStore`] in memory: for tests, and for applications that load keys themselves.
@@ -103,6 +104,22 @@ impl KeyStore for MemoryStore {
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
         self.write().record_last_used(used);
         Ok(())
+    }
+
+    async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
+        Ok(self
+            .write()
+            .take_quota(id, want)
+            .unwrap_or(QuotaGrant::NONE))
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.write().return_quota(id, uses, period_start))
     }
 
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {

@@ -52,6 +52,7 @@ pub use postgres::{ConnectionStringError, PgError, PgKeyStore, PgKeyStoreBuilder
 pub use query::KeyQuery;
 
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
 /// Where key records are kept.
@@ -148,6 +149,30 @@ pub trait KeyStore: Send + Sync + 'static {
         &self,
         used: Vec<(KeyId, Timestamp)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes up to `want` uses of a key's [quota](crate::policy::Quota), refilling it first if
+    /// its period has passed ([`QuotaGrant::take`] is the rule). What a validator's lease
+    /// asks for: once per block of uses, never per request. A record with no quota, or no
+    /// record, grants nothing ([`QuotaGrant::NONE`]).
+    ///
+    /// Atomic, and publishes no change: usage does not change whether a key is valid. Two
+    /// servers taking uses at once never get more than the quota holds between them.
+    fn take_quota(
+        &self,
+        id: &KeyId,
+        want: u64,
+    ) -> impl Future<Output = Result<QuotaGrant, StoreError>> + Send;
+
+    /// Gives back `uses` taken in the period that started at `period_start`, when a server
+    /// stops with them unspent ([`QuotaGrant::give_back`] is the rule): nothing happens if the
+    /// period has changed since (refilled, or the quota was changed). Returns whether they
+    /// were taken back. Publishes no change.
+    fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Every legacy opaque record ([`KeyRecord::legacy`]), ordered by id: what a validator
     /// scans for a key that carries no id.

@@ -49,6 +49,12 @@ const RACERS: usize = 16;
 /// - `insert_many` is all or nothing;
 /// - `delete` says whether there was a record;
 /// - `record_last_used` keeps the latest time and skips unknown ids;
+/// - a record's rate limit, quota and allowed IPs read back as written;
+/// - `take_quota` grants at most what is left, however many take at once (16 racers of a
+///   quota of 100 get 100 between them), and nothing for a key without a quota;
+///   `return_quota` gives back into the same period only, never above the quota;
+/// - quota usage is no edit: `replace` neither conflicts over it nor undoes it, unless it
+///   changes the quota;
 /// - every change reaches subscribers within a second, as the id changed or a reset; a last
 ///   use is not a change.
 ///
@@ -70,6 +76,9 @@ where
     insert_many_all_or_nothing(fresh().await).await;
     delete_says_what_it_did(fresh().await).await;
     last_use_keeps_the_latest(fresh().await).await;
+    policies_round_trip(fresh().await).await;
+    quota_is_never_oversold(Arc::new(fresh().await)).await;
+    quota_usage_is_no_edit(fresh().await).await;
     change_feed(fresh().await).await;
 }
 
@@ -542,6 +551,159 @@ async fn last_use_keeps_the_latest<S: KeyStore>(store: S) {
         expect(store.get(&id("ghost")).await, RULE, "get").is_none(),
         RULE,
         "a last use made a record",
+    );
+}
+
+async fn policies_round_trip<S: KeyStore>(store: S) {
+    const RULE: &str = "a record's rate limit, quota and allowed IPs read back as written";
+    let mut a = record("a1", "alice");
+    a.rate_limit = Some(parse("100/1m"));
+    a.quota = Some(parse("10000/1d"));
+    a.allowed_ips = vec![parse("10.0.0.0/8"), parse("2001:db8::/32")];
+    let mut b = record("b1", "bob");
+    b.quota = Some(parse("30"));
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    expect(
+        store.insert_many(vec![b.clone()]).await,
+        RULE,
+        "insert_many",
+    );
+    for want in [a, b] {
+        let got = expect(store.get(&want.id).await, RULE, "get");
+        ensure(
+            got.as_ref() == Some(&want),
+            RULE,
+            format!("wrote {want:?}, read {got:?}"),
+        );
+    }
+}
+
+fn parse<T: std::str::FromStr>(text: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    match text.parse() {
+        Ok(value) => value,
+        Err(error) => broken(
+            "the suite's own policies parse",
+            format!("{text}: {error:?}"),
+        ),
+    }
+}
+
+async fn quota_is_never_oversold<S: KeyStore>(store: Arc<S>) {
+    const RULE: &str = "take_quota grants at most what is left, however many take at once";
+    let mut a = record("a1", "alice");
+    a.quota = Some(parse("100/1d"));
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    let plain = record("b1", "bob");
+    expect(store.insert(plain.clone()).await, RULE, "insert");
+    let mut racers = JoinSet::new();
+    for _ in 0..RACERS {
+        let store = Arc::clone(&store);
+        let id = a.id.clone();
+        racers.spawn(async move {
+            let mut got = 0;
+            for _ in 0..4 {
+                got += expect(store.take_quota(&id, 3).await, RULE, "take_quota").granted;
+            }
+            got
+        });
+    }
+    let mut granted = 0;
+    while let Some(got) = racers.join_next().await {
+        granted += got.unwrap_or_else(|e| broken(RULE, e));
+    }
+    let rest = expect(store.take_quota(&a.id, 1_000).await, RULE, "take_quota");
+    ensure(
+        granted == 100 && rest.granted == 0 && rest.remaining == 0,
+        RULE,
+        format!(
+            "{RACERS} racers asking for 192 took {granted} of 100, then {} more",
+            rest.granted
+        ),
+    );
+    let Some(period) = rest.period_start else {
+        broken(RULE, "a grant of a quota named no period");
+    };
+    ensure(
+        rest.refills_at == Some(period + SignedDuration::from_hours(24)),
+        RULE,
+        format!(
+            "a daily quota's period starting {period} refills at {:?}",
+            rest.refills_at
+        ),
+    );
+    ensure(
+        expect(store.take_quota(&plain.id, 5).await, RULE, "take_quota").granted == 0
+            && expect(store.take_quota(&id("ghost"), 5).await, RULE, "take_quota").granted == 0,
+        RULE,
+        "a key without a quota, or no key, was granted uses",
+    );
+    const BACK: &str = "return_quota gives back into the same period only, never above the quota";
+    let earlier = period - SignedDuration::from_hours(1);
+    ensure(
+        !expect(
+            store.return_quota(&a.id, 5, earlier).await,
+            BACK,
+            "return_quota",
+        ),
+        BACK,
+        "uses of another period were taken back",
+    );
+    ensure(
+        expect(
+            store.return_quota(&a.id, 500, period).await,
+            BACK,
+            "return_quota",
+        ),
+        BACK,
+        "uses of the current period were refused",
+    );
+    let left = expect(store.get(&a.id).await, BACK, "get").and_then(|r| r.quota_remaining);
+    ensure(
+        left == Some(100),
+        BACK,
+        format!("500 given back to a quota of 100 left {left:?}"),
+    );
+}
+
+async fn quota_usage_is_no_edit<S: KeyStore>(store: S) {
+    const RULE: &str = "quota usage is no edit: replace neither conflicts over it nor undoes it";
+    let mut a = record("a1", "alice");
+    a.quota = Some(parse("10"));
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    let v1 = expect(store.get(&a.id).await, RULE, "get").unwrap_or_else(|| broken(RULE, "gone"));
+    expect(store.take_quota(&a.id, 4).await, RULE, "take_quota");
+    let mut renamed = v1.clone();
+    renamed.name = Some("renamed".into());
+    expect(
+        store.replace(&v1, renamed).await,
+        RULE,
+        "replace after uses were taken",
+    );
+    let v2 = expect(store.get(&a.id).await, RULE, "get").unwrap_or_else(|| broken(RULE, "gone"));
+    ensure(
+        v2.quota_remaining == Some(6) && v2.name.as_deref() == Some("renamed"),
+        RULE,
+        format!("a rename after 4 uses left {:?} uses", v2.quota_remaining),
+    );
+    let mut bigger = v2.clone();
+    bigger.set_quota(Some(parse("50")));
+    expect(
+        store.replace(&v2, bigger).await,
+        RULE,
+        "replace with a new quota",
+    );
+    let v3 = expect(store.get(&a.id).await, RULE, "get").unwrap_or_else(|| broken(RULE, "gone"));
+    let grant = expect(store.take_quota(&a.id, 100).await, RULE, "take_quota");
+    ensure(
+        v3.quota_remaining.is_none() && grant.granted == 50,
+        RULE,
+        format!(
+            "a new quota of 50 granted {} ({:?} left)",
+            grant.granted, v3.quota_remaining
+        ),
     );
 }
 

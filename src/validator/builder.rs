@@ -157,6 +157,7 @@ impl ValidatorBuilder {
             inflight: Mutex::new(HashMap::new()),
             legacy,
             last_use,
+            policies: Default::default(),
             counters: Counters::default(),
             store_outage: Streak::default(),
             shedding: Streak::default(),

@@ -80,7 +80,7 @@ impl Inner {
         if !matched {
             return reject(&id, RejectReason::WrongSecret);
         }
-        let identity = Identity::from_record(&record);
+        let identity = self.identity_of(&record);
         let entry = ValidEntry {
             digest,
             identity: identity.clone(),

@@ -9,6 +9,8 @@
 //! | `tower_apikey_derivations_total` | | PBKDF2 derivations run |
 //! | `tower_apikey_rejections_total` | `reason` | refused keys, by [`RejectReason::as_str`] |
 //! | `tower_apikey_shed_total` | | requests turned away with 503 because cold work was full |
+//! | `tower_apikey_policy_refusals_total` | `reason` | requests with valid keys refused by a policy, by [`PolicyRefusal::as_str`] |
+//! | `tower_apikey_quota_leases_total` | | quota leases taken from the store |
 //!
 //! Without the feature each metric compiles to nothing. Keys are built from static names and
 //! labels, so a count allocates nothing.
@@ -16,6 +18,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::RejectReason;
+use crate::key::KeyId;
+use crate::policy::PolicyRefusal;
 
 /// Counters of a validator's work since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,6 +43,15 @@ pub struct ValidatorStats {
     pub scans_queued: u64,
     /// Derivations shared by callers presenting the same key, in flight now.
     pub shared_derivations: u64,
+    /// Requests with a valid key refused by the key's IP allow-list (or for want of a client
+    /// address).
+    pub ip_refusals: u64,
+    /// Requests refused by the key's rate limit.
+    pub rate_limited: u64,
+    /// Requests refused because the key's quota was used up.
+    pub usage_exceeded: u64,
+    /// Quota leases taken from the store.
+    pub quota_leases: u64,
 }
 
 impl ValidatorStats {
@@ -60,6 +73,10 @@ pub(super) struct Counters {
     shed: AtomicU64,
     store_reads: AtomicU64,
     legacy_scans: AtomicU64,
+    ip_refusals: AtomicU64,
+    rate_limited: AtomicU64,
+    usage_exceeded: AtomicU64,
+    quota_leases: AtomicU64,
 }
 
 impl Counters {
@@ -112,6 +129,45 @@ impl Counters {
         reason
     }
 
+    /// A valid key's request refused by its policy: counted, and logged with the key's id.
+    pub(super) fn policy_refused(&self, id: &KeyId, refusal: PolicyRefusal) {
+        let counter = match refusal {
+            PolicyRefusal::RateLimited(_) => &self.rate_limited,
+            PolicyRefusal::UsageExceeded { .. } => &self.usage_exceeded,
+            _ => &self.ip_refusals,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_policy_refusals_total", "reason" => refusal.as_str())
+            .increment(1);
+        if let PolicyRefusal::NoClientAddress = refusal {
+            // A wiring mistake that refuses every request of the key: say how to mend it,
+            // at most once a minute.
+            static LAST_WARNED: AtomicU64 = AtomicU64::new(0);
+            let now = crate::policy::monotonic_nanos() / 1_000_000_000;
+            let last = LAST_WARNED.load(Ordering::Relaxed);
+            if last != 0 && now < last + 60 {
+                return;
+            }
+            LAST_WARNED.store(now, Ordering::Relaxed);
+            tracing::warn!(
+                key_id = %id,
+                "API key has an IP allow-list but the request has no client address: give the \
+                 layer the peer address (axum: into_make_service_with_connect_info; hyper: \
+                 insert the SocketAddr into the request extensions; or ClientAddress::from_extensions)"
+            );
+        } else {
+            tracing::debug!(key_id = %id, reason = refusal.as_str(), "request refused by key policy");
+        }
+    }
+
+    /// One quota lease taken from the store.
+    pub(super) fn quota_lease(&self) {
+        self.quota_leases.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!("tower_apikey_quota_leases_total").increment(1);
+    }
+
     /// The statistics so far; the validator fills in the work under way.
     pub(super) fn stats(&self) -> ValidatorStats {
         ValidatorStats {
@@ -119,6 +175,10 @@ impl Counters {
             shed: self.shed.load(Ordering::Relaxed),
             store_reads: self.store_reads.load(Ordering::Relaxed),
             legacy_scans: self.legacy_scans.load(Ordering::Relaxed),
+            ip_refusals: self.ip_refusals.load(Ordering::Relaxed),
+            rate_limited: self.rate_limited.load(Ordering::Relaxed),
+            usage_exceeded: self.usage_exceeded.load(Ordering::Relaxed),
+            quota_leases: self.quota_leases.load(Ordering::Relaxed),
             ..ValidatorStats::default()
         }
     }
@@ -144,6 +204,14 @@ pub fn describe_metrics() {
     describe_counter!(
         "tower_apikey_rejections_total",
         "API keys refused, by reason"
+    );
+    describe_counter!(
+        "tower_apikey_policy_refusals_total",
+        "Requests with a valid API key refused by the key's policy, by reason"
+    );
+    describe_counter!(
+        "tower_apikey_quota_leases_total",
+        "Quota leases taken from the key store"
     );
     describe_counter!(
         "tower_apikey_shed_total",

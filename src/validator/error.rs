@@ -62,6 +62,22 @@ pub enum ValidationError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Why [`Validator::enforce`](super::Validator::enforce) did not admit a request with a valid
+/// key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A policy of the key refused the request.
+    #[error("refused by the key's policy: {0}")]
+    Refused(crate::policy::PolicyRefusal),
+    /// A quota lease could not be taken from the store: try again later.
+    #[error("key store unavailable for a quota lease")]
+    Unavailable(#[source] StoreError),
+    /// Taking a lease failed in a way no retry fixes (its task panicked): a bug, logged.
+    #[error("quota lease failed: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Why [`Validator::check_store`](super::Validator::check_store) found the store not ready.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

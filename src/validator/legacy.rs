@@ -312,7 +312,7 @@ impl Inner {
 
     /// Caches a legacy key that matched `record`, by id and by the key's cache digest.
     fn fill_legacy(&self, record: &KeyRecord, digest: [u8; 32], epoch: u64) -> Identity {
-        let identity = Identity::from_record(record);
+        let identity = self.identity_of(record);
         let entry = ValidEntry {
             digest,
             identity: identity.clone(),

@@ -58,6 +58,7 @@ mod counters;
 mod error;
 mod last_use;
 mod legacy;
+mod policies;
 mod pool;
 mod unavailable;
 
@@ -65,7 +66,8 @@ pub use builder::ValidatorBuilder;
 #[cfg(feature = "metrics")]
 pub use counters::describe_metrics;
 pub use counters::ValidatorStats;
-pub use error::{RejectReason, StoreCheckError, ValidationError};
+pub use error::{PolicyError, RejectReason, StoreCheckError, ValidationError};
+pub(crate) use policies::Verdict;
 
 use admission::Admission;
 use cache::Cache;
@@ -107,6 +109,8 @@ struct Inner {
     legacy: Legacy,
     /// Uses noted in memory and written in batches (`last_use.rs`).
     last_use: LastUse,
+    /// Each key's rate-limit state and quota lease (`policies.rs`).
+    policies: policies::Policies,
     counters: Counters,
     /// Store reads failing in a row, logged when the run starts and ends.
     store_outage: Streak,

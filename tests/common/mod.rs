@@ -159,6 +159,25 @@ impl KeyStore for FlakyStore {
         self.inner.record_last_used(used).await
     }
 
+    async fn take_quota(
+        &self,
+        id: &KeyId,
+        want: u64,
+    ) -> Result<tower_apikey::policy::QuotaGrant, StoreError> {
+        self.check().await?;
+        self.inner.take_quota(id, want).await
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.check().await?;
+        self.inner.return_quota(id, uses, period_start).await
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.subscribe(listener);
     }
@@ -202,7 +221,7 @@ pub mod pg {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
-            1,
+            2,
             "a fresh database takes every migration"
         );
         Some((db, store))

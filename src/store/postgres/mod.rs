@@ -25,11 +25,12 @@ use self::schema::{
     CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
 };
 use self::tls::Connection;
-use super::map::{differs_beyond_last_use, keep_last_use};
+use super::map::{differs_beyond_usage, keep_usage};
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
 use crate::key::KeyId;
+use crate::policy::QuotaGrant;
 use crate::record::{KeyRecord, KeyStatus};
 
 /// A [`KeyStore`] in PostgreSQL, shared by every server pointed at the same database.
@@ -395,10 +396,10 @@ impl KeyStore for PgKeyStore {
         let Some(stored) = row.as_ref().map(record_of).transpose()? else {
             return Err(StoreError::NotFound(current.id.clone()));
         };
-        if differs_beyond_last_use(&stored, current) {
+        if differs_beyond_usage(&stored, current) {
             return Err(StoreError::Conflict(current.id.clone()));
         }
-        let new = keep_last_use(&stored, new);
+        let new = keep_usage(&stored, current, new);
         update_in(&tx, &new).await?;
         self.commit(tx, vec![new.id]).await
     }
@@ -503,6 +504,72 @@ impl KeyStore for PgKeyStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
+        // One statement, no change logged: usage changes no key's validity. The row lock
+        // taken by FOR UPDATE orders servers taking leases of one key at once; the refill
+        // rule is QuotaGrant::take's.
+        let want = i64::try_from(want).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "WITH cur AS ( \
+                   SELECT id, quota_uses, quota_refill_seconds, quota_remaining, \
+                     quota_period_start AS old_start, \
+                     CASE WHEN quota_period_start IS NULL THEN now() \
+                          WHEN quota_refill_seconds IS NULL THEN quota_period_start \
+                          ELSE quota_period_start + make_interval(secs => quota_refill_seconds \
+                            * floor(extract(epoch FROM now() - quota_period_start) \
+                                    / quota_refill_seconds)) END AS start \
+                   FROM tower_apikey_keys WHERE id = $1 AND quota_uses IS NOT NULL FOR UPDATE \
+                 ), fresh AS ( \
+                   SELECT id, start, quota_refill_seconds, \
+                     CASE WHEN old_start IS NOT NULL AND old_start <> start THEN quota_uses \
+                          ELSE coalesce(quota_remaining, quota_uses) END AS left_over \
+                   FROM cur \
+                 ) \
+                 UPDATE tower_apikey_keys AS k \
+                 SET quota_period_start = f.start, \
+                     quota_remaining = f.left_over - LEAST($2, f.left_over) \
+                 FROM fresh AS f WHERE k.id = f.id \
+                 RETURNING LEAST($2, f.left_over) AS granted, k.quota_remaining AS remaining, \
+                   f.start AS period_start, \
+                   f.start + make_interval(secs => f.quota_refill_seconds) AS refills_at",
+                &[&id.as_str(), &want],
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Ok(QuotaGrant::NONE);
+        };
+        let count = |column: &str| u64::try_from(row.get::<_, i64>(column)).unwrap_or(0);
+        Ok(QuotaGrant {
+            granted: count("granted"),
+            remaining: count("remaining"),
+            period_start: row.get("period_start"),
+            refills_at: row.get("refills_at"),
+        })
+    }
+
+    async fn return_quota(
+        &self,
+        id: &KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let uses = i64::try_from(uses).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE tower_apikey_keys \
+                 SET quota_remaining = LEAST(quota_uses, coalesce(quota_remaining, quota_uses) + $2) \
+                 WHERE id = $1 AND quota_uses IS NOT NULL AND quota_period_start = $3",
+                &[&id.as_str(), &uses, &period_start],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

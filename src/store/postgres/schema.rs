@@ -5,11 +5,13 @@ use tokio_postgres::Row;
 
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
+use crate::policy::{Period, Quota};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::StoreError;
 
 /// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
-pub(super) const MIGRATIONS: &[&str] = &[r"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE tower_apikey_keys (
     id            TEXT PRIMARY KEY,
     principal     TEXT NOT NULL,
@@ -40,7 +42,18 @@ CREATE TABLE tower_apikey_changes (
     changed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX tower_apikey_changes_at ON tower_apikey_changes (changed_at);
-"];
+",
+    r"
+-- Per-key policies (issue 15). The quota is kept as numbers, so a lease is one statement.
+ALTER TABLE tower_apikey_keys
+    ADD COLUMN rate_limit           TEXT,
+    ADD COLUMN quota_uses           BIGINT,
+    ADD COLUMN quota_refill_seconds BIGINT,
+    ADD COLUMN quota_remaining      BIGINT,
+    ADD COLUMN quota_period_start   TIMESTAMPTZ,
+    ADD COLUMN allowed_ips          TEXT[] NOT NULL DEFAULT '{}';
+",
+];
 
 /// The NOTIFY channel; the payload is the change's version.
 pub(super) const CHANNEL: &str = "tower_apikey_changes";
@@ -54,7 +67,11 @@ pub(super) const CHANGES_KEPT: &str = "1 day";
 pub(super) const COLUMNS: &str =
     "id, principal, hash, prf, name, description, permissions, status, \
     expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
-    legacy, lookup_digest";
+    legacy, lookup_digest, rate_limit, quota_uses, quota_refill_seconds, quota_remaining, \
+    quota_period_start, allowed_ips";
+
+/// Parameters per row in [`COLUMNS`] order.
+const PER_ROW: usize = 23;
 
 /// Starts a write: a transaction holding the write lock, so changes commit in version order.
 /// Dropped without [`PgKeyStore::commit`], it rolls back.
@@ -72,7 +89,7 @@ pub(super) fn unavailable(error: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(Box::new(super::PgError::from(error)))
 }
 
-/// Rows per multi-row INSERT: 17 parameters each, well under PostgreSQL's 65,535.
+/// Rows per multi-row INSERT: 23 parameters each, well under PostgreSQL's 65,535.
 pub(super) const ROWS_PER_INSERT: usize = 1_000;
 
 /// The columns of [`COLUMNS`] for one record, as SQL parameters.
@@ -81,42 +98,43 @@ struct Params {
     hash: String,
     prf: String,
     status: &'static str,
+    rate_limit: Option<String>,
+    quota_uses: Option<i64>,
+    quota_refill_seconds: Option<i64>,
+    quota_remaining: Option<i64>,
+    allowed_ips: Vec<String>,
 }
 
-/// Inserts `records` (ids known to be free) in one statement.
-pub(super) async fn insert_rows(
-    tx: &Transaction<'_>,
-    records: &[KeyRecord],
-) -> Result<u64, StoreError> {
-    let owned: Vec<Params> = records
-        .iter()
-        .map(|r| Params {
+impl Params {
+    fn of(r: &KeyRecord) -> Self {
+        Self {
             id: r.id.as_str().to_owned(),
             hash: r.hash.to_string(),
             prf: r.prf.to_string(),
             status: r.status.as_str(),
-        })
-        .collect();
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        Vec::with_capacity(records.len() * 17);
-    let mut values = String::new();
-    for (i, (r, p)) in records.iter().zip(&owned).enumerate() {
-        let base = i * 17;
-        values += if i == 0 { "(" } else { ", (" };
-        values += &(1..=17)
-            .map(|n| format!("${}", base + n))
-            .collect::<Vec<_>>()
-            .join(", ");
-        values += ", 0)";
-        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
-            &p.id,
+            rate_limit: r.rate_limit.map(|l| l.to_string()),
+            // Quotas are at most 10^15 uses, refills at most 366 days: both fit.
+            quota_uses: r.quota.map(|q| q.uses() as i64),
+            quota_refill_seconds: r.quota.and_then(|q| q.refill()).map(|p| p.as_secs() as i64),
+            quota_remaining: r.quota_remaining.map(|n| n.min(i64::MAX as u64) as i64),
+            allowed_ips: r.allowed_ips.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// Every column of [`COLUMNS`], in order.
+    fn row<'a>(
+        &'a self,
+        r: &'a KeyRecord,
+    ) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); PER_ROW] {
+        [
+            &self.id,
             &r.principal,
-            &p.hash,
-            &p.prf,
+            &self.hash,
+            &self.prf,
             &r.name,
             &r.description,
             &r.permissions,
-            &p.status,
+            &self.status,
             &r.expires_at,
             &r.created_at,
             &r.created_by,
@@ -126,8 +144,34 @@ pub(super) async fn insert_rows(
             &r.last_used_at,
             &r.legacy,
             &r.lookup_digest,
-        ];
-        params.extend_from_slice(&row);
+            &self.rate_limit,
+            &self.quota_uses,
+            &self.quota_refill_seconds,
+            &self.quota_remaining,
+            &r.quota_period_start,
+            &self.allowed_ips,
+        ]
+    }
+}
+
+/// Inserts `records` (ids known to be free) in one statement.
+pub(super) async fn insert_rows(
+    tx: &Transaction<'_>,
+    records: &[KeyRecord],
+) -> Result<u64, StoreError> {
+    let owned: Vec<Params> = records.iter().map(Params::of).collect();
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        Vec::with_capacity(records.len() * PER_ROW);
+    let mut values = String::new();
+    for (i, (r, p)) in records.iter().zip(&owned).enumerate() {
+        let base = i * PER_ROW;
+        values += if i == 0 { "(" } else { ", (" };
+        values += &(1..=PER_ROW)
+            .map(|n| format!("${}", base + n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        values += ", 0)";
+        params.extend_from_slice(&p.row(r));
     }
     tx.execute(
         &format!(
@@ -145,35 +189,18 @@ pub(super) async fn update_in(
     tx: &Transaction<'_>,
     record: &KeyRecord,
 ) -> Result<bool, StoreError> {
-    let status = record.status.as_str();
-    let hash = record.hash.to_string();
-    let prf = record.prf.to_string();
+    let params = Params::of(record);
+    let sets = COLUMNS
+        .split(", ")
+        .enumerate()
+        .skip(1)
+        .map(|(i, column)| format!("{} = ${}", column.trim(), i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
     let n = tx
         .execute(
-            "UPDATE tower_apikey_keys SET principal = $2, hash = $3, prf = $4, name = $5, \
-             description = $6, permissions = $7, status = $8, expires_at = $9, \
-             created_at = $10, created_by = $11, updated_at = $12, updated_by = $13, \
-             protected = $14, last_used_at = $15, legacy = $16, lookup_digest = $17 \
-             WHERE id = $1",
-            &[
-                &record.id.as_str(),
-                &record.principal,
-                &hash,
-                &prf,
-                &record.name,
-                &record.description,
-                &record.permissions,
-                &status,
-                &record.expires_at,
-                &record.created_at,
-                &record.created_by,
-                &record.updated_at,
-                &record.updated_by,
-                &record.protected,
-                &record.last_used_at,
-                &record.legacy,
-                &record.lookup_digest,
-            ],
+            &format!("UPDATE tower_apikey_keys SET {sets} WHERE id = $1"),
+            &params.row(record),
         )
         .await
         .map_err(unavailable)?;
@@ -222,7 +249,38 @@ pub(super) fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
     record.last_used_at = row.get("last_used_at");
     record.legacy = row.get("legacy");
     record.lookup_digest = row.get("lookup_digest");
+    record.rate_limit = row
+        .get::<_, Option<String>>("rate_limit")
+        .map(|text| text.parse())
+        .transpose()
+        .map_err(|e: crate::policy::RateLimitError| invalid(e.into()))?;
+    let uses: Option<i64> = row.get("quota_uses");
+    let refill: Option<i64> = row.get("quota_refill_seconds");
+    record.quota = uses
+        .map(|uses| quota_of(uses, refill))
+        .transpose()
+        .map_err(invalid)?;
+    record.quota_remaining = row
+        .get::<_, Option<i64>>("quota_remaining")
+        .map(|n| n.max(0) as u64);
+    record.quota_period_start = row.get("quota_period_start");
+    record.allowed_ips = row
+        .get::<_, Vec<String>>("allowed_ips")
+        .iter()
+        .map(|net| net.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|e: ipnet::AddrParseError| invalid(e.into()))?;
     Ok(record)
+}
+
+fn quota_of(
+    uses: i64,
+    refill: Option<i64>,
+) -> Result<Quota, Box<dyn std::error::Error + Send + Sync>> {
+    let refill = refill
+        .map(|secs| Period::from_secs(u64::try_from(secs).unwrap_or(0)))
+        .transpose()?;
+    Ok(Quota::new(u64::try_from(uses)?, refill)?)
 }
 
 pub(super) fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {

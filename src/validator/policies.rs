@@ -1,0 +1,238 @@
+//! Per-key policies in the validator: each key's policy state (shared by every identity made
+//! for it), enforcing the policies on a request, and the quota leases taken from the store.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::{Inner, PolicyError, Validator};
+use crate::identity::Identity;
+use crate::key::KeyId;
+use crate::policy::{monotonic_nanos, KeyUsage, PolicyRefusal, RateLimitStatus, Spend};
+use crate::record::KeyRecord;
+use crate::store::{KeyStore, StoreError};
+
+/// Each key's policy state, by id. Read and written when a key is cached and when the server
+/// stops, never per request (the hot path reaches the state through the identity).
+#[derive(Default)]
+pub(super) struct Policies {
+    usages: Mutex<HashMap<KeyId, Arc<KeyUsage>>>,
+    /// Uses in hand for policies a key no longer has, to give back on shutdown.
+    orphaned: Mutex<Vec<(KeyId, u64, Timestamp)>>,
+}
+
+/// What a valid key's policies say about one request, before any store access.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Admitted, with the rate limit's state if the key has one.
+    Pass(Option<RateLimitStatus>),
+    /// Refused.
+    Refused(PolicyRefusal),
+    /// Admitted so far (rate limit counted), but no quota use in hand: take a lease first
+    /// ([`Validator::spend_leased`]).
+    Lease(Option<RateLimitStatus>),
+}
+
+impl Policies {
+    /// The state for `record`'s policies: the one kept for its id while its policies stay
+    /// the same, so a cache refill does not start its rate limit afresh.
+    pub(super) fn usage_for(&self, record: &KeyRecord) -> Option<Arc<KeyUsage>> {
+        let mut usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(usage) = usages.get(&record.id).filter(|u| u.is_for(record)) {
+            return Some(Arc::clone(usage));
+        }
+        let fresh = KeyUsage::of(record).map(Arc::new);
+        let old = match &fresh {
+            Some(usage) => usages.insert(record.id.clone(), Arc::clone(usage)),
+            None => usages.remove(&record.id),
+        };
+        drop(usages);
+        if let Some(lease) = old.as_ref().and_then(|old| old.quota.as_ref()) {
+            let period = lease.book().period_start;
+            let uses = lease.surrender();
+            if let (Some(period), true) = (period, uses > 0) {
+                self.orphaned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((record.id.clone(), uses, period));
+            }
+        }
+        fresh
+    }
+
+    /// Every lease's unspent uses, taken out of the leases, to give back.
+    fn surrender_all(&self) -> Vec<(KeyId, u64, Timestamp)> {
+        let mut out =
+            std::mem::take(&mut *self.orphaned.lock().unwrap_or_else(PoisonError::into_inner));
+        let usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, usage) in usages.iter() {
+            let Some(lease) = &usage.quota else { continue };
+            let period = lease.book().period_start;
+            let uses = lease.surrender();
+            if let (Some(period), true) = (period, uses > 0) {
+                out.push((id.clone(), uses, period));
+            }
+        }
+        out
+    }
+}
+
+impl Inner {
+    /// The identity `record` grants, sharing the key's policy state.
+    pub(super) fn identity_of(&self, record: &KeyRecord) -> Identity {
+        Identity::with_usage(record, self.policies.usage_for(record))
+    }
+}
+
+impl Validator {
+    /// Applies a valid key's policies to one request from the address `client` gives (asked
+    /// only when the key has an allow-list): no I/O, no lock, no allocation. A key with no
+    /// policy passes at the cost of one branch.
+    #[inline]
+    pub(crate) fn enforce_now(
+        &self,
+        identity: &Identity,
+        client: impl FnOnce() -> Option<IpAddr>,
+    ) -> Verdict {
+        let Some(usage) = identity.usage() else {
+            return Verdict::Pass(None);
+        };
+        if let Err(refusal) = usage.admits(client) {
+            return self.refused(identity, refusal);
+        }
+        let status = match &usage.rate {
+            Some(rate) => match rate.check(monotonic_nanos()) {
+                Ok(status) => Some(status),
+                Err(status) => return self.refused(identity, PolicyRefusal::RateLimited(status)),
+            },
+            None => None,
+        };
+        match usage.quota.as_ref().map(|lease| lease.spend()) {
+            None | Some(Spend::Spent) => Verdict::Pass(status),
+            Some(Spend::Exhausted(wait)) => self.refused(
+                identity,
+                PolicyRefusal::UsageExceeded {
+                    retry_after: wait.map(Duration::from_secs),
+                },
+            ),
+            Some(Spend::Lease) => Verdict::Lease(status),
+        }
+    }
+
+    fn refused(&self, identity: &Identity, refusal: PolicyRefusal) -> Verdict {
+        self.inner
+            .counters
+            .policy_refused(identity.key_id(), refusal);
+        Verdict::Refused(refusal)
+    }
+
+    /// Spends one quota use after [`Verdict::Lease`]: takes a lease from the store (one
+    /// statement), then spends from it.
+    ///
+    /// The store call runs in a task of its own: a caller that goes away meanwhile does not
+    /// lose the uses the store has already granted.
+    pub(crate) async fn spend_leased(&self, identity: &Identity) -> Result<(), PolicyError> {
+        let Some(usage) = identity.usage().filter(|u| u.quota.is_some()) else {
+            return Ok(());
+        };
+        // A few rounds: uses granted to this caller's lease may be spent by others first.
+        for _ in 0..4 {
+            let task = tokio::spawn(take_lease(
+                Arc::clone(&self.inner),
+                identity.key_id().clone(),
+                Arc::clone(usage),
+            ));
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(PolicyError::Unavailable(error)),
+                Err(join) => return Err(PolicyError::Internal(join.into())),
+            }
+            let lease =
+                usage
+                    .quota
+                    .as_ref()
+                    .ok_or(PolicyError::Refused(PolicyRefusal::UsageExceeded {
+                        retry_after: None,
+                    }))?;
+            match lease.spend() {
+                Spend::Spent => return Ok(()),
+                Spend::Exhausted(wait) => {
+                    let refusal = PolicyRefusal::UsageExceeded {
+                        retry_after: wait.map(Duration::from_secs),
+                    };
+                    self.inner
+                        .counters
+                        .policy_refused(identity.key_id(), refusal);
+                    return Err(PolicyError::Refused(refusal));
+                }
+                Spend::Lease => {}
+            }
+        }
+        // Others kept spending every block first: the key is busy enough to wait.
+        Err(PolicyError::Refused(PolicyRefusal::UsageExceeded {
+            retry_after: Some(Duration::from_secs(1)),
+        }))
+    }
+
+    /// Applies a valid key's policies to one request from `client`: its allow-list, its rate
+    /// limit, then its quota (taking a lease from the store when none is in hand). What
+    /// [`ApiKeyLayer`](crate::ApiKeyLayer) does after a key is found valid; call it yourself
+    /// when you use the validator without the layer.
+    ///
+    /// Returns the rate limit's state, if the key has one.
+    ///
+    /// # Errors
+    /// [`PolicyError::Refused`] when a policy refuses the request;
+    /// [`PolicyError::Unavailable`] when a lease could not be taken from the store.
+    pub async fn enforce(
+        &self,
+        identity: &Identity,
+        client: Option<IpAddr>,
+    ) -> Result<Option<RateLimitStatus>, PolicyError> {
+        match self.enforce_now(identity, || client) {
+            Verdict::Pass(status) => Ok(status),
+            Verdict::Refused(refusal) => Err(PolicyError::Refused(refusal)),
+            Verdict::Lease(status) => self.spend_leased(identity).await.map(|()| status),
+        }
+    }
+
+    /// Call when the server stops: gives unspent quota leases back to the store, then writes
+    /// the last uses ([`flush_last_used`](Self::flush_last_used)). Requests still running
+    /// may take new leases; they are not given back.
+    ///
+    /// # Errors
+    /// The store's first failure; every lease and the last-use batch are still tried.
+    pub async fn shutdown(&self) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for (id, uses, period) in self.inner.policies.surrender_all() {
+            if let Err(error) = self.inner.store.return_quota(&id, uses, period).await {
+                tracing::warn!(key_id = %id, uses, %error, "quota lease not given back");
+                first_error.get_or_insert(error);
+            }
+        }
+        let flushed = self.flush_last_used().await;
+        match first_error {
+            Some(error) => Err(error),
+            None => flushed,
+        }
+    }
+}
+
+/// Takes one lease for `id` unless another task got uses (or found none) meanwhile.
+async fn take_lease(inner: Arc<Inner>, id: KeyId, usage: Arc<KeyUsage>) -> Result<(), StoreError> {
+    let Some(lease) = &usage.quota else {
+        return Ok(());
+    };
+    let _turn = lease.turn.lock().await;
+    if lease.has_answer() {
+        return Ok(());
+    }
+    let block = lease.book().next_block;
+    let grant = inner.store.take_quota(&id, block).await?;
+    inner.counters.quota_lease();
+    lease.receive(grant);
+    Ok(())
+}
