@@ -26,8 +26,10 @@ rows = []
 fixed = ns("hot_path", "fixed_header")
 cached = ns("hot_path", "apikey_layer_cached_1k")
 cached_100k = ns("hot_path", "apikey_layer_cached_100k")
+limited = ns("hot_path", "apikey_layer_cached_1k_rate_limited")
 rows.append(("hot path: cached key through ApiKeyLayer (1k keys) / fixed-header layer", cached / fixed, "<= 1.5"))
 rows.append(("hot path: cached key through ApiKeyLayer (100k keys) / fixed-header layer", cached_100k / fixed, "<= 1.5"))
+rows.append(("hot path: cached key with a rate limit / without (1k keys)", limited / cached, "<= 1.1"))
 for prf, target_right, target_wrong in [("sha1", "1.1", "0.55"), ("sha256", "1.1", ""), ("sha512", "1.1", "")]:
     group = f"cold_verify_{prf}"
     floor, right, wrong, crate = (ns(group, n) for n in ("floor", "correct_key", "wrong_key", "pbkdf2_crate"))

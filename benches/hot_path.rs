@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tower::{Service, ServiceBuilder};
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::policy::RateLimit;
 use tower_apikey::{ApiKeyLayer, KeyRecord, KeyStore, MemoryStore, Validator};
 
 type Body = Full<Bytes>;
@@ -97,6 +98,15 @@ fn ok(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>
 
 /// A validator with `n` keys issued and validated (so cached), and the keys as header values.
 fn cached_keys(runtime: &tokio::runtime::Runtime, n: usize) -> (Validator, Vec<HeaderValue>) {
+    cached_keys_limited(runtime, n, None)
+}
+
+/// As [`cached_keys`], each key with `rate_limit` (one high enough never to refuse here).
+fn cached_keys_limited(
+    runtime: &tokio::runtime::Runtime,
+    n: usize,
+    rate_limit: Option<RateLimit>,
+) -> (Validator, Vec<HeaderValue>) {
     let format = KeyFormat::default();
     // One iteration: filling the cache is setup, not what is measured.
     let params = HashParams::default().iterations(1).unwrap();
@@ -107,7 +117,8 @@ fn cached_keys(runtime: &tokio::runtime::Runtime, n: usize) -> (Validator, Vec<H
     let mut keys = Vec::with_capacity(n);
     runtime.block_on(async {
         for i in 0..n {
-            let (record, key) = KeyRecord::generate(format!("p{i}"), &format, &params).unwrap();
+            let (mut record, key) = KeyRecord::generate(format!("p{i}"), &format, &params).unwrap();
+            record.rate_limit = rate_limit;
             store.insert(record).await.unwrap();
             let presented = PresentedKey::new(key.expose().as_bytes()).unwrap();
             validator.validate(&presented).await.unwrap();
@@ -135,6 +146,9 @@ fn hot_path(c: &mut Criterion) {
 
     let (validator_1k, keys_1k) = cached_keys(&runtime, 1_000);
     let (validator_100k, keys_100k) = cached_keys(&runtime, 100_000);
+    // A rate limit no bench run reaches: every request is counted and admitted.
+    let limit = "1000000000/1s".parse().unwrap();
+    let (validator_limited, keys_limited) = cached_keys_limited(&runtime, 1_000, Some(limit));
 
     let mut group = c.benchmark_group("hot_path");
     let fixed = keys_1k[0].clone();
@@ -168,6 +182,11 @@ fn hot_path(c: &mut Criterion) {
 
     for (name, validator, keys) in [
         ("apikey_layer_cached_1k", validator_1k, keys_1k),
+        (
+            "apikey_layer_cached_1k_rate_limited",
+            validator_limited,
+            keys_limited,
+        ),
         ("apikey_layer_cached_100k", validator_100k, keys_100k),
     ] {
         let mut layered = ServiceBuilder::new()

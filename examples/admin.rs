@@ -22,6 +22,7 @@ mod shutdown;
 
 use std::error::Error;
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -72,10 +73,14 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     );
     let (stop, deadline) = shutdown::signal_and_deadline();
     tokio::select! {
-        served = axum::serve(listener, app).with_graceful_shutdown(stop).into_future() => served?,
+        // With the peer address in each request, for keys' IP allow-lists.
+        served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .into_future() => served?,
         () = deadline => shutdown::drain_ran_out(),
     }
-    validator.flush_last_used().await?;
+    // Give unspent quota leases back and write the last batch of last uses.
+    validator.shutdown().await?;
     Ok(())
 }
 

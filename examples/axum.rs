@@ -15,6 +15,11 @@
 //! cargo run --features cli -- revoke --store apikeys.json <id>
 //! ```
 //!
+//! Keys may carry a rate limit, a quota and an IP allow-list (`issue ... --rate-limit 100/1m
+//! --quota 10000/1d --allow-ip 10.0.0.0/8`); the server checks the allow-list against the
+//! connection's peer, or, with `$TRUSTED_PROXIES` (comma-separated CIDRs of your load
+//! balancers), against the address they forward in `X-Forwarded-For`.
+//!
 //! `$ADDR` sets the listening address (default `127.0.0.1:3000`). Beside `/whoami` it serves,
 //! without a key: `/health` (liveness), `/ready` (503 while the key store does not answer) and
 //! `/metrics` (Prometheus text; the crate's counters appear with the `metrics` feature:
@@ -35,6 +40,7 @@ mod shutdown;
 
 use std::error::Error;
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -44,6 +50,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
+use tower_apikey::layer::ClientAddress;
+use tower_apikey::policy::IpNet;
 use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, Validator};
 
 #[tokio::main]
@@ -93,7 +101,7 @@ async fn serve<S: KeyStore>(
     let probe = validator.clone();
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .layer(ApiKeyLayer::new(validator.clone()))
+        .layer(ApiKeyLayer::new(validator.clone()).client_address(client_address()?))
         // Added after the layer, so not behind it: liveness, readiness (does the store
         // answer within a second?) and the counters.
         .route("/health", get(|| async { "ok" }))
@@ -110,12 +118,27 @@ async fn serve<S: KeyStore>(
     );
     let (stop, deadline) = shutdown::signal_and_deadline();
     tokio::select! {
-        served = axum::serve(listener, app).with_graceful_shutdown(stop).into_future() => served?,
+        // With the peer address in each request (ConnectInfo), for keys' IP allow-lists.
+        served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .into_future() => served?,
         () = deadline => shutdown::drain_ran_out(),
     }
-    // Keys' last use is written in batches; write the last one before leaving.
-    validator.flush_last_used().await?;
+    // Give unspent quota leases back and write the last batch of last uses.
+    validator.shutdown().await?;
     Ok(())
+}
+
+/// The peer address, or the forwarded one from `$TRUSTED_PROXIES`.
+fn client_address() -> Result<ClientAddress, Box<dyn Error + Send + Sync>> {
+    let Ok(proxies) = std::env::var("TRUSTED_PROXIES") else {
+        return Ok(ClientAddress::peer());
+    };
+    let proxies = proxies
+        .split(',')
+        .map(|net| net.trim().parse::<IpNet>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClientAddress::peer().trusted_proxies(proxies))
 }
 
 async fn whoami(who: Identity) -> Json<Value> {
@@ -125,6 +148,8 @@ async fn whoami(who: Identity) -> Json<Value> {
         "name": who.name(),
         "permissions": who.permissions(),
         "expires_at": who.expires_at(),
+        "rate_limit_remaining": who.rate_limit().map(|status| status.remaining),
+        "quota_remaining": who.quota_remaining(),
     }))
 }
 

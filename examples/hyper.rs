@@ -57,11 +57,18 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     // Tracks connections, to drain them on the way out.
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted?,
             _ = &mut stop => break,
         };
-        let service = TowerToHyperService::new(service.clone());
+        // The peer address in each request's extensions, for keys' IP allow-lists.
+        let service = ServiceBuilder::new()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(peer);
+                request
+            })
+            .service(service.clone());
+        let service = TowerToHyperService::new(service);
         let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
@@ -74,7 +81,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         () = graceful.shutdown() => {}
         () = deadline => shutdown::drain_ran_out(),
     }
-    validator.flush_last_used().await?;
+    // Give unspent quota leases back and write the last batch of last uses.
+    validator.shutdown().await?;
     Ok(())
 }
 

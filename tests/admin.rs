@@ -548,3 +548,81 @@ async fn serves_its_openapi_document_for_where_it_is_mounted() {
     assert_eq!(doc.json["servers"][0]["url"], "/admin");
     assert!(doc.json["paths"]["/keys/{id}/regenerate"]["post"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_quotas_and_allow_lists_through_create_and_patch() {
+    let (mut api, admin) = Api::start();
+    let admin = admin.as_str();
+    let (id, key) = create(
+        &mut api,
+        admin,
+        "/admin/keys",
+        json!({"principal": "partner", "rate_limit": "2/1m", "quota": "100/1d",
+               "allowed_ips": ["127.0.0.1", "10.0.0.0/8"]}),
+    )
+    .await;
+    let shown = api.get(&format!("/admin/keys/{id}"), admin).await;
+    assert_eq!(shown.json["rate_limit"], "2/1m");
+    assert_eq!(shown.json["quota"], "100/1d");
+    assert_eq!(shown.json["quota_remaining"], 100);
+    assert_eq!(
+        shown.json["allowed_ips"],
+        json!(["127.0.0.1/32", "10.0.0.0/8"])
+    );
+    // The admin example serves /whoami behind the same layer: the limit holds there.
+    assert_eq!(api.whoami(&key).await, StatusCode::OK);
+    assert_eq!(api.whoami(&key).await, StatusCode::OK);
+    let over = api.get("/whoami", &key).await;
+    assert_error(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(over.headers.contains_key("retry-after"));
+
+    // PATCH: null clears, a list replaces; bad values are 400 naming the field.
+    let patched = api
+        .send(
+            Method::PATCH,
+            &format!("/admin/keys/{id}"),
+            Some(admin),
+            Some(json!({"rate_limit": null, "quota": "5", "allowed_ips": []})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.json);
+    assert_eq!(patched.json["rate_limit"], Value::Null);
+    assert_eq!(patched.json["quota"], "5");
+    assert_eq!(
+        patched.json["quota_remaining"], 5,
+        "a quota set starts afresh"
+    );
+    assert_eq!(patched.json["allowed_ips"], json!([]));
+    for (body, field) in [
+        (json!({"rate_limit": "0/1s"}), "rate_limit"),
+        (json!({"rate_limit": "fast"}), "rate_limit"),
+        (json!({"quota": "-1"}), "quota"),
+        (json!({"allowed_ips": ["example.com"]}), "allowed_ips"),
+    ] {
+        let bad = api
+            .send(
+                Method::PATCH,
+                &format!("/admin/keys/{id}"),
+                Some(admin),
+                Some(body),
+            )
+            .await;
+        assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
+        assert!(
+            bad.json["message"].as_str().unwrap().contains(field),
+            "{}",
+            bad.json
+        );
+    }
+    let many: Vec<String> = (0..101).map(|i| format!("10.0.{i}.0/24")).collect();
+    let bad = api
+        .send(
+            Method::PATCH,
+            &format!("/admin/keys/{id}"),
+            Some(admin),
+            Some(json!({"allowed_ips": many})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.json);
+    assert_no_key_in_any_body(&api, &[&key]);
+}

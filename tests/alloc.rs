@@ -103,3 +103,68 @@ fn a_cached_key_costs_only_the_extensions_insert() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(count, response_cost);
 }
+
+#[test]
+fn a_cached_key_with_every_policy_costs_the_same() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    let (mut record, key) = issue("alice");
+    record.rate_limit = Some("1000000/1s".parse().unwrap());
+    record.quota = Some("1000000".parse().unwrap());
+    record.allowed_ips = vec!["127.0.0.0/8".parse().unwrap()];
+    runtime.block_on(store.insert(record)).unwrap();
+    let validator = Validator::builder(store).build();
+    let mut service = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator))
+        .service_fn(ok);
+    let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let request = || {
+        let mut request = Request::get("/whoami")
+            .header("apikey", key.expose())
+            .body(Body::default())
+            .unwrap();
+        request.extensions_mut().insert(peer);
+        request
+    };
+    let baseline = {
+        let (plain, plain_key) = issue("bob");
+        let store = MemoryStore::new();
+        runtime.block_on(store.insert(plain)).unwrap();
+        let mut plain_service = ServiceBuilder::new()
+            .layer(ApiKeyLayer::new(Validator::builder(store).build()))
+            .service_fn(ok);
+        let plain_request = || {
+            let mut request = Request::get("/whoami")
+                .header("apikey", plain_key.expose())
+                .body(Body::default())
+                .unwrap();
+            request.extensions_mut().insert(peer);
+            request
+        };
+        for _ in 0..3 {
+            runtime
+                .block_on(plain_service.call(plain_request()))
+                .unwrap();
+        }
+        let req = plain_request();
+        allocations(|| drop(poll_once(plain_service.call(req)).unwrap()))
+    };
+    // Warm up: the cold path, then quota leases of growing blocks (1, 2, 4, ... 64), so the
+    // lease in hand outlasts the counted requests.
+    for _ in 0..100 {
+        let status = runtime.block_on(service.call(request())).unwrap().status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    for _ in 0..10 {
+        let req = request();
+        let mut status = StatusCode::IM_A_TEAPOT;
+        let count = allocations(|| status = poll_once(service.call(req)).unwrap().status());
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            count, baseline,
+            "a rate limit, a quota lease in hand and an allow-list allocated on the hot path"
+        );
+    }
+}

@@ -655,3 +655,105 @@ fn the_cli_refuses_what_the_admin_api_refuses() {
     let listed = run(&["list", "--store", store, "--json"], b"");
     assert_eq!(text(&listed.stdout).trim(), "[]", "nothing was issued");
 }
+
+#[test]
+fn policies_on_issue_and_update_and_bad_values_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+    let out = run(
+        &[
+            "issue",
+            "--store",
+            store,
+            "--principal",
+            "p",
+            "--iterations",
+            "1",
+            "--rate-limit",
+            "100/1m",
+            "--quota",
+            "10000/1d",
+            "--allow-ip",
+            "10.1.2.3/8",
+            "--allow-ip",
+            "2001:db8::1",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let key = text(&out.stdout);
+    let id = key.trim().split('_').nth(1).unwrap().to_owned();
+    let show = |id: &str| -> Value {
+        serde_json::from_slice(&run(&["show", "--store", store, id, "--json"], b"").stdout).unwrap()
+    };
+    let shown = show(&id);
+    assert_eq!(shown["rate_limit"], "100/1m");
+    assert_eq!(shown["quota"], "10000/1d");
+    assert_eq!(shown["quota_remaining"], 10000);
+    assert_eq!(
+        shown["allowed_ips"],
+        serde_json::json!(["10.0.0.0/8", "2001:db8::1/128"]),
+        "host bits dropped, an address is a host CIDR"
+    );
+
+    let out = run(
+        &[
+            "update",
+            "--store",
+            store,
+            &id,
+            "--rate-limit",
+            "none",
+            "--quota",
+            "5",
+            "--allow-ip",
+            "none",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let shown = show(&id);
+    assert_eq!(
+        (&shown["rate_limit"], &shown["quota"], &shown["allowed_ips"]),
+        (&Value::Null, &Value::from("5"), &serde_json::json!([]))
+    );
+
+    for (flags, says) in [
+        (&["--rate-limit", "0/1s"][..], "between 1 and"),
+        (&["--rate-limit", "100"][..], "<requests>/<period>"),
+        (&["--quota", "10/1w"][..], "s, m, h or d"),
+        (
+            &["--allow-ip", "example.com"][..],
+            "not an IP address or CIDR",
+        ),
+        (
+            &["--allow-ip", "none", "--allow-ip", "10.0.0.1"][..],
+            "cannot be given with addresses",
+        ),
+        (&[][..], "nothing to change"),
+    ] {
+        let mut args = vec!["update", "--store", store, &id];
+        args.extend(flags);
+        let out = run(&args, b"");
+        assert_eq!(code(&out), 2, "{flags:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains(key.trim()));
+    }
+    let out = run(
+        &[
+            "update",
+            "--store",
+            store,
+            "nosuchid00000000",
+            "--quota",
+            "1",
+        ],
+        b"",
+    );
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+}

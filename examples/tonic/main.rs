@@ -20,9 +20,9 @@ mod shutdown;
 
 use std::error::Error;
 
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{TcpConnectInfo, TcpIncoming};
 use tonic::transport::{Endpoint, Server};
-use tower_apikey::layer::GrpcRejection;
+use tower_apikey::layer::{ClientAddress, GrpcRejection};
 use tower_apikey::permission::require_permission;
 use tower_apikey::{ApiKeyLayer, FileStore, KeyManager, KeyStore, NewKey, Validator};
 
@@ -67,7 +67,15 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
     let (stop, deadline) = shutdown::signal_and_deadline();
     let serving = Server::builder()
         // gRPC metadata is HTTP/2 headers: the default `apikey` header source reads it.
-        .layer(ApiKeyLayer::new(validator.clone()).rejection(GrpcRejection::new()))
+        .layer(
+            ApiKeyLayer::new(validator.clone())
+                .rejection(GrpcRejection::new())
+                // tonic keeps the peer address in its own type: for keys' IP allow-lists.
+                .client_address(ClientAddress::peer().peer_from(|extensions| {
+                    let info = extensions.get::<TcpConnectInfo>()?;
+                    info.remote_addr().map(|addr| addr.ip())
+                })),
+        )
         // Inside the key check, answering in the same gRPC words.
         .layer(require_permission("read").rejection(GrpcRejection::new()))
         .add_service(proto::IdentityServer)
@@ -76,6 +84,7 @@ async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
         served = serving => served?,
         () = deadline => shutdown::drain_ran_out(),
     }
-    validator.flush_last_used().await?;
+    // Give unspent quota leases back and write the last batch of last uses.
+    validator.shutdown().await?;
     Ok(())
 }

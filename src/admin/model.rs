@@ -7,6 +7,7 @@ use super::AdminError;
 use crate::expiry::Expiry;
 use crate::key::{KeyId, PlaintextKey};
 use crate::lifecycle::{KeyPatch, NewKey};
+use crate::policy::{IpNet, Quota, RateLimit};
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::KeyQuery;
 
@@ -48,6 +49,15 @@ pub struct KeyView {
     pub updated_by: Option<String>,
     /// When it was last accepted, to within the validators' flush interval.
     pub last_used_at: Option<Timestamp>,
+    /// At most this many requests per period.
+    pub rate_limit: Option<RateLimit>,
+    /// Uses allowed, optionally refilled every period.
+    pub quota: Option<Quota>,
+    /// Uses left in the quota's period as the store counts them (uses leased by running
+    /// servers count as used).
+    pub quota_remaining: Option<u64>,
+    /// Where the key may be used from; empty is anywhere.
+    pub allowed_ips: Vec<IpNet>,
 }
 
 impl KeyView {
@@ -69,6 +79,12 @@ impl KeyView {
             updated_at: record.updated_at,
             updated_by: record.updated_by.clone(),
             last_used_at: record.last_used_at,
+            rate_limit: record.rate_limit,
+            quota: record.quota,
+            quota_remaining: record
+                .quota
+                .map(|q| record.quota_remaining.unwrap_or(q.uses())),
+            allowed_ips: record.allowed_ips.clone(),
         }
     }
 }
@@ -188,6 +204,13 @@ pub struct CreateKey {
     /// Deleted only with `?force=true`.
     #[serde(default)]
     pub protected: bool,
+    /// A rate limit, `100/1m`.
+    pub rate_limit: Option<String>,
+    /// A quota, `10000` or `10000/1d`.
+    pub quota: Option<String>,
+    /// Addresses or CIDRs the key may be used from; empty or left out is anywhere.
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
 }
 
 impl CreateKey {
@@ -205,7 +228,10 @@ impl CreateKey {
         if let Some(expires) = self.expires {
             new = new.expires(expiry(&expires)?);
         }
-        Ok(new)
+        Ok(new
+            .rate_limit(self.rate_limit.as_deref().map(rate_limit).transpose()?)
+            .quota(self.quota.as_deref().map(quota).transpose()?)
+            .allowed_ips(allowed_ips(&self.allowed_ips)?))
     }
 }
 
@@ -227,6 +253,14 @@ pub struct PatchKey {
     pub expires: Option<String>,
     /// `active`, `inactive` (deactivate) or `revoked` (for good).
     pub status: Option<KeyStatus>,
+    /// A new rate limit, or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limit: Option<Option<String>>,
+    /// A new quota (starting afresh), or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    pub quota: Option<Option<String>>,
+    /// A new IP allow-list, replacing the old; empty is anywhere.
+    pub allowed_ips: Option<Vec<String>>,
 }
 
 /// A field that is present, even as `null`, is `Some`.
@@ -254,8 +288,41 @@ impl PatchKey {
         if let Some(status) = self.status {
             patch = patch.status(status);
         }
+        if let Some(limit) = self.rate_limit {
+            patch = patch.rate_limit(limit.as_deref().map(rate_limit).transpose()?);
+        }
+        if let Some(q) = self.quota {
+            patch = patch.quota(q.as_deref().map(quota).transpose()?);
+        }
+        if let Some(allowed) = self.allowed_ips {
+            patch = patch.allowed_ips(allowed_ips(&allowed)?);
+        }
         Ok(patch)
     }
+}
+
+fn rate_limit(text: &str) -> Result<RateLimit, AdminError> {
+    text.parse()
+        .map_err(|e| AdminError::bad_request(format!("rate_limit: {e}")))
+}
+
+fn quota(text: &str) -> Result<Quota, AdminError> {
+    text.parse()
+        .map_err(|e| AdminError::bad_request(format!("quota: {e}")))
+}
+
+/// Addresses or CIDRs; a single address is a host CIDR (`/32`, `/128`).
+fn allowed_ips(texts: &[String]) -> Result<Vec<IpNet>, AdminError> {
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    AdminError::bad_request("allowed_ips: each is an IPv4 or IPv6 address or CIDR")
+                })
+        })
+        .collect()
 }
 
 fn expiry(text: &str) -> Result<Expiry, AdminError> {

@@ -76,6 +76,12 @@ pub enum InvalidInput {
         /// Which field.
         field: &'static str,
     },
+    /// More CIDRs in an IP allow-list than a key may carry.
+    #[error("at most {max} addresses in an IP allow-list")]
+    TooManyAllowedIps {
+        /// The limit.
+        max: usize,
+    },
     /// More permissions than a key may carry.
     #[error("at most {max} permissions")]
     TooManyPermissions {

@@ -3,6 +3,7 @@
 
 use super::InvalidInput;
 use crate::expiry::Expiry;
+use crate::policy::{IpNet, Quota, RateLimit};
 use crate::record::KeyStatus;
 
 /// Longest name, in characters.
@@ -15,6 +16,8 @@ pub const MAX_PRINCIPAL_CHARS: usize = 256;
 pub const MAX_PERMISSION_CHARS: usize = 128;
 /// Most permissions on one key.
 pub const MAX_PERMISSIONS: usize = 64;
+/// The most CIDRs an IP allow-list may hold.
+pub(crate) const MAX_ALLOWED_IPS: usize = 100;
 
 /// What a new key carries, for [`KeyManager::issue`](super::KeyManager::issue).
 #[derive(Debug, Clone)]
@@ -25,6 +28,9 @@ pub struct NewKey {
     pub(super) permissions: Vec<String>,
     pub(super) expiry: Expiry,
     pub(super) protected: bool,
+    pub(super) rate_limit: Option<RateLimit>,
+    pub(super) quota: Option<Quota>,
+    pub(super) allowed_ips: Vec<IpNet>,
 }
 
 impl NewKey {
@@ -37,6 +43,9 @@ impl NewKey {
             permissions: Vec::new(),
             expiry: Expiry::Never,
             protected: false,
+            rate_limit: None,
+            quota: None,
+            allowed_ips: Vec::new(),
         }
     }
 
@@ -69,6 +78,24 @@ impl NewKey {
         self.protected = protected;
         self
     }
+
+    /// The key's rate limit (default none).
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = limit;
+        self
+    }
+
+    /// The key's quota of uses (default none).
+    pub fn quota(mut self, quota: Option<Quota>) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// The addresses the key may be used from (default: anywhere).
+    pub fn allowed_ips(mut self, allowed: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_ips = allowed.into_iter().map(|net| net.trunc()).collect();
+        self
+    }
 }
 
 /// Changes to a key's metadata and state, for [`KeyManager::update`](super::KeyManager::update). Fields left `None`
@@ -80,6 +107,9 @@ pub struct KeyPatch {
     pub(super) permissions: Option<Vec<String>>,
     pub(super) expiry: Option<Expiry>,
     pub(super) status: Option<KeyStatus>,
+    pub(super) rate_limit: Option<Option<RateLimit>>,
+    pub(super) quota: Option<Option<Quota>>,
+    pub(super) allowed_ips: Option<Vec<IpNet>>,
 }
 
 impl KeyPatch {
@@ -119,6 +149,25 @@ impl KeyPatch {
         self
     }
 
+    /// Sets the rate limit, or clears it with `None`.
+    pub fn rate_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Sets the quota, or clears it with `None`. A quota set starts afresh (all its uses
+    /// left), even if it is the one the key had.
+    pub fn quota(mut self, quota: Option<Quota>) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// Replaces the IP allow-list (empty: anywhere).
+    pub fn allowed_ips(mut self, allowed: impl IntoIterator<Item = IpNet>) -> Self {
+        self.allowed_ips = Some(allowed.into_iter().map(|net| net.trunc()).collect());
+        self
+    }
+
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.name.is_none()
@@ -126,6 +175,9 @@ impl KeyPatch {
             && self.permissions.is_none()
             && self.expiry.is_none()
             && self.status.is_none()
+            && self.rate_limit.is_none()
+            && self.quota.is_none()
+            && self.allowed_ips.is_none()
     }
 }
 
@@ -140,6 +192,7 @@ impl NewKey {
             MAX_DESCRIPTION_CHARS,
         )?;
         check_permissions(&self.permissions)?;
+        check_allowed_ips(&self.allowed_ips)?;
         Ok(principal)
     }
 }
@@ -154,6 +207,9 @@ impl KeyPatch {
         }
         if let Some(permissions) = &self.permissions {
             check_permissions(permissions)?;
+        }
+        if let Some(allowed) = &self.allowed_ips {
+            check_allowed_ips(allowed)?;
         }
         Ok(())
     }
@@ -178,6 +234,15 @@ fn check_text(field: &'static str, text: Option<&str>, max: usize) -> Result<(),
         Some(text) if text.chars().count() > max => Err(InvalidInput::TooLong { field, max }),
         _ => Ok(()),
     }
+}
+
+fn check_allowed_ips(allowed: &[IpNet]) -> Result<(), InvalidInput> {
+    if allowed.len() > MAX_ALLOWED_IPS {
+        return Err(InvalidInput::TooManyAllowedIps {
+            max: MAX_ALLOWED_IPS,
+        });
+    }
+    Ok(())
 }
 
 fn check_permissions(permissions: &[String]) -> Result<(), InvalidInput> {

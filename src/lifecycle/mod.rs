@@ -232,6 +232,9 @@ impl KeyManager {
         new.name = old.name.clone();
         new.description = old.description.clone();
         new.permissions = old.permissions.clone();
+        new.rate_limit = old.rate_limit;
+        new.quota = old.quota;
+        new.allowed_ips = old.allowed_ips.clone();
         if let Some(lifetime) = lifetime {
             new.expiry = Expiry::At(
                 now.checked_add(lifetime)
@@ -345,6 +348,15 @@ impl KeyManager {
             }
             if let Some(status) = patch.status {
                 record.status = status;
+            }
+            if let Some(limit) = patch.rate_limit {
+                record.rate_limit = limit;
+            }
+            if let Some(quota) = patch.quota {
+                record.set_quota(quota);
+            }
+            if let Some(allowed) = &patch.allowed_ips {
+                record.allowed_ips.clone_from(allowed);
             }
             Ok(true)
         })
@@ -480,6 +492,9 @@ impl KeyManager {
         record.permissions.clone_from(&new.permissions);
         record.protected = new.protected;
         record.expires_at = new.expiry.resolve(now)?;
+        record.rate_limit = new.rate_limit;
+        record.set_quota(new.quota);
+        record.allowed_ips.clone_from(&new.allowed_ips);
         record.created_at = now;
         record.created_by.clone_from(&self.actor);
         Ok(record)

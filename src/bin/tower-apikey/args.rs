@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use tower_apikey::expiry::Expiry;
 use tower_apikey::hash::{HashParams, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
+use tower_apikey::policy::{Quota, RateLimit};
 
 use crate::terminal::Failure;
 
@@ -61,7 +62,30 @@ pub(crate) enum Command {
         #[arg(long)]
         key_stdin: bool,
         #[command(flatten)]
+        limits: LimitArgs,
+        #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Change a key's metadata, rate limit, quota or IP allow-list; `none` clears a setting.
+    Update {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// A short label (`none` clears it).
+        #[arg(long)]
+        name: Option<Clearable<String>>,
+        /// A longer note (`none` clears it).
+        #[arg(long)]
+        description: Option<Clearable<String>>,
+        /// A permission the key carries (repeat for several; replaces them all).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// When the key expires, counted from now (as for `issue`; `never` clears it).
+        #[arg(long, allow_hyphen_values = true)]
+        expires: Option<Expiry>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Show one key's record (no secrets).
     Show {
@@ -158,6 +182,91 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = ImportFormat::Json)]
         format: ImportFormat,
     },
+}
+
+/// A key's rate limit, quota and IP allow-list.
+#[derive(Args)]
+pub(crate) struct LimitArgs {
+    /// At most N requests per period, with a burst of N (`100/1m`, `5/1s`; `none` clears it).
+    #[arg(long)]
+    pub(crate) rate_limit: Option<Clearable<RateLimit>>,
+    /// Uses allowed, optionally refilled every period (`10000`, `10000/1d`; `none` clears
+    /// it). Setting it starts it afresh.
+    #[arg(long)]
+    pub(crate) quota: Option<Clearable<Quota>>,
+    /// An address or CIDR the key may be used from (repeat for several; replaces the list;
+    /// `none` allows anywhere).
+    #[arg(long = "allow-ip")]
+    pub(crate) allow_ips: Vec<Clearable<IpNet>>,
+}
+
+impl LimitArgs {
+    /// The allow-list given, if any: `Some(empty)` for `none`.
+    pub(crate) fn allowed_ips(&self) -> Result<Option<Vec<IpNet>>, Failure> {
+        if self.allow_ips.is_empty() {
+            return Ok(None);
+        }
+        let nets: Vec<IpNet> = self
+            .allow_ips
+            .iter()
+            .filter_map(|ip| ip.clone().into_option())
+            .collect();
+        if !nets.is_empty() && nets.len() != self.allow_ips.len() {
+            return Err(Failure::usage(
+                "--allow-ip none cannot be given with addresses",
+            ));
+        }
+        Ok(Some(nets))
+    }
+}
+
+/// A setting, or `none` to clear it.
+#[derive(Clone, Debug)]
+pub(crate) enum Clearable<T> {
+    Set(T),
+    None,
+}
+
+impl<T> Clearable<T> {
+    pub(crate) fn into_option(self) -> Option<T> {
+        match self {
+            Clearable::Set(value) => Some(value),
+            Clearable::None => None,
+        }
+    }
+}
+
+impl<T: std::str::FromStr> std::str::FromStr for Clearable<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "none" {
+            return Ok(Clearable::None);
+        }
+        text.parse()
+            .map(Clearable::Set)
+            .map_err(|e: T::Err| e.to_string())
+    }
+}
+
+/// A single address counts as a host CIDR (`/32`, `/128`).
+#[derive(Clone, Debug)]
+pub(crate) struct IpNet(pub(crate) tower_apikey::policy::IpNet);
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Ok(net) = text.parse::<tower_apikey::policy::IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        text.parse::<std::net::IpAddr>()
+            .map(|ip| Self(ip.into()))
+            .map_err(|_| format!("not an IP address or CIDR: {text:?}"))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

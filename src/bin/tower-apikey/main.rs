@@ -17,9 +17,10 @@ use serde::Serialize;
 use tower_apikey::hash::{Pbkdf2Hash, Prf};
 use tower_apikey::key::{KeyId, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
-use tower_apikey::{KeyRecord, KeyStatus, NewKey};
+use tower_apikey::policy::{IpNet, Quota, RateLimit};
+use tower_apikey::{KeyPatch, KeyRecord, KeyStatus, NewKey};
 
-use crate::args::{Cli, Command, ImportFormat, StoreArgs};
+use crate::args::{Clearable, Cli, Command, ImportFormat, StoreArgs};
 use crate::store::{with_manager, with_store, Opened};
 use crate::terminal::{print_line, read_key, write_stdout, Failure};
 
@@ -62,12 +63,22 @@ fn run(command: Command) -> Result<(), Failure> {
             expires,
             protected,
             key_stdin,
+            limits,
             policy,
         } => {
             let mut new = NewKey::new(principal)
                 .permissions(permissions)
                 .expires(expires)
-                .protected(protected);
+                .protected(protected)
+                .rate_limit(limits.rate_limit.clone().and_then(Clearable::into_option))
+                .quota(limits.quota.clone().and_then(Clearable::into_option))
+                .allowed_ips(
+                    limits
+                        .allowed_ips()?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|n| n.0),
+                );
             if let Some(name) = name {
                 new = new.name(name);
             }
@@ -87,6 +98,47 @@ fn run(command: Command) -> Result<(), Failure> {
                 })?;
                 print_line(key.expose())
             }
+        }
+        Command::Update {
+            store,
+            id,
+            name,
+            description,
+            permissions,
+            expires,
+            limits,
+        } => {
+            let mut patch = KeyPatch::new();
+            if let Some(name) = name {
+                patch = patch.name(name.into_option());
+            }
+            if let Some(description) = description {
+                patch = patch.description(description.into_option());
+            }
+            if !permissions.is_empty() {
+                patch = patch.permissions(permissions);
+            }
+            if let Some(expires) = expires {
+                patch = patch.expires(expires);
+            }
+            if let Some(limit) = limits.rate_limit.clone() {
+                patch = patch.rate_limit(limit.into_option());
+            }
+            if let Some(quota) = limits.quota.clone() {
+                patch = patch.quota(quota.into_option());
+            }
+            if let Some(allowed) = limits.allowed_ips()? {
+                patch = patch.allowed_ips(allowed.into_iter().map(|n| n.0));
+            }
+            if patch.is_empty() {
+                return Err(Failure::usage("nothing to change: give at least one flag"));
+            }
+            let r = with_manager(
+                &store,
+                None,
+                |keys| async move { keys.update(&id, patch).await },
+            )?;
+            done("updated", &r)
         }
         Command::Show { store, id, json } => {
             let record = with_manager(&store, None, |keys| async move { keys.get(&id).await })?;
@@ -117,6 +169,26 @@ fn run(command: Command) -> Result<(), Failure> {
             );
             field("last used", &or_none(record.last_used_at, "never"));
             field("protected", if record.protected { "yes" } else { "no" });
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
+            field(
+                "rate limit",
+                &or_dash(record.rate_limit.map(|l| l.to_string())),
+            );
+            field("quota", &or_dash(record.quota.map(|q| q.to_string())));
+            if let Some(quota) = record.quota {
+                let left = record.quota_remaining.unwrap_or(quota.uses());
+                field(
+                    "quota left",
+                    &format!("{left} (leases held by servers count as used)"),
+                );
+            }
+            let allowed: Vec<String> = record.allowed_ips.iter().map(ToString::to_string).collect();
+            let allowed = if allowed.is_empty() {
+                "anywhere".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            field("allowed ips", &allowed);
             field("legacy", if record.legacy { "yes" } else { "no" });
             field("prf", &record.prf.to_string());
             field("iterations", &record.hash.iterations().to_string());
@@ -293,6 +365,10 @@ struct Listed<'a> {
     created_by: Option<&'a str>,
     updated_at: Option<Timestamp>,
     updated_by: Option<&'a str>,
+    rate_limit: Option<RateLimit>,
+    quota: Option<Quota>,
+    quota_remaining: Option<u64>,
+    allowed_ips: &'a [IpNet],
 }
 
 impl<'a> Listed<'a> {
@@ -314,6 +390,10 @@ impl<'a> Listed<'a> {
             created_by: r.created_by.as_deref(),
             updated_at: r.updated_at,
             updated_by: r.updated_by.as_deref(),
+            rate_limit: r.rate_limit,
+            quota: r.quota,
+            quota_remaining: r.quota.map(|q| r.quota_remaining.unwrap_or(q.uses())),
+            allowed_ips: &r.allowed_ips,
         }
     }
 }
