@@ -22,6 +22,10 @@ scale=$(cargo bench --features postgres --bench scale 2>target/bench-scale.log |
   || scale="scale bench failed: see target/bench-scale.log"
 fleet=$(cargo bench --features postgres --bench fleet 2>target/bench-fleet.log | grep -E '^fleet') \
   || fleet="fleet bench failed: see target/bench-fleet.log"
+# Per-key policies across three example servers on one throwaway PostgreSQL (tests/fleet_policies.rs).
+policies=$( (cargo build --release --all-features --examples && \
+  cargo test --release --all-features --test fleet_policies -- --nocapture) 2>&1 | grep -E '^fleet') \
+  || policies="fleet policy run failed: cargo test --release --all-features --test fleet_policies"
 echo
 echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 python3 bench/report.py "$before" "$after"
@@ -31,3 +35,5 @@ echo
 echo "$scale"
 echo
 echo "$fleet"
+echo
+echo "$policies"

@@ -98,6 +98,9 @@ pub struct RateLimitStatus {
     pub retry_after: Duration,
 }
 
+/// How many periods of requests admitted over the limit a key may owe, at most.
+const MAX_DEBT_PERIODS: u64 = 4;
+
 /// Nanoseconds on a process-wide monotonic clock, the GCRA's time base.
 #[inline]
 pub(crate) fn monotonic_nanos() -> u64 {
@@ -118,6 +121,10 @@ pub(crate) struct Gcra {
     interval: u64,
     period: u64,
     tat: AtomicU64,
+    /// Requests admitted here and not yet shared with the fleet.
+    unshared: AtomicU64,
+    /// The fleet's total of admitted requests as last heard; `u64::MAX` before the first.
+    fleet_seen: AtomicU64,
 }
 
 impl Gcra {
@@ -128,6 +135,8 @@ impl Gcra {
             interval: (period / u64::from(limit.requests)).max(1),
             period,
             tat: AtomicU64::new(0),
+            unshared: AtomicU64::new(0),
+            fleet_seen: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -150,7 +159,10 @@ impl Gcra {
                 .tat
                 .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(self.status(next - now, 0)),
+                Ok(_) => {
+                    self.unshared.fetch_add(1, Ordering::Relaxed);
+                    return Ok(self.status(next - now, 0));
+                }
                 Err(seen) => tat = seen,
             }
         }
@@ -162,17 +174,50 @@ impl Gcra {
         self.status(tat.saturating_sub(now), 0)
     }
 
-    /// Counts `requests` made elsewhere (another server of a fleet) as if made at `now`,
-    /// admitted or not: the TAT moves on by their intervals, at most one period ahead.
-    #[allow(dead_code)] // The fleet's batches use it (issue 15 part 4).
+    /// Takes the count of requests admitted here since the last call, to share.
+    pub(crate) fn take_unshared(&self) -> u64 {
+        self.unshared.swap(0, Ordering::Relaxed)
+    }
+
+    /// Puts back a count that could not be shared, for the next try.
+    pub(crate) fn unshare(&self, requests: u64) {
+        self.unshared.fetch_add(requests, Ordering::Relaxed);
+    }
+
+    /// Whether a request was admitted here within the last period (so the fleet's use of
+    /// the key is worth hearing even when none was admitted since the last share).
+    pub(crate) fn recently_used(&self, now: u64) -> bool {
+        self.tat.load(Ordering::Relaxed).saturating_add(self.period) > now
+    }
+
+    /// The fleet's total after this server added `mine`: what other servers admitted since
+    /// the last total heard counts here as if admitted now. The first total heard is only a
+    /// starting point.
+    pub(crate) fn learn_fleet_total(&self, total: u64, mine: u64, now: u64) {
+        let seen = self.fleet_seen.swap(total, Ordering::Relaxed);
+        if seen == u64::MAX {
+            return;
+        }
+        let others = total.saturating_sub(seen).saturating_sub(mine);
+        if others > 0 {
+            self.absorb(others, now);
+        }
+    }
+
+    /// Counts `requests` admitted elsewhere (another server of a fleet) as if admitted at
+    /// `now`: the TAT moves on by their intervals. What the fleet admitted over the limit
+    /// while servers had not heard of each other stays owed (this server admits nothing
+    /// until it is paid off), up to [`MAX_DEBT_PERIODS`] periods, so a lag in sharing does
+    /// not add up over time.
     pub(crate) fn absorb(&self, requests: u64, now: u64) {
+        let most = now.saturating_add(self.period.saturating_mul(MAX_DEBT_PERIODS));
         let _ = self
             .tat
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
                 let moved = tat
                     .max(now)
                     .saturating_add(requests.saturating_mul(self.interval));
-                Some(moved.min(now + self.period + self.interval))
+                Some(moved.min(most))
             });
     }
 
@@ -269,13 +314,37 @@ mod tests {
     }
 
     #[test]
+    fn the_fleets_other_requests_count_here_from_the_second_total_on() {
+        let limiter = gcra("10/1s");
+        for _ in 0..3 {
+            limiter.check(SECOND).unwrap();
+        }
+        assert_eq!(limiter.take_unshared(), 3);
+        assert_eq!(limiter.take_unshared(), 0);
+        // The first total (history included) is a starting point only.
+        limiter.learn_fleet_total(1_000, 3, SECOND);
+        assert_eq!(limiter.peek(SECOND).remaining, 7);
+        // Then: 1,010 with our 0 since: 10 by others, the limit used up.
+        limiter.learn_fleet_total(1_010, 0, SECOND);
+        assert!(limiter.check(SECOND).is_err());
+        // A failed share puts its count back.
+        limiter.unshare(2);
+        assert_eq!(limiter.take_unshared(), 2);
+        assert!(limiter.recently_used(SECOND * 2));
+        assert!(!limiter.recently_used(SECOND * 10));
+    }
+
+    #[test]
     fn absorbed_requests_use_up_the_limit() {
         let limiter = gcra("10/1s");
         limiter.absorb(8, SECOND);
         assert_eq!((0..10).filter(|_| limiter.check(SECOND).is_ok()).count(), 2);
-        // Never pushed more than a period ahead, however many are absorbed.
+        // A debt is kept (nothing admitted until it is paid), but never more than
+        // MAX_DEBT_PERIODS periods of it, however many are absorbed.
         limiter.absorb(1_000_000, SECOND);
-        assert!(limiter.check(SECOND * 2 + SECOND / 10).is_ok());
+        let paid = SECOND + MAX_DEBT_PERIODS * SECOND - SECOND + SECOND / 10;
+        assert!(limiter.check(paid - SECOND / 5).is_err());
+        assert!(limiter.check(paid).is_ok());
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub(crate) trait ErasedStore: Send + Sync {
         uses: u64,
         period_start: Timestamp,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> BoxFuture<'_, Result<Vec<(KeyId, u64)>, StoreError>>;
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);
 }
 
@@ -179,6 +183,13 @@ impl<S: KeyStore> ErasedStore for S {
         Box::pin(KeyStore::return_quota(self, id, uses, period_start))
     }
 
+    fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> BoxFuture<'_, Result<Vec<(KeyId, u64)>, StoreError>> {
+        Box::pin(KeyStore::share_rate_usage(self, admitted))
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         KeyStore::subscribe(self, listener);
     }
@@ -248,6 +259,13 @@ impl KeyStore for BoxKeyStore {
         period_start: Timestamp,
     ) -> Result<bool, StoreError> {
         self.inner.return_quota(id, uses, period_start).await
+    }
+
+    fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send {
+        self.inner.share_rate_usage(admitted)
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

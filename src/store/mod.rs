@@ -65,7 +65,8 @@ use crate::record::KeyRecord;
 /// cache. The methods whose atomicity matters — [`insert_limited`](Self::insert_limited),
 /// [`replace`](Self::replace), [`insert_many`](Self::insert_many) — are required; the ones
 /// with a default ([`insert`](Self::insert), [`query`](Self::query),
-/// [`list_legacy`](Self::list_legacy)) are correct as they are, and a backend overrides them
+/// [`list_legacy`](Self::list_legacy), [`share_rate_usage`](Self::share_rate_usage)) are
+/// correct as they are, and a backend overrides them
 /// only to be faster.
 ///
 /// A backend can check itself against every rule with the conformance suite,
@@ -173,6 +174,23 @@ pub trait KeyStore: Send + Sync + 'static {
         uses: u64,
         period_start: Timestamp,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds the requests one validator admitted for rate-limited keys since it last called
+    /// (`admitted`, each id once, ordered by id), and returns each listed key's total of
+    /// admitted requests across every validator sharing the store. Validators call it every
+    /// [`rate_limit_sync`](crate::validator::ValidatorBuilder::rate_limit_sync) interval, so
+    /// a key's rate limit holds across a fleet.
+    ///
+    /// The default shares nothing and returns no totals: right for a store one process uses,
+    /// where each validator's own count is the whole count. A store a fleet shares
+    /// (`PgKeyStore`) adds and reads in one atomic step.
+    fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send {
+        drop(admitted);
+        async { Ok(Vec::new()) }
+    }
 
     /// Every legacy opaque record ([`KeyRecord::legacy`]), ordered by id: what a validator
     /// scans for a key that carries no id.

@@ -29,6 +29,7 @@ pub struct ValidatorBuilder {
     legacy_keys: bool,
     legacy_scan_rate: NonZeroU32,
     last_used_flush: Option<Duration>,
+    rate_limit_sync: Option<Duration>,
 }
 
 impl fmt::Debug for ValidatorBuilder {
@@ -47,6 +48,7 @@ impl fmt::Debug for ValidatorBuilder {
             .field("legacy_keys", &self.legacy_keys)
             .field("legacy_scan_rate", &self.legacy_scan_rate)
             .field("last_used_flush", &self.last_used_flush)
+            .field("rate_limit_sync", &self.rate_limit_sync)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +130,16 @@ impl ValidatorBuilder {
         self
     }
 
+    /// How often rate-limit use is shared with the other servers on the store (default
+    /// 200 ms; `None`: never, each server limits alone). Only stores a fleet shares take part
+    /// ([`KeyStore::share_rate_usage`]); one statement per interval per server while a
+    /// rate-limited key is in use. A fleet of `n` servers admits at most about
+    /// `(n − 1) × (burst + 2 × rate × interval)` more than one server would.
+    pub fn rate_limit_sync(mut self, interval: Option<Duration>) -> Self {
+        self.rate_limit_sync = interval;
+        self
+    }
+
     /// Builds the validator and subscribes it to the store's changes.
     pub fn build(self) -> Validator {
         let last_use = LastUse::new(self.last_used_flush);
@@ -158,6 +170,7 @@ impl ValidatorBuilder {
             legacy,
             last_use,
             policies: Default::default(),
+            rate_share: super::rate_share::RateShare::new(self.rate_limit_sync),
             counters: Counters::default(),
             store_outage: Streak::default(),
             shedding: Streak::default(),
@@ -186,6 +199,7 @@ impl ValidatorBuilder {
             legacy_keys: true,
             legacy_scan_rate: NonZeroU32::new(2_000).unwrap_or(NonZeroU32::MIN),
             last_used_flush: Some(Duration::from_secs(60)),
+            rate_limit_sync: Some(Duration::from_millis(200)),
         }
     }
 }

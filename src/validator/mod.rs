@@ -60,6 +60,7 @@ mod last_use;
 mod legacy;
 mod policies;
 mod pool;
+mod rate_share;
 mod unavailable;
 
 pub use builder::ValidatorBuilder;
@@ -111,6 +112,8 @@ struct Inner {
     last_use: LastUse,
     /// Each key's rate-limit state and quota lease (`policies.rs`).
     policies: policies::Policies,
+    /// Rate-limit use shared with a fleet (`rate_share.rs`).
+    rate_share: rate_share::RateShare,
     counters: Counters,
     /// Store reads failing in a row, logged when the run starts and ends.
     store_outage: Streak,
@@ -192,6 +195,9 @@ impl Validator {
             }
         };
         inner.last_use.note(&identity);
+        if identity.usage().is_some_and(|usage| usage.rate.is_some()) {
+            inner.start_rate_share();
+        }
         Ok(identity)
     }
 

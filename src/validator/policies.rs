@@ -63,6 +63,16 @@ impl Policies {
         fresh
     }
 
+    /// Every key with a rate limit, and its state.
+    pub(super) fn rate_limited(&self) -> Vec<(KeyId, Arc<KeyUsage>)> {
+        let usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
+        usages
+            .iter()
+            .filter(|(_, usage)| usage.rate.is_some())
+            .map(|(id, usage)| (id.clone(), Arc::clone(usage)))
+            .collect()
+    }
+
     /// Every lease's unspent uses, taken out of the leases, to give back.
     fn surrender_all(&self) -> Vec<(KeyId, u64, Timestamp)> {
         let mut out =

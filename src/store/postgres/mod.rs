@@ -417,6 +417,12 @@ impl KeyStore for PgKeyStore {
         if n == 0 {
             return Ok(false);
         }
+        tx.execute(
+            "DELETE FROM tower_apikey_rate_usage WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .map_err(unavailable)?;
         self.commit(tx, vec![id.clone()]).await?;
         Ok(true)
     }
@@ -570,6 +576,43 @@ impl KeyStore for PgKeyStore {
             .await
             .map_err(unavailable)?;
         Ok(n > 0)
+    }
+
+    async fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        if admitted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement per batch, whatever the traffic. Rows are locked in id order (the
+        // caller sorts), so two servers' batches never deadlock.
+        let (ids, counts): (Vec<&str>, Vec<i64>) = admitted
+            .iter()
+            .map(|(id, n)| (id.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
+            .unzip();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "INSERT INTO tower_apikey_rate_usage AS u (id, admitted) \
+                 SELECT id, n FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(id, n) ORDER BY id \
+                 ON CONFLICT (id) DO UPDATE SET admitted = u.admitted + excluded.admitted \
+                 RETURNING id, admitted",
+                &[&ids, &counts],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.get(0);
+                let total: i64 = row.get(1);
+                let id = KeyId::new(id).map_err(|e| StoreError::InvalidRecord {
+                    id: id.to_owned(),
+                    source: e.into(),
+                })?;
+                Ok((id, u64::try_from(total).unwrap_or(0)))
+            })
+            .collect()
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -52,6 +52,11 @@ ALTER TABLE tower_apikey_keys
     ADD COLUMN quota_remaining      BIGINT,
     ADD COLUMN quota_period_start   TIMESTAMPTZ,
     ADD COLUMN allowed_ips          TEXT[] NOT NULL DEFAULT '{}';
+-- Requests each rate-limited key was admitted, fleet-wide: validators add theirs in batches.
+CREATE TABLE tower_apikey_rate_usage (
+    id       TEXT PRIMARY KEY,
+    admitted BIGINT NOT NULL
+);
 ",
 ];
 
