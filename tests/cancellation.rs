@@ -299,3 +299,35 @@ async fn dropped_scan_waiters_give_their_places_back() {
     holder.await.unwrap().unwrap_err();
     settle(&validator, "scan waiters").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_gone_while_its_lease_is_taken_loses_no_use() {
+    // A quota of 5: however callers vanish mid-lease, five uses are admitted in all, and the
+    // store never holds fewer than what was not admitted.
+    for waits in 0..4 {
+        let store = FlakyStore::default();
+        store.set_yielding(true); // every store call an await point
+        let (mut record, key) = issue("metered");
+        record.quota = Some("5".parse().unwrap());
+        store.inner.insert(record.clone()).await.unwrap();
+        let validator = Validator::builder(store.clone()).build();
+        let identity = validator.validate(&presented(key.expose())).await.unwrap();
+        let dropped = drop_after_waits(validator.enforce(&identity, None), waits).await;
+        // Let a lease task the dropped caller left behind finish.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut admitted = usize::from(matches!(dropped, Some(Ok(_))));
+        for _ in 0..10 {
+            admitted += usize::from(validator.enforce(&identity, None).await.is_ok());
+        }
+        assert_eq!(admitted, 5, "dropped after {waits} waits");
+        validator.shutdown().await.unwrap();
+        let left = store
+            .inner
+            .get(&record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .quota_remaining;
+        assert_eq!(left, Some(0), "dropped after {waits} waits");
+    }
+}

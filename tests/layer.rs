@@ -514,3 +514,128 @@ async fn option_identity_is_none_only_behind_the_optional_layer() {
     );
     assert_eq!(ask(router, None).await.0, StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+/// A request from `peer` (as a server puts it in the extensions), with `key`.
+fn from_peer(key: &str, peer: Option<&str>) -> Request<Body> {
+    let mut request = empty(get("/").header("apikey", key));
+    if let Some(peer) = peer {
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request.extensions_mut().insert(peer);
+    }
+    request
+}
+
+#[tokio::test]
+async fn an_allow_list_answers_as_an_invalid_key_or_403_and_fails_closed_without_an_address() {
+    let store = MemoryStore::new();
+    let (mut record, key) = issue("partner");
+    record.allowed_ips = vec!["10.0.0.0/8".parse().unwrap()];
+    store.insert(record).await.unwrap();
+    let validator = Validator::builder(store).build();
+    let key = key.expose().to_owned();
+    let default = app(ApiKeyLayer::new(validator.clone()));
+    let forbidding =
+        app(ApiKeyLayer::new(validator.clone())
+            .ip_refusal(tower_apikey::layer::IpRefusal::Forbidden));
+    let (_, unknown) = issue("nobody");
+    let invalid = call(&default, empty(get("/").header("apikey", unknown.expose()))).await;
+
+    let inside = call(&default, from_peer(&key, Some("10.1.2.3:5000"))).await;
+    assert_eq!(inside.0, StatusCode::OK, "{}", inside.2);
+    let outside = call(&default, from_peer(&key, Some("192.0.2.1:5000"))).await;
+    assert_eq!(
+        (outside.0, outside.2.as_str()),
+        (invalid.0, invalid.2.as_str()),
+        "outside: the invalid-key answer"
+    );
+    let forbidden = call(&forbidding, from_peer(&key, Some("192.0.2.1:5000"))).await;
+    assert_eq!(forbidden.0, StatusCode::FORBIDDEN);
+    // No address at all: refused, never let through.
+    let unknown_peer = call(&default, from_peer(&key, None)).await;
+    assert_eq!(unknown_peer.0, StatusCode::UNAUTHORIZED);
+    let stats = validator.stats();
+    assert_eq!(stats.ip_refusals, 3, "{stats:?}");
+    assert_eq!((stats.rate_limited, stats.usage_exceeded), (0, 0));
+}
+
+#[tokio::test]
+async fn rate_limit_and_quota_refusals_are_counted_and_the_identity_shows_what_is_left() {
+    let store = MemoryStore::new();
+    let (mut record, key) = issue("metered");
+    record.rate_limit = Some("3/1h".parse().unwrap());
+    record.quota = Some("2".parse().unwrap());
+    store.insert(record.clone()).await.unwrap();
+    let validator = Validator::builder(store.clone()).build();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = {
+        let seen = seen.clone();
+        ServiceBuilder::new()
+            .layer(ApiKeyLayer::new(validator.clone()))
+            .service_fn(move |req: Request<Body>| {
+                let identity = req.extensions().get::<Identity>().unwrap();
+                let left = (
+                    identity.rate_limit().map(|s| s.remaining),
+                    identity.quota_remaining(),
+                );
+                seen.lock().unwrap().push(left);
+                async { Ok::<_, Infallible>(Response::new(Body::default())) }
+            })
+    };
+    let request = || empty(get("/").header("apikey", key.expose()));
+    let statuses: Vec<StatusCode> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(service.clone().oneshot(request()).await.unwrap().status());
+        }
+        out
+    };
+    // Two uses, then the quota is out; the fourth is over the rate limit of 3.
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(Some(2), Some(1)), (Some(1), Some(0))]
+    );
+    let stats = validator.stats();
+    assert_eq!(
+        (stats.usage_exceeded, stats.rate_limited),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert!(stats.quota_leases >= 2, "{stats:?}");
+    // The store counted the two uses.
+    let stored = store.get(&record.id).await.unwrap().unwrap();
+    assert_eq!(stored.quota_remaining, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_on_a_fresh_quota_key_is_served_from_one_or_two_leases() {
+    let store = MemoryStore::new();
+    let (mut record, key) = issue("busy");
+    record.quota = Some("10000".parse().unwrap());
+    store.insert(record).await.unwrap();
+    let validator = Validator::builder(store).build();
+    let presented = tower_apikey::key::PresentedKey::new(key.expose().as_bytes()).unwrap();
+    let identity = validator.validate(&presented).await.unwrap();
+    let crowd: Vec<_> = (0..200)
+        .map(|_| {
+            let (validator, identity) = (validator.clone(), identity.clone());
+            tokio::spawn(async move { validator.enforce(&identity, None).await })
+        })
+        .collect();
+    for caller in crowd {
+        assert!(
+            caller.await.unwrap().is_ok(),
+            "a use refused with 9,800 left"
+        );
+    }
+    let leases = validator.stats().quota_leases;
+    assert!(leases <= 10, "{leases} leases for 200 callers");
+}

@@ -185,8 +185,32 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
     assert!(opaque.legacy);
     assert_eq!(opaque.lookup_digest.as_ref().map(String::len), Some(64));
 
+    // A key with every policy, used once so its quota has a period: export carries it all.
+    let (limited, limited_key) = keys
+        .issue(
+            NewKey::new("partner")
+                .rate_limit(Some("100/1m".parse().unwrap()))
+                .quota(Some("10/1d".parse().unwrap()))
+                .allowed_ips(["10.0.0.0/8".parse().unwrap()]),
+        )
+        .await
+        .unwrap();
+    let _ = limited_key;
+    keys.store().take_quota(&limited.id, 3).await.unwrap();
+
     // Export, import into an empty store of the same kind: the keys still work.
     let export = keys.export().await.unwrap();
+    let exported = export.keys.iter().find(|r| r.id == limited.id).unwrap();
+    assert_eq!(
+        (
+            exported.rate_limit.map(|l| l.to_string()),
+            exported.quota.map(|q| q.to_string()),
+            exported.quota_remaining,
+            exported.allowed_ips.len(),
+        ),
+        (Some("100/1m".into()), Some("10/1d".into()), Some(7), 1)
+    );
+    assert!(exported.quota_period_start.is_some());
     assert_eq!(export.keys.len(), keys.list(None).await.unwrap().len());
     let json = serde_json::to_string(&export).unwrap();
     assert!(

@@ -28,7 +28,7 @@ pub use quota::{Quota, QuotaError, QuotaGrant};
 pub use rate::{RateLimit, RateLimitError, RateLimitStatus};
 pub use usage::PolicyRefusal;
 
-pub(crate) use quota::{QuotaLease, Spend};
+pub(crate) use quota::{QuotaLease, Spend, MAX_BLOCK};
 pub(crate) use rate::{monotonic_nanos, Gcra};
 pub(crate) use usage::KeyUsage;
 

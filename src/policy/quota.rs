@@ -194,6 +194,11 @@ pub(crate) struct QuotaLease {
     /// purpose: callers that find no use in hand wait for the lease under way, not take
     /// one each.
     pub(crate) turn: tokio::sync::Mutex<()>,
+    /// Grants received so far: a caller that waited for the turn while another took a lease
+    /// sees it move, and asks the store no more.
+    grants: AtomicU64,
+    /// Callers waiting for a lease now: the next block is at least this big.
+    pub(crate) waiting: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -231,6 +236,8 @@ impl QuotaLease {
                 taken_at: None,
             }),
             turn: tokio::sync::Mutex::new(()),
+            grants: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
         }
     }
 
@@ -270,6 +277,11 @@ impl QuotaLease {
         *self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Grants received so far.
+    pub(crate) fn grants(&self) -> u64 {
+        self.grants.load(Ordering::Acquire)
+    }
+
     /// Adds a grant from the store.
     pub(crate) fn receive(&self, grant: QuotaGrant) {
         let now = std::time::Instant::now();
@@ -302,6 +314,7 @@ impl QuotaLease {
             self.empty_until.store(0, Ordering::Relaxed);
             self.left.fetch_add(grant.granted, Ordering::Relaxed);
         }
+        self.grants.fetch_add(1, Ordering::Release);
     }
 
     /// Takes every use in hand away, to give back to the store.

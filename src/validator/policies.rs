@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use jiff::Timestamp;
 use super::{Inner, PolicyError, Validator};
 use crate::identity::Identity;
 use crate::key::KeyId;
-use crate::policy::{monotonic_nanos, KeyUsage, PolicyRefusal, RateLimitStatus, Spend};
+use crate::policy::{monotonic_nanos, KeyUsage, PolicyRefusal, RateLimitStatus, Spend, MAX_BLOCK};
 use crate::record::KeyRecord;
 use crate::store::{KeyStore, StoreError};
 
@@ -149,7 +150,7 @@ impl Validator {
             return Ok(());
         };
         // A few rounds: uses granted to this caller's lease may be spent by others first.
-        for _ in 0..4 {
+        for _ in 0..8 {
             let task = tokio::spawn(take_lease(
                 Arc::clone(&self.inner),
                 identity.key_id().clone(),
@@ -236,13 +237,20 @@ async fn take_lease(inner: Arc<Inner>, id: KeyId, usage: Arc<KeyUsage>) -> Resul
     let Some(lease) = &usage.quota else {
         return Ok(());
     };
-    let _turn = lease.turn.lock().await;
-    if lease.has_answer() {
+    let seen = lease.grants();
+    lease.waiting.fetch_add(1, Ordering::Relaxed);
+    let turn = lease.turn.lock().await;
+    let waiting = lease.waiting.fetch_sub(1, Ordering::Relaxed);
+    // Another task took a lease while this one waited: its grant is the answer (so a crowd
+    // of callers costs the store one statement, not one each).
+    if lease.has_answer() || lease.grants() != seen {
         return Ok(());
     }
-    let block = lease.book().next_block;
+    // Enough for everyone waiting now, so a burst on a fresh key is one lease.
+    let block = lease.book().next_block.max(waiting).min(MAX_BLOCK);
     let grant = inner.store.take_quota(&id, block).await?;
     inner.counters.quota_lease();
     lease.receive(grant);
+    drop(turn);
     Ok(())
 }
