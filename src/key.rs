@@ -53,7 +53,7 @@ pub const CHECKSUM_LEN: usize = 6;
 /// Length of a generated record id, in base62 characters (≈ 95 bits).
 pub const GENERATED_ID_LEN: usize = 16;
 /// Fewest secret characters a parsed key may carry (128 bits of base62).
-const MIN_SECRET_LEN: usize = 22;
+pub(crate) const MIN_SECRET_LEN: usize = 22;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

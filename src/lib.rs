@@ -76,6 +76,7 @@ pub mod lifecycle;
 pub mod permission;
 pub mod policy;
 pub mod record;
+pub mod scan;
 pub mod store;
 mod streak;
 #[cfg(feature = "test-util")]

@@ -173,6 +173,22 @@ pub(crate) enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Find keys in files, directories (recursively) or stdin and print `PATH:LINE: key ID`,
+    /// never the secret: exit 1 when any is found, 0 when none, 2 on an error. With a store,
+    /// say whether each is live.
+    Scan {
+        /// Files or directories; stdin when none.
+        paths: Vec<PathBuf>,
+        /// The key prefix to look for.
+        #[arg(long, default_value = KeyFormat::DEFAULT_PREFIX)]
+        prefix: String,
+        /// The JSON key store file, to say whether each key found is live.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// A PostgreSQL database, to say whether each key found is live.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Read records from stdin and add them all, or none.
     Import {
         #[command(flatten)]

@@ -5,6 +5,7 @@
 //! bad input; the reason goes to stderr, never a key.
 
 mod args;
+mod scan;
 mod store;
 mod terminal;
 
@@ -304,6 +305,19 @@ fn run(command: Command) -> Result<(), Failure> {
             let text = serde_json::to_string_pretty(&export).map_err(Failure::usage)?;
             print_line(&text)
         }
+        Command::Scan {
+            paths,
+            prefix,
+            store,
+            database_url,
+        } => scan::run(
+            &paths,
+            &prefix,
+            &StoreArgs {
+                store,
+                database_url,
+            },
+        ),
         Command::Import { store, format } => {
             let mut input = Vec::new();
             io::stdin()
