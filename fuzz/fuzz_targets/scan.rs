@@ -20,7 +20,9 @@ fn key() -> &'static [u8] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let cut = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
     let spliced = [&data[..cut], key(), &data[cut..]].concat();
     for text in [data, spliced.as_slice()] {
         let format = KeyFormat::default();
