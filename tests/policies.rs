@@ -65,6 +65,30 @@ fn issue(store: &Path, principal: &str, flags: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Changes `key`'s record with the CLI's `update` and `flags`.
+fn update(store: &Path, key: &str, flags: &[&str]) {
+    let mut args = vec!["update", "--store", store.to_str().unwrap(), id_of(key)];
+    args.extend(flags);
+    let out = run_cli(&args, b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits (2 s at most) until the server admits `key`: a change reaching it.
+fn until_admitted(addr: &str, key: &str, change: &str) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while whoami(addr, key, &[]).status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "{change} did not reach the server"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The id part of a key (`tak_<id>_<secret>`).
 fn id_of(key: &str) -> &str {
     key.split('_').nth(1).unwrap()
@@ -174,30 +198,8 @@ fn a_quota_of_30_admits_exactly_30_across_a_restart() {
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(shown["quota_remaining"], 0);
     // A new quota, set with the CLI, takes effect on the running server.
-    let out = run_cli(
-        &[
-            "update",
-            "--store",
-            store.to_str().unwrap(),
-            id_of(&key),
-            "--quota",
-            "3",
-        ],
-        b"",
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while whoami(&addr, &key, &[]).status != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the new quota did not reach the server"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    update(&store, &key, &["--quota", "3"]);
+    until_admitted(&addr, &key, "the new quota");
     let rest: Vec<u16> = (0..5).map(|_| whoami(&addr, &key, &[]).status).collect();
     assert_eq!(
         rest,
@@ -230,32 +232,12 @@ fn an_allow_list_refuses_other_addresses_as_an_invalid_key_and_admits_its_own() 
     );
     assert_eq!(whoami(&addr, &here, &[]).status, 200);
     // Widened with the CLI: the running server admits it within a second.
-    let out = run_cli(
-        &[
-            "update",
-            "--store",
-            store.to_str().unwrap(),
-            id_of(&elsewhere),
-            "--allow-ip",
-            "10.0.0.0/8",
-            "--allow-ip",
-            "127.0.0.1",
-        ],
-        b"",
+    update(
+        &store,
+        &elsewhere,
+        &["--allow-ip", "10.0.0.0/8", "--allow-ip", "127.0.0.1"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while whoami(&addr, &elsewhere, &[]).status != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "the allow-list change did not reach the server"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_admitted(&addr, &elsewhere, "the allow-list change");
 }
 
 #[test]

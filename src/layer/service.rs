@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::response::{Rejection, RejectionResponse};
 use super::{Config, ExtractError};
-use crate::identity::Anonymous;
+use crate::identity::{Anonymous, Identity};
 use crate::validator::{ValidationError, Validator, Verdict};
 
 /// Middleware that authenticates requests by API key; see the [module docs](super).
@@ -127,26 +127,21 @@ where
                     Verdict::Refused(refusal) => ResponseFuture::ready(Ok(self
                         .rejection
                         .respond(config.policy_rejection(refusal)))),
-                    Verdict::Lease(_) => {
-                        let mut inner = self.take_inner();
+                    verdict @ Verdict::Lease(_) => {
+                        let inner = self.take_inner();
                         let validator = self.validator.clone();
                         let config = Arc::clone(&self.config);
                         let rejection = self.rejection.clone();
                         ResponseFuture::cold(Box::pin(async move {
-                            match validator.spend_leased(&identity).await {
-                                Ok(()) => {
-                                    config.admit(&mut req, identity);
-                                    inner.call(req).await
-                                }
-                                Err(error) => Ok(rejection.respond(config.lease_failed(error))),
-                            }
+                            let parts = (&validator, &*config, &rejection);
+                            admit_or_refuse(parts, inner, req, identity, verdict).await
                         }))
                     }
                 }
             }
             Some(Err(_)) => ResponseFuture::ready(Ok(self.rejection.respond(Rejection::Invalid))),
             None => {
-                let mut inner = self.take_inner();
+                let inner = self.take_inner();
                 let validator = self.validator.clone();
                 let config = Arc::clone(&self.config);
                 let rejection = self.rejection.clone();
@@ -172,24 +167,41 @@ where
                             .client_address
                             .resolve(req.extensions(), req.headers())
                     });
-                    let admitted = match verdict {
-                        Verdict::Pass(_) => Ok(()),
-                        Verdict::Refused(refusal) => Err(config.policy_rejection(refusal)),
-                        Verdict::Lease(_) => validator
-                            .spend_leased(&identity)
-                            .await
-                            .map_err(|error| config.lease_failed(error)),
-                    };
-                    match admitted {
-                        Ok(()) => {
-                            config.admit(&mut req, identity);
-                            inner.call(req).await
-                        }
-                        Err(refused) => Ok(rejection.respond(refused)),
-                    }
+                    let parts = (&validator, &*config, &rejection);
+                    admit_or_refuse(parts, inner, req, identity, verdict).await
                 }))
             }
         }
+    }
+}
+
+/// The end of a request whose key is valid, off the hot path: its verdict carried out (a
+/// quota lease taken if needed), then the inner service called or the refusal answered.
+async fn admit_or_refuse<S, R, ReqBody, ResBody>(
+    (validator, config, rejection): (&Validator, &Config, &R),
+    mut inner: S,
+    mut req: Request<ReqBody>,
+    identity: Identity,
+    verdict: Verdict,
+) -> Result<Response<ResBody>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: RejectionResponse<ResBody>,
+{
+    let admitted = match verdict {
+        Verdict::Pass(_) => Ok(()),
+        Verdict::Refused(refusal) => Err(config.policy_rejection(refusal)),
+        Verdict::Lease(_) => validator
+            .spend_leased(&identity)
+            .await
+            .map_err(|error| config.lease_failed(error)),
+    };
+    match admitted {
+        Ok(()) => {
+            config.admit(&mut req, identity);
+            inner.call(req).await
+        }
+        Err(refused) => Ok(rejection.respond(refused)),
     }
 }
 

@@ -244,8 +244,9 @@ impl QuotaLease {
     /// Spends one use in hand, if the lease's period has not ended.
     #[inline]
     pub(crate) fn spend(&self) -> Spend {
-        let now = unix_now();
-        if now >= self.period_ends.load(Ordering::Relaxed) {
+        // The clock is read only for a quota that refills (or one known empty until then).
+        let ends = self.period_ends.load(Ordering::Relaxed);
+        if ends != i64::MAX && unix_now() >= ends {
             // Uses of an ended period are not spent in the next one (nor given back).
             self.left.store(0, Ordering::Relaxed);
         }
@@ -258,8 +259,10 @@ impl QuotaLease {
         match self.empty_until.load(Ordering::Relaxed) {
             0 => Spend::Lease,
             i64::MAX => Spend::Exhausted(None),
-            until if until > now => Spend::Exhausted(Some((until - now) as u64)),
-            _ => Spend::Lease,
+            until => match until - unix_now() {
+                wait if wait > 0 => Spend::Exhausted(Some(wait as u64)),
+                _ => Spend::Lease,
+            },
         }
     }
 
@@ -322,6 +325,15 @@ impl QuotaLease {
         self.left.swap(0, Ordering::Relaxed)
     }
 
+    /// Takes every use in hand away, with the period they belong to: what
+    /// [`KeyStore::return_quota`](crate::KeyStore::return_quota) is given. `None` when there
+    /// is nothing to give back.
+    pub(crate) fn surrender_to_return(&self) -> Option<(u64, Timestamp)> {
+        let period = self.book().period_start;
+        let uses = self.surrender();
+        period.filter(|_| uses > 0).map(|period| (uses, period))
+    }
+
     /// Uses left: in hand plus in the store, as last heard.
     pub(crate) fn remaining(&self) -> u64 {
         self.left.load(Ordering::Relaxed) + self.store_left.load(Ordering::Relaxed)
@@ -329,9 +341,7 @@ impl QuotaLease {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    Timestamp::now().as_second()
 }
 
 #[cfg(test)]

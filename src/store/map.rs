@@ -97,10 +97,10 @@ impl RecordMap {
         let Some(stored) = self.0.get_mut(&current.id) else {
             return Err(StoreError::NotFound(current.id.clone()));
         };
-        if differs_beyond_usage(stored, current) {
+        if stored.differs_beyond_usage(current) {
             return Err(StoreError::Conflict(current.id.clone()));
         }
-        *stored = keep_usage(stored, current, new);
+        *stored = new.keeping_usage(stored, current);
         Ok(())
     }
 
@@ -152,7 +152,7 @@ impl RecordMap {
                 other
                     .0
                     .get(*id)
-                    .is_none_or(|new| differs_beyond_usage(old, new))
+                    .is_none_or(|new| old.differs_beyond_usage(new))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -179,16 +179,4 @@ impl Extend<KeyRecord> for RecordMap {
     fn extend<I: IntoIterator<Item = KeyRecord>>(&mut self, iter: I) {
         self.0.extend(iter.into_iter().map(|r| (r.id.clone(), r)));
     }
-}
-
-/// Whether two versions of a record differ in anything but their usage: see
-/// [`KeyRecord::differs_beyond_usage`].
-pub(crate) fn differs_beyond_usage(a: &KeyRecord, b: &KeyRecord) -> bool {
-    a.differs_beyond_usage(b)
-}
-
-/// What [`KeyStore::replace`](super::KeyStore::replace) writes: see
-/// [`KeyRecord::keeping_usage`].
-pub(crate) fn keep_usage(stored: &KeyRecord, current: &KeyRecord, new: KeyRecord) -> KeyRecord {
-    new.keeping_usage(stored, current)
 }

@@ -51,15 +51,14 @@ impl Policies {
             None => usages.remove(&record.id),
         };
         drop(usages);
-        if let Some(lease) = old.as_ref().and_then(|old| old.quota.as_ref()) {
-            let period = lease.book().period_start;
-            let uses = lease.surrender();
-            if let (Some(period), true) = (period, uses > 0) {
-                self.orphaned
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((record.id.clone(), uses, period));
-            }
+        let unspent = old
+            .as_ref()
+            .and_then(|old| old.quota.as_ref()?.surrender_to_return());
+        if let Some((uses, period)) = unspent {
+            self.orphaned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((record.id.clone(), uses, period));
         }
         fresh
     }
@@ -79,14 +78,10 @@ impl Policies {
         let mut out =
             std::mem::take(&mut *self.orphaned.lock().unwrap_or_else(PoisonError::into_inner));
         let usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
-        for (id, usage) in usages.iter() {
-            let Some(lease) = &usage.quota else { continue };
-            let period = lease.book().period_start;
-            let uses = lease.surrender();
-            if let (Some(period), true) = (period, uses > 0) {
-                out.push((id.clone(), uses, period));
-            }
-        }
+        out.extend(usages.iter().filter_map(|(id, usage)| {
+            let (uses, period) = usage.quota.as_ref()?.surrender_to_return()?;
+            Some((id.clone(), uses, period))
+        }));
         out
     }
 }
@@ -146,7 +141,10 @@ impl Validator {
     /// The store call runs in a task of its own: a caller that goes away meanwhile does not
     /// lose the uses the store has already granted.
     pub(crate) async fn spend_leased(&self, identity: &Identity) -> Result<(), PolicyError> {
-        let Some(usage) = identity.usage().filter(|u| u.quota.is_some()) else {
+        let Some((usage, lease)) = identity
+            .usage()
+            .and_then(|usage| Some((usage, usage.quota.as_ref()?)))
+        else {
             return Ok(());
         };
         // A few rounds: uses granted to this caller's lease may be spent by others first.
@@ -161,13 +159,6 @@ impl Validator {
                 Ok(Err(error)) => return Err(PolicyError::Unavailable(error)),
                 Err(join) => return Err(PolicyError::Internal(join.into())),
             }
-            let lease =
-                usage
-                    .quota
-                    .as_ref()
-                    .ok_or(PolicyError::Refused(PolicyRefusal::UsageExceeded {
-                        retry_after: None,
-                    }))?;
             match lease.spend() {
                 Spend::Spent => return Ok(()),
                 Spend::Exhausted(wait) => {

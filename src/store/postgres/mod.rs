@@ -25,7 +25,6 @@ use self::schema::{
     CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
 };
 use self::tls::Connection;
-use super::map::{differs_beyond_usage, keep_usage};
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
@@ -396,10 +395,10 @@ impl KeyStore for PgKeyStore {
         let Some(stored) = row.as_ref().map(record_of).transpose()? else {
             return Err(StoreError::NotFound(current.id.clone()));
         };
-        if differs_beyond_usage(&stored, current) {
+        if stored.differs_beyond_usage(current) {
             return Err(StoreError::Conflict(current.id.clone()));
         }
-        let new = keep_usage(&stored, current, new);
+        let new = new.keeping_usage(&stored, current);
         update_in(&tx, &new).await?;
         self.commit(tx, vec![new.id]).await
     }
