@@ -86,7 +86,7 @@ pub mod validator;
 pub use identity::Identity;
 pub use layer::{ApiKey, ApiKeyLayer};
 pub use lifecycle::{KeyManager, KeyPatch, LifecycleError, NewKey};
-pub use record::{KeyRecord, KeyStatus};
+pub use record::{KeyRecord, KeyStatus, Revocation, RevocationReason};
 pub use store::{BoxKeyStore, FileStore, KeyStore, MemoryStore, StoreError};
 pub use validator::{ValidationError, Validator};
 

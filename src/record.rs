@@ -48,6 +48,105 @@ impl std::str::FromStr for KeyStatus {
 #[error("unknown key status: expected active, inactive or revoked")]
 pub struct UnknownStatus;
 
+/// Why a key was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// No reason given.
+    #[default]
+    Unspecified,
+    /// Found where others can read it: a repository, a log, a ticket. What `scan --revoke`
+    /// and the secret-scanning receiver record.
+    Leaked,
+    /// Known or suspected to be in the wrong hands, without a place it was found.
+    Compromised,
+    /// Replaced by another key before its rotation's grace period ended.
+    Superseded,
+    /// No longer needed: the integration or its owner is gone.
+    Retired,
+}
+
+impl RevocationReason {
+    const ALL: [RevocationReason; 5] = [
+        RevocationReason::Unspecified,
+        RevocationReason::Leaked,
+        RevocationReason::Compromised,
+        RevocationReason::Superseded,
+        RevocationReason::Retired,
+    ];
+
+    /// The lower-case name used in JSON, the CLI and events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::Leaked => "leaked",
+            RevocationReason::Compromised => "compromised",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::Retired => "retired",
+        }
+    }
+}
+
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RevocationReason {
+    type Err = UnknownRevocationReason;
+
+    fn from_str(text: &str) -> Result<Self, UnknownRevocationReason> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == text)
+            .ok_or(UnknownRevocationReason)
+    }
+}
+
+/// A reason name that is not one of [`RevocationReason`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown revocation reason: expected unspecified, leaked, compromised, superseded or retired"
+)]
+pub struct UnknownRevocationReason;
+
+/// Why and where a key was revoked: kept on the record for the audit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Why.
+    pub reason: RevocationReason,
+    /// Where it came to light: a secret-scanning alert's URL, `PATH:LINE` of a scan, a
+    /// ticket. Never the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Revocation {
+    /// A revocation for `reason`, with no location.
+    pub fn new(reason: RevocationReason) -> Self {
+        Self {
+            reason,
+            location: None,
+        }
+    }
+
+    /// A key found at `location` (a URL, `PATH:LINE`).
+    pub fn leaked_at(location: impl Into<String>) -> Self {
+        Self {
+            reason: RevocationReason::Leaked,
+            location: Some(location.into()),
+        }
+    }
+
+    /// Where it came to light.
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.location = Some(location.into());
+        self
+    }
+}
+
 /// A stored API key: who it belongs to, what it may do, and the PBKDF2 record of its secret.
 ///
 /// `Debug` shows the record's parameters, never its salt or hash bytes, nor a legacy key's
@@ -120,6 +219,10 @@ pub struct KeyRecord {
     /// The addresses (CIDRs) the key may be used from; empty is anywhere.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_ips: Vec<IpNet>,
+    /// Why and where the key was revoked, once it is; `None` for a key revoked before
+    /// reasons were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 impl std::fmt::Debug for KeyRecord {
@@ -150,6 +253,7 @@ impl std::fmt::Debug for KeyRecord {
             .field("quota_remaining", &self.quota_remaining)
             .field("quota_period_start", &self.quota_period_start)
             .field("allowed_ips", &self.allowed_ips)
+            .field("revocation", &self.revocation)
             .finish()
     }
 }
@@ -197,6 +301,7 @@ impl KeyRecord {
             quota_remaining: None,
             quota_period_start: None,
             allowed_ips: Vec::new(),
+            revocation: None,
         }
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use tower_apikey::key::KeyFormat;
+use tower_apikey::key::{KeyFormat, KeyId};
 
 #[test]
 fn the_shipped_gitleaks_rule_is_the_scanners_pattern_and_matches_generated_keys() {
@@ -145,8 +145,8 @@ mod cli {
                 .collect()
         };
         assert_eq!(said(&live), ["live", "live"]);
-        assert_eq!(said(&revoked), ["not live"]);
-        assert_eq!(said(&stranger), ["not live"]);
+        assert_eq!(said(&revoked), ["revoked"]);
+        assert_eq!(said(&stranger), ["not ours"]);
         assert_no_secret(&out, &[&live, &revoked, &stranger]);
 
         // Stdin; nothing found is 0; a path that is not there is 2.
@@ -162,5 +162,114 @@ mod cli {
         );
         let out = run(&["scan", dir.path().join("missing").to_str().unwrap()], b"");
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    }
+
+    fn show(store: &Path, key: &str) -> serde_json::Value {
+        let out = run(
+            &[
+                "show",
+                "--store",
+                store.to_str().unwrap(),
+                id(key),
+                "--json",
+            ],
+            b"",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    #[test]
+    fn scan_revoke_revokes_exactly_ours_not_yet_revoked_as_leaked_with_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("keys.json");
+        let s = store.to_str().unwrap();
+        let live = issue(&store, "alice");
+        let paused = issue(&store, "bob");
+        let retired = issue(&store, "carol");
+        let untouched = issue(&store, "dave");
+        assert!(run(&["deactivate", "--store", s, id(&paused)], b"")
+            .status
+            .success());
+        let out = run(
+            &["revoke", "--store", s, id(&retired), "--reason", "retired"],
+            b"",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let (_, stranger) = KeyFormat::default().generate().unwrap();
+        let stranger = stranger.expose().to_owned();
+        // A well-formed key with a stored id and another secret: not ours, not revoked.
+        let forged = KeyFormat::default()
+            .generate_for(&KeyId::new(id(&untouched)).unwrap())
+            .unwrap();
+        let forged = forged.expose().to_owned();
+
+        let tree = dir.path().join("repo");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(
+            tree.join("a.env"),
+            format!("KEY={live}\nOLD={paused}\nGONE={retired}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            tree.join("b.log"),
+            format!("{stranger} {forged}\nagain {live}\n"),
+        )
+        .unwrap();
+
+        let out = run(&["scan", "--revoke", tree.to_str().unwrap()], b"");
+        assert_eq!(out.status.code(), Some(2), "--revoke without a store");
+
+        let out = run(
+            &["scan", "--revoke", tree.to_str().unwrap(), "--store", s],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let root = tree.display();
+        assert_eq!(
+            text(&out.stdout),
+            format!(
+                "{root}/a.env:1: key {} live, revoked now\n\
+                 {root}/a.env:2: key {} inactive, revoked now\n\
+                 {root}/a.env:3: key {} revoked\n\
+                 {root}/b.log:1: key {} not ours\n\
+                 {root}/b.log:1: key {} not ours\n\
+                 {root}/b.log:2: key {} live\n",
+                id(&live),
+                id(&paused),
+                id(&retired),
+                id(&stranger),
+                id(&untouched),
+                id(&live),
+            )
+        );
+        assert_no_secret(&out, &[&live, &paused, &retired, &stranger, &untouched]);
+
+        let record = show(&store, &live);
+        assert_eq!(record["status"], "revoked");
+        assert_eq!(record["revocation"]["reason"], "leaked");
+        assert_eq!(
+            record["revocation"]["location"],
+            format!("{root}/a.env:1").as_str()
+        );
+        assert_eq!(show(&store, &paused)["revocation"]["reason"], "leaked");
+        let kept = show(&store, &retired);
+        assert_eq!(
+            kept["revocation"]["reason"], "retired",
+            "the first revocation stands"
+        );
+        assert_eq!(show(&store, &untouched)["status"], "active");
+
+        // Nothing left to revoke.
+        let out = run(
+            &["scan", "--revoke", tree.to_str().unwrap(), "--store", s],
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            !text(&out.stdout).contains("revoked now"),
+            "{}",
+            text(&out.stdout)
+        );
     }
 }

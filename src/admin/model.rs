@@ -8,7 +8,7 @@ use crate::expiry::Expiry;
 use crate::key::{KeyId, PlaintextKey};
 use crate::lifecycle::{KeyPatch, NewKey};
 use crate::policy::{IpNet, Quota, RateLimit};
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::store::KeyQuery;
 
 /// Most keys on one page, and the default.
@@ -58,6 +58,9 @@ pub struct KeyView {
     pub quota_remaining: Option<u64>,
     /// Where the key may be used from; empty is anywhere.
     pub allowed_ips: Vec<IpNet>,
+    /// Why and where it was revoked; `null` unless revoked (or revoked before reasons were
+    /// kept).
+    pub revocation: Option<Revocation>,
 }
 
 impl KeyView {
@@ -85,6 +88,7 @@ impl KeyView {
                 .quota
                 .map(|q| record.quota_remaining.unwrap_or(q.uses())),
             allowed_ips: record.allowed_ips.clone(),
+            revocation: record.revocation.clone(),
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::InvalidInput;
 use crate::expiry::Expiry;
 use crate::policy::{IpNet, Quota, RateLimit};
-use crate::record::KeyStatus;
+use crate::record::{KeyStatus, Revocation};
 
 /// Longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -16,6 +16,8 @@ pub const MAX_PRINCIPAL_CHARS: usize = 256;
 pub const MAX_PERMISSION_CHARS: usize = 128;
 /// Most permissions on one key.
 pub const MAX_PERMISSIONS: usize = 64;
+/// Longest revocation location (an alert's URL, `PATH:LINE`), in characters.
+pub const MAX_LOCATION_CHARS: usize = 2048;
 /// The most CIDRs an IP allow-list may hold.
 pub(crate) const MAX_ALLOWED_IPS: usize = 100;
 
@@ -234,6 +236,17 @@ fn check_text(field: &'static str, text: Option<&str>, max: usize) -> Result<(),
         Some(text) if text.chars().count() > max => Err(InvalidInput::TooLong { field, max }),
         _ => Ok(()),
     }
+}
+
+/// A revocation's location: at most [`MAX_LOCATION_CHARS`], no control characters (it goes
+/// into logs, audit fields and events).
+pub(super) fn check_revocation(revocation: &Revocation) -> Result<(), InvalidInput> {
+    let location = revocation.location.as_deref();
+    check_text("location", location, MAX_LOCATION_CHARS)?;
+    if location.is_some_and(|l| l.chars().any(char::is_control)) {
+        return Err(InvalidInput::ControlCharacters { field: "location" });
+    }
+    Ok(())
 }
 
 fn check_allowed_ips(allowed: &[IpNet]) -> Result<(), InvalidInput> {

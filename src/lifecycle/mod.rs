@@ -45,15 +45,15 @@ pub use export::MaximoExportError;
 pub use export::{Export, MaximoKey, EXPORT_VERSION};
 use input::checked_principal;
 pub use input::{
-    KeyPatch, NewKey, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, MAX_PERMISSIONS, MAX_PERMISSION_CHARS,
-    MAX_PRINCIPAL_CHARS,
+    KeyPatch, NewKey, MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_NAME_CHARS, MAX_PERMISSIONS,
+    MAX_PERMISSION_CHARS, MAX_PRINCIPAL_CHARS,
 };
 
 use crate::expiry::{Expiry, ExpiryError};
 use crate::hash::{HashError, HashParams, Pbkdf2Hash, Prf};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::record_time;
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::store::{BoxKeyStore, KeyQuery, KeyStore, StoreError};
 
 /// Runs the key lifecycle on a store. See the [module docs](self).
@@ -303,12 +303,36 @@ impl KeyManager {
         self.set_status(id, KeyStatus::Active).await
     }
 
-    /// Withdraws a key for good (it stays listed until deleted).
+    /// Withdraws a key for good (it stays listed until deleted), giving no reason.
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`]; the store's failure.
     pub async fn revoke(&self, id: &KeyId) -> Result<KeyRecord, LifecycleError> {
-        self.set_status(id, KeyStatus::Revoked).await
+        self.revoke_with(id, Revocation::default()).await
+    }
+
+    /// Withdraws a key for good, keeping why and where on the record. A key already revoked
+    /// keeps its first revocation: the record as stored is returned unchanged.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NotFound`]; [`Invalid`](LifecycleError::Invalid) for a location
+    /// over [`MAX_LOCATION_CHARS`](MAX_LOCATION_CHARS) or with control characters;
+    /// the store's failure.
+    pub async fn revoke_with(
+        &self,
+        id: &KeyId,
+        revocation: Revocation,
+    ) -> Result<KeyRecord, LifecycleError> {
+        input::check_revocation(&revocation)?;
+        self.change(id, |record| {
+            if record.status == KeyStatus::Revoked {
+                return Ok(false);
+            }
+            record.status = KeyStatus::Revoked;
+            record.revocation = Some(revocation.clone());
+            Ok(true)
+        })
+        .await
     }
 
     /// Changes a key's name, description, permissions, expiry or status in one store update.
@@ -347,6 +371,9 @@ impl KeyManager {
                 record.expires_at = expires_at;
             }
             if let Some(status) = patch.status {
+                if status == KeyStatus::Revoked && record.status != status {
+                    record.revocation = Some(Revocation::default());
+                }
                 record.status = status;
             }
             if let Some(limit) = patch.rate_limit {

@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 // Times to the microsecond, as stores keep them (PostgreSQL does).
-use crate::record::{record_time, KeyRecord, KeyStatus};
+use crate::record::{record_time, KeyRecord, KeyStatus, Revocation, RevocationReason};
 use crate::store::{ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
 
 /// How long a change may take to reach the feed (a store may publish from a follower task);
@@ -154,6 +154,28 @@ async fn insert_and_get<S: KeyStore>(store: S) {
         got.as_ref() == Some(&a),
         TAKEN,
         "the refused insert changed the record",
+    );
+
+    const REVOKED: &str = "a revocation's reason and location are kept";
+    let mut revoked = a.clone();
+    revoked.status = KeyStatus::Revoked;
+    revoked.revocation = Some(Revocation::leaked_at("https://example.com/blob/1/x.env"));
+    expect(store.replace(&a, revoked.clone()).await, REVOKED, "replace");
+    let got = expect(store.get(&a.id).await, REVOKED, "get");
+    ensure(
+        got.as_ref() == Some(&revoked),
+        REVOKED,
+        format!("stored {revoked:?}, read back {got:?}"),
+    );
+    let mut b = record("b1", "bob");
+    b.status = KeyStatus::Revoked;
+    b.revocation = Some(Revocation::new(RevocationReason::Retired));
+    expect(store.insert(b.clone()).await, REVOKED, "insert");
+    let got = expect(store.get(&b.id).await, REVOKED, "get");
+    ensure(
+        got.as_ref() == Some(&b),
+        REVOKED,
+        format!("stored {b:?}, read back {got:?}"),
     );
 }
 

@@ -57,6 +57,7 @@ mod cold;
 mod counters;
 mod error;
 mod last_use;
+mod leak;
 mod legacy;
 mod policies;
 mod pool;

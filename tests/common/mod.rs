@@ -221,7 +221,7 @@ pub mod pg {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
-            2,
+            3,
             "a fresh database takes every migration"
         );
         Some((db, store))

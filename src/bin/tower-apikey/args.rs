@@ -7,6 +7,7 @@ use tower_apikey::expiry::Expiry;
 use tower_apikey::hash::{HashParams, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
 use tower_apikey::policy::{Quota, RateLimit};
+use tower_apikey::RevocationReason;
 
 use crate::terminal::Failure;
 
@@ -151,6 +152,12 @@ pub(crate) enum Command {
         store: StoreArgs,
         /// The key's id.
         id: KeyId,
+        /// Why: unspecified, leaked, compromised, superseded or retired.
+        #[arg(long, default_value = "unspecified")]
+        reason: RevocationReason,
+        /// Where it came to light (a URL, a ticket), kept on the record.
+        #[arg(long)]
+        location: Option<String>,
     },
     /// Delete a key's record.
     Delete {
@@ -188,6 +195,10 @@ pub(crate) enum Command {
         /// A PostgreSQL database, to say whether each key found is live.
         #[arg(long)]
         database_url: Option<String>,
+        /// Revoke every key found that is ours and not yet revoked (deactivated and expired
+        /// ones too), with the reason `leaked` and where it was found.
+        #[arg(long)]
+        revoke: bool,
     },
     /// Read records from stdin and add them all, or none.
     Import {

@@ -19,7 +19,7 @@ use tower_apikey::hash::{Pbkdf2Hash, Prf};
 use tower_apikey::key::{KeyId, PresentedKey};
 use tower_apikey::lifecycle::{Export, MaximoKey};
 use tower_apikey::policy::{IpNet, Quota, RateLimit};
-use tower_apikey::{KeyPatch, KeyRecord, KeyStatus, NewKey};
+use tower_apikey::{KeyPatch, KeyRecord, KeyStatus, NewKey, Revocation};
 
 use crate::args::{Clearable, Cli, Command, ImportFormat, StoreArgs};
 use crate::store::{with_manager, with_store, Opened};
@@ -190,6 +190,10 @@ fn run(command: Command) -> Result<(), Failure> {
                 allowed.join(", ")
             };
             field("allowed ips", &allowed);
+            if let Some(revocation) = &record.revocation {
+                field("revoked for", revocation.reason.as_str());
+                field("found at", revocation.location.as_deref().unwrap_or(""));
+            }
             field("legacy", if record.legacy { "yes" } else { "no" });
             field("prf", &record.prf.to_string());
             field("iterations", &record.hash.iterations().to_string());
@@ -273,8 +277,16 @@ fn run(command: Command) -> Result<(), Failure> {
             let r = with_manager(&store, None, |keys| async move { keys.activate(&id).await })?;
             done("activated", &r)
         }
-        Command::Revoke { store, id } => {
-            let r = with_manager(&store, None, |keys| async move { keys.revoke(&id).await })?;
+        Command::Revoke {
+            store,
+            id,
+            reason,
+            location,
+        } => {
+            let revocation = Revocation { reason, location };
+            let r = with_manager(&store, None, |keys| async move {
+                keys.revoke_with(&id, revocation).await
+            })?;
             done("revoked", &r)
         }
         Command::Delete { store, id, force } => {
@@ -310,6 +322,7 @@ fn run(command: Command) -> Result<(), Failure> {
             prefix,
             store,
             database_url,
+            revoke,
         } => scan::run(
             &paths,
             &prefix,
@@ -317,6 +330,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 store,
                 database_url,
             },
+            revoke,
         ),
         Command::Import { store, format } => {
             let mut input = Vec::new();
@@ -383,6 +397,8 @@ struct Listed<'a> {
     quota: Option<Quota>,
     quota_remaining: Option<u64>,
     allowed_ips: &'a [IpNet],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation: Option<&'a Revocation>,
 }
 
 impl<'a> Listed<'a> {
@@ -408,6 +424,7 @@ impl<'a> Listed<'a> {
             quota: r.quota,
             quota_remaining: r.quota.map(|q| r.quota_remaining.unwrap_or(q.uses())),
             allowed_ips: &r.allowed_ips,
+            revocation: r.revocation.as_ref(),
         }
     }
 }

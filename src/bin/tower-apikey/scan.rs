@@ -1,16 +1,19 @@
 //! `scan`: finds keys in files or stdin and prints where, never the secret; with a store,
-//! whether each is live.
+//! what each is to it, and with `--revoke` revokes ours as leaked.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use tower_apikey::key::KeyFormat;
 use tower_apikey::scan::{find_keys, FoundKey};
-use tower_apikey::{KeyStatus, KeyStore};
+use tower_apikey::{
+    KeyManager, KeyStatus, LifecycleError, Revocation, StoreError, ValidationError, Validator,
+};
 
 use crate::args::StoreArgs;
-use crate::store::with_store;
+use crate::store::{cli_actor, with_store};
 use crate::terminal::{write_stdout, Failure};
 
 /// Files larger than this are skipped with a warning: a scanner must not read a disk image
@@ -18,7 +21,12 @@ use crate::terminal::{write_stdout, Failure};
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Exit 1 when a key is found, 0 when none, 2 when a path could not be read.
-pub(crate) fn run(paths: &[PathBuf], prefix: &str, store: &StoreArgs) -> Result<(), Failure> {
+pub(crate) fn run(
+    paths: &[PathBuf],
+    prefix: &str,
+    store: &StoreArgs,
+    revoke: bool,
+) -> Result<(), Failure> {
     let format = KeyFormat::with_prefix(prefix).map_err(Failure::usage)?;
     let mut found: Vec<(String, FoundKey)> = Vec::new();
     let mut unreadable = 0;
@@ -47,16 +55,25 @@ pub(crate) fn run(paths: &[PathBuf], prefix: &str, store: &StoreArgs) -> Result<
             &mut unreadable,
         );
     }
-    let live = if store.store.is_some() || store.database_url.is_some() {
-        Some(liveness(&found, store)?)
+    let standings = if store.store.is_some() || store.database_url.is_some() {
+        Some(standings(&found, store, revoke)?)
+    } else if revoke {
+        return Err(Failure::usage(
+            "--revoke needs the store: give --store PATH or --database-url URL",
+        ));
     } else {
         None
     };
     let mut out = String::new();
     for (i, (path, key)) in found.iter().enumerate() {
         out += &format!("{path}:{}: key {}", key.line, key.id);
-        if let Some(live) = &live {
-            out += if live[i] { " live" } else { " not live" };
+        if let Some(standings) = &standings {
+            let (standing, revoked_now) = standings[i];
+            out.push(' ');
+            out += standing.as_str();
+            if revoked_now {
+                out += ", revoked now";
+            }
         }
         out.push('\n');
     }
@@ -117,22 +134,80 @@ fn walk(path: &Path, each: &mut dyn FnMut(&Path, &[u8]), unreadable: &mut usize)
     }
 }
 
-/// Whether each found key is live: its record exists, is active and unexpired, and its
-/// PBKDF2 record matches the whole key (a well-formed key with another secret is not ours).
-fn liveness(found: &[(String, FoundKey)], store: &StoreArgs) -> Result<Vec<bool>, Failure> {
-    let keys: Vec<&FoundKey> = found.iter().map(|(_, key)| key).collect();
+/// What a found key is to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Ours, and it would be accepted now.
+    Live,
+    /// Ours, deactivated or expired: refused now, but it could be brought back.
+    Inactive,
+    /// Ours, and revoked.
+    Revoked,
+    /// No record has its id, or the secret is not the record's.
+    NotOurs,
+}
+
+impl Standing {
+    fn as_str(self) -> &'static str {
+        match self {
+            Standing::Live => "live",
+            Standing::Inactive => "inactive",
+            Standing::Revoked => "revoked",
+            Standing::NotOurs => "not ours",
+        }
+    }
+}
+
+/// Each found key's standing, and whether this run revoked it: with `revoke`, every key of
+/// ours not yet revoked (a deactivated or expired key too: it could be brought back) is
+/// revoked with the reason `leaked` at the first place it was found. Each distinct key is
+/// checked once, through a validator's bounded cold path.
+fn standings(
+    found: &[(String, FoundKey)],
+    store: &StoreArgs,
+    revoke: bool,
+) -> Result<Vec<(Standing, bool)>, Failure> {
+    let found: Vec<(String, &FoundKey)> = found
+        .iter()
+        .map(|(path, key)| (format!("{path}:{}", key.line), key))
+        .collect();
     with_store(store, |opened| async move {
         let store = opened.boxed();
+        let validator = Validator::builder(store.clone())
+            .last_used_flush_interval(None)
+            .build();
+        let keys = KeyManager::new(store).actor(cli_actor());
         let now = Timestamp::now();
-        let mut live = Vec::with_capacity(keys.len());
-        for key in keys {
-            let record = store.get(&key.id).await?;
-            live.push(record.is_some_and(|r| {
-                r.status == KeyStatus::Active
-                    && !r.is_expired_at(now)
-                    && r.hash.verify(r.prf, key.key.expose())
-            }));
+        // The first place each distinct key was found, and what it is.
+        let mut seen: HashMap<&[u8], (Standing, bool)> = HashMap::new();
+        let mut out = Vec::with_capacity(found.len());
+        for (place, key) in &found {
+            if let Some(known) = seen.get(key.key.expose()) {
+                out.push((known.0, false));
+                continue;
+            }
+            let record = validator.record_of(&key.key).await.map_err(|e| match e {
+                ValidationError::Unavailable(store) => store,
+                other => StoreError::Internal(Box::new(other)),
+            })?;
+            let standing = match &record {
+                None => Standing::NotOurs,
+                Some(r) if r.status == KeyStatus::Revoked => Standing::Revoked,
+                Some(r) if r.status == KeyStatus::Active && !r.is_expired_at(now) => Standing::Live,
+                Some(_) => Standing::Inactive,
+            };
+            let revoked_now = revoke && matches!(standing, Standing::Live | Standing::Inactive);
+            if revoked_now {
+                keys.revoke_with(&key.id, Revocation::leaked_at(place.as_str()))
+                    .await
+                    .map_err(|e| match e {
+                        LifecycleError::Store(store) => store,
+                        other => StoreError::Internal(Box::new(other)),
+                    })?;
+            }
+            seen.insert(key.key.expose(), (standing, revoked_now));
+            out.push((standing, revoked_now));
         }
-        Ok(live)
+        Ok(out)
     })
 }

@@ -23,8 +23,7 @@ where
         keys_config = Some((params, format, policy.max_keys_per_principal));
     }
     let outcome = with_store(args, |store| async move {
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        let mut keys = KeyManager::new(store.boxed()).actor(format!("cli:{user}"));
+        let mut keys = KeyManager::new(store.boxed()).actor(cli_actor());
         if let Some((params, format, max)) = keys_config {
             keys = keys
                 .hash_params(params)
@@ -37,6 +36,12 @@ where
         code: if e.is_refusal() { 1 } else { 2 },
         message: e.to_string(),
     })
+}
+
+/// Who the CLI acts as in the records it changes: `cli:$USER`.
+pub(crate) fn cli_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
 }
 
 /// Opens the store `args` name, without following changes (this process is short-lived),

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 use crate::policy::{Period, Quota};
-use crate::record::{KeyRecord, KeyStatus};
+use crate::record::{KeyRecord, KeyStatus, Revocation, UnknownRevocationReason};
 use crate::store::StoreError;
 
 /// The schema, one migration per entry, applied in order by [`PgKeyStore::migrate`].
@@ -58,6 +58,12 @@ CREATE TABLE tower_apikey_rate_usage (
     admitted BIGINT NOT NULL
 );
 ",
+    r"
+-- Why and where a key was revoked (issue 16).
+ALTER TABLE tower_apikey_keys
+    ADD COLUMN revocation_reason   TEXT,
+    ADD COLUMN revocation_location TEXT;
+",
 ];
 
 /// The NOTIFY channel; the payload is the change's version.
@@ -73,10 +79,10 @@ pub(super) const COLUMNS: &str =
     "id, principal, hash, prf, name, description, permissions, status, \
     expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
     legacy, lookup_digest, rate_limit, quota_uses, quota_refill_seconds, quota_remaining, \
-    quota_period_start, allowed_ips";
+    quota_period_start, allowed_ips, revocation_reason, revocation_location";
 
 /// Parameters per row in [`COLUMNS`] order.
-const PER_ROW: usize = 23;
+const PER_ROW: usize = 25;
 
 /// Starts a write: a transaction holding the write lock, so changes commit in version order.
 /// Dropped without [`PgKeyStore::commit`], it rolls back.
@@ -94,7 +100,7 @@ pub(super) fn unavailable(error: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(Box::new(super::PgError::from(error)))
 }
 
-/// Rows per multi-row INSERT: 23 parameters each, well under PostgreSQL's 65,535.
+/// Rows per multi-row INSERT: 25 parameters each, well under PostgreSQL's 65,535.
 pub(super) const ROWS_PER_INSERT: usize = 1_000;
 
 /// The columns of [`COLUMNS`] for one record, as SQL parameters.
@@ -108,6 +114,8 @@ struct Params {
     quota_refill_seconds: Option<i64>,
     quota_remaining: Option<i64>,
     allowed_ips: Vec<String>,
+    revocation_reason: Option<&'static str>,
+    revocation_location: Option<String>,
 }
 
 impl Params {
@@ -123,6 +131,8 @@ impl Params {
             quota_refill_seconds: r.quota.and_then(|q| q.refill()).map(|p| p.as_secs() as i64),
             quota_remaining: r.quota_remaining.map(|n| n.min(i64::MAX as u64) as i64),
             allowed_ips: r.allowed_ips.iter().map(ToString::to_string).collect(),
+            revocation_reason: r.revocation.as_ref().map(|v| v.reason.as_str()),
+            revocation_location: r.revocation.as_ref().and_then(|v| v.location.clone()),
         }
     }
 
@@ -155,6 +165,8 @@ impl Params {
             &self.quota_remaining,
             &r.quota_period_start,
             &self.allowed_ips,
+            &self.revocation_reason,
+            &self.revocation_location,
         ]
     }
 }
@@ -275,6 +287,16 @@ pub(super) fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
         .map(|net| net.parse())
         .collect::<Result<_, _>>()
         .map_err(|e: ipnet::AddrParseError| invalid(e.into()))?;
+    record.revocation = row
+        .get::<_, Option<String>>("revocation_reason")
+        .map(|reason| -> Result<Revocation, UnknownRevocationReason> {
+            Ok(Revocation {
+                reason: reason.parse()?,
+                location: row.get("revocation_location"),
+            })
+        })
+        .transpose()
+        .map_err(|e| invalid(e.into()))?;
     Ok(record)
 }
 
