@@ -15,7 +15,13 @@
 //!
 //! `$ADDR` sets the listening address (default `127.0.0.1:3000`), `$APIKEY_STORE` the key file
 //! (default `./apikeys.json`), `$MAX_KEYS_PER_PRINCIPAL` the live keys one principal may hold
-//! (default 2).
+//! (default 2). With the `postgres` feature and `$DATABASE_URL` set, keys live in PostgreSQL
+//! (the schema is brought up to date at start), shared with a fleet.
+//!
+//! `$GITHUB_SECRET_SCANNING_KEYS` names a file holding GitHub's secret-scanning public keys
+//! (the JSON of `https://api.github.com/meta/public_keys/secret_scanning`); with it, GitHub's
+//! leak alerts are received at `POST /github/secret-scanning` (authenticated by GitHub's
+//! signature, not an API key) and every reported key of ours is revoked as leaked.
 
 #[path = "support/shutdown.rs"]
 mod shutdown;
@@ -26,9 +32,12 @@ use std::net::SocketAddr;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_apikey::admin::secret_scanning::{GithubPublicKeys, SecretScanningReceiver};
 use tower_apikey::admin::AdminApi;
 use tower_apikey::permission::API_KEY_ADMIN;
-use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator};
+use tower_apikey::{
+    ApiKeyLayer, BoxKeyStore, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
@@ -36,7 +45,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
 
-    let store = FileStore::open(&path).await?;
+    let (store, place) = open_store(&path).await?;
     let mut keys = KeyManager::new(store.clone());
     if let Ok(limit) = std::env::var("MAX_KEYS_PER_PRINCIPAL") {
         keys = keys.max_keys_per_principal(limit.parse()?);
@@ -60,15 +69,23 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     // One validator for both: a change made through the admin API reaches it at once.
     let validator = Validator::builder(store).build();
     let auth = ApiKeyLayer::new(validator.clone());
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/whoami", get(whoami))
         .layer(auth.clone())
-        .nest("/admin", AdminApi::new(keys, auth).into_router())
+        .nest("/admin", AdminApi::new(keys.clone(), auth).into_router())
         .route("/health", get(|| async { "ok" }));
+    if let Ok(file) = std::env::var("GITHUB_SECRET_SCANNING_KEYS") {
+        let github = GithubPublicKeys::from_json(&std::fs::read(&file)?)?;
+        let receiver = SecretScanningReceiver::new(validator.clone(), keys, github);
+        app = app.nest("/github/secret-scanning", receiver.into_router());
+        println!(
+            "receiving GitHub secret-scanning alerts at /github/secret-scanning (keys from {file})"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
-        "listening on http://{} (keys in {path}; admin API under /admin)",
+        "listening on http://{} (keys in {place}; admin API under /admin)",
         listener.local_addr()?
     );
     let (stop, deadline) = shutdown::signal_and_deadline();
@@ -82,6 +99,18 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     // Give unspent quota leases back and write the last batch of last uses.
     validator.shutdown().await?;
     Ok(())
+}
+
+/// PostgreSQL when `$DATABASE_URL` is set (and the `postgres` feature is on), else the file.
+async fn open_store(path: &str) -> Result<(BoxKeyStore, String), Box<dyn Error + Send + Sync>> {
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        let store = tower_apikey::store::PgKeyStore::connect(url).await?;
+        store.migrate().await?;
+        return Ok((BoxKeyStore::new(store), "PostgreSQL".to_owned()));
+    }
+    let store = FileStore::open(path).await?;
+    Ok((BoxKeyStore::new(store), path.to_owned()))
 }
 
 async fn whoami(who: Identity) -> Json<Identity> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use tower_apikey::key::{KeyFormat, KeyId};
+use tower_apikey::key::KeyFormat;
 
 #[test]
 fn the_shipped_gitleaks_rule_is_the_scanners_pattern_and_matches_generated_keys() {
@@ -200,7 +200,7 @@ mod cli {
         let stranger = stranger.expose().to_owned();
         // A well-formed key with a stored id and another secret: not ours, not revoked.
         let forged = KeyFormat::default()
-            .generate_for(&KeyId::new(id(&untouched)).unwrap())
+            .generate_for(&tower_apikey::key::KeyId::new(id(&untouched)).unwrap())
             .unwrap();
         let forged = forged.expose().to_owned();
 

@@ -54,6 +54,7 @@
 //! ```
 
 mod model;
+pub mod secret_scanning;
 
 use std::sync::Arc;
 

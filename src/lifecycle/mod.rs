@@ -316,7 +316,7 @@ impl KeyManager {
     ///
     /// # Errors
     /// [`LifecycleError::NotFound`]; [`Invalid`](LifecycleError::Invalid) for a location
-    /// over [`MAX_LOCATION_CHARS`](MAX_LOCATION_CHARS) or with control characters;
+    /// over [`MAX_LOCATION_CHARS`] or with control characters;
     /// the store's failure.
     pub async fn revoke_with(
         &self,
