@@ -432,3 +432,41 @@ async fn check_store_says_whether_the_store_answers_in_time() {
     store.resume.notify_one();
     validator.check_store(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_sharing_goes_on_after_a_store_panics_in_a_share() {
+    use std::sync::atomic::Ordering;
+
+    let store = common::FlakyStore::default();
+    let (mut record, key) = issue("rated");
+    record.rate_limit = Some("1000/1s".parse().unwrap());
+    store.inner.insert(record).await.unwrap();
+    let validator = Validator::builder(store.clone())
+        .rate_limit_sync(Some(Duration::from_millis(20)))
+        .build();
+    let key = presented(key.expose());
+    let use_key = || async {
+        let identity = validator.validate(&key).await.unwrap();
+        validator.enforce(&identity, None).await.unwrap();
+    };
+    store.set_panicking_shares(true);
+    use_key().await;
+    let calls = || store.share_calls.load(Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while calls() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no share was tried");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The store works again: shares go on (before, the panicked one left sharing stuck).
+    store.set_panicking_shares(false);
+    let before = calls();
+    while calls() < before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sharing stopped after a share panicked ({} calls)",
+            calls()
+        );
+        use_key().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

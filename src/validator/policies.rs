@@ -184,7 +184,9 @@ impl Validator {
     /// [`ApiKeyLayer`](crate::ApiKeyLayer) does after a key is found valid; call it yourself
     /// when you use the validator without the layer.
     ///
-    /// Returns the rate limit's state, if the key has one.
+    /// Returns the rate limit's state, if the key has one. Must be called within a Tokio
+    /// runtime (a quota lease is taken in a task of its own, so a caller that leaves does
+    /// not lose the uses it brought).
     ///
     /// # Errors
     /// [`PolicyError::Refused`] when a policy refuses the request;

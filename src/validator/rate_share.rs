@@ -120,8 +120,18 @@ fn tick(inner: Weak<Inner>, runtime: tokio::runtime::Handle, interval: Duration)
             continue;
         }
         runtime.spawn(async move {
+            // Cleared however the share ends: done, panicked (a store bug) or dropped with
+            // the runtime. Left set, no share would ever run again.
+            let _sharing = SharingGuard(sharing);
             inner.share_rate_usage().await;
-            sharing.store(false, Ordering::SeqCst);
         });
+    }
+}
+
+struct SharingGuard(Arc<AtomicBool>);
+
+impl Drop for SharingGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }

@@ -75,6 +75,10 @@ pub struct FlakyStore {
     yielding: Arc<AtomicBool>,
     /// How many `record_last_used` batches reached the store.
     pub last_used_writes: Arc<AtomicUsize>,
+    /// `share_rate_usage` panics, as a buggy store implementation would.
+    panicking_shares: Arc<AtomicBool>,
+    /// How many `share_rate_usage` calls reached the store (panicked ones too).
+    pub share_calls: Arc<AtomicUsize>,
 }
 
 impl FlakyStore {
@@ -84,6 +88,10 @@ impl FlakyStore {
 
     pub fn set_broken(&self, broken: bool) {
         self.broken.store(broken, Ordering::SeqCst);
+    }
+
+    pub fn set_panicking_shares(&self, panicking: bool) {
+        self.panicking_shares.store(panicking, Ordering::SeqCst);
     }
 
     pub fn set_yielding(&self, yielding: bool) {
@@ -176,6 +184,19 @@ impl KeyStore for FlakyStore {
     ) -> Result<bool, StoreError> {
         self.check().await?;
         self.inner.return_quota(id, uses, period_start).await
+    }
+
+    async fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        self.share_calls.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            !self.panicking_shares.load(Ordering::SeqCst),
+            "a store bug: share_rate_usage panicked"
+        );
+        self.check().await?;
+        Ok(admitted)
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
