@@ -67,6 +67,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod events;
 pub mod expiry;
 pub mod hash;
 pub mod identity;

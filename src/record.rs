@@ -223,6 +223,9 @@ pub struct KeyRecord {
     /// reasons were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    /// The key this one was issued to replace, by a rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<KeyId>,
 }
 
 impl std::fmt::Debug for KeyRecord {
@@ -254,6 +257,7 @@ impl std::fmt::Debug for KeyRecord {
             .field("quota_period_start", &self.quota_period_start)
             .field("allowed_ips", &self.allowed_ips)
             .field("revocation", &self.revocation)
+            .field("replaces", &self.replaces)
             .finish()
     }
 }
@@ -302,6 +306,7 @@ impl KeyRecord {
             quota_period_start: None,
             allowed_ips: Vec::new(),
             revocation: None,
+            replaces: None,
         }
     }
 

@@ -417,6 +417,22 @@ impl KeyStore for RevokedMeanwhile {
     ) -> Result<bool, tower_apikey::StoreError> {
         self.inner.delete(id).await
     }
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, tower_apikey::StoreError> {
+        self.inner.claim_events(limit, lease).await
+    }
+
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: tower_apikey::events::Delivery,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.finish_event(id, outcome).await
+    }
+
     fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
         self.inner.subscribe(listener);
     }

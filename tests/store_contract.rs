@@ -6,17 +6,18 @@ use std::sync::{Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tower_apikey::events::{Delivery, KeyEvent, Outbox, OutboxEntry};
 use tower_apikey::key::KeyId;
 use tower_apikey::policy::QuotaGrant;
 use tower_apikey::store::{ChangeFeed, ChangeListener, KeyStore, StoreChange, StoreError};
 use tower_apikey::test_util::check_store_contract;
 use tower_apikey::KeyRecord;
 
-/// Records in a `Vec` kept sorted by id, behind one mutex: nothing shared with the crate's
-/// own stores but the trait and the change feed helper.
+/// Records in a `Vec` kept sorted by id, and the outbox, behind one mutex: nothing shared
+/// with the crate's own stores but the trait, the change feed helper and the outbox rules.
 #[derive(Default)]
 struct VecStore {
-    records: Mutex<Vec<KeyRecord>>,
+    records: Mutex<(Vec<KeyRecord>, Outbox)>,
     feed: ChangeFeed,
     /// Counts, waits, then inserts: the race the contract forbids.
     racy_limit: bool,
@@ -24,7 +25,14 @@ struct VecStore {
 
 impl VecStore {
     fn with<T>(&self, f: impl FnOnce(&mut Vec<KeyRecord>) -> T) -> T {
-        f(&mut self.records.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.records.lock().unwrap_or_else(PoisonError::into_inner).0)
+    }
+
+    /// Records and outbox together: a change and its events in one step.
+    fn with_outbox<T>(&self, f: impl FnOnce(&mut Vec<KeyRecord>, &mut Outbox) -> T) -> T {
+        let mut state = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        let (records, outbox) = &mut *state;
+        f(records, outbox)
     }
 
     fn position(records: &[KeyRecord], id: &KeyId) -> Result<usize, usize> {
@@ -51,6 +59,18 @@ impl VecStore {
                 Ok(())
             }
         }
+    }
+
+    /// Adds `record` and its event.
+    fn issue(
+        records: &mut Vec<KeyRecord>,
+        outbox: &mut Outbox,
+        record: KeyRecord,
+    ) -> Result<(), StoreError> {
+        let events = KeyEvent::for_change(None, Some(&record));
+        Self::add(records, record)?;
+        outbox.push(events);
+        Ok(())
     }
 }
 
@@ -84,9 +104,9 @@ impl KeyStore for VecStore {
                     limit,
                 });
             }
-            self.with(|records| Self::add(records, record))?;
+            self.with_outbox(|records, outbox| Self::issue(records, outbox, record))?;
         } else {
-            self.with(|records| {
+            self.with_outbox(|records, outbox| {
                 if Self::live_keys(records, &record.principal) >= limit
                     && Self::position(records, &record.id).is_err()
                 {
@@ -95,7 +115,7 @@ impl KeyStore for VecStore {
                         limit,
                     });
                 }
-                Self::add(records, record)
+                Self::issue(records, outbox, record)
             })?;
         }
         self.changed(&id);
@@ -119,14 +139,16 @@ impl KeyStore for VecStore {
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        self.with(|records| {
+        self.with_outbox(|records, outbox| {
             let at = Self::position(records, &current.id)
                 .map_err(|_| StoreError::NotFound(current.id.clone()))?;
             let stored = &mut records[at];
             if stored.differs_beyond_usage(current) {
                 return Err(StoreError::Conflict(current.id.clone()));
             }
-            *stored = new.keeping_usage(stored, current);
+            let new = new.keeping_usage(stored, current);
+            outbox.push(KeyEvent::for_change(Some(stored), Some(&new)));
+            *stored = new;
             Ok(())
         })?;
         self.changed(&current.id);
@@ -134,9 +156,10 @@ impl KeyStore for VecStore {
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let existed = self.with(|records| match Self::position(records, id) {
+        let existed = self.with_outbox(|records, outbox| match Self::position(records, id) {
             Ok(at) => {
-                records.remove(at);
+                let old = records.remove(at);
+                outbox.push(KeyEvent::for_change(Some(&old), None));
                 true
             }
             Err(_) => false,
@@ -176,6 +199,19 @@ impl KeyStore for VecStore {
             Ok(at) => QuotaGrant::give_back(&mut records[at], uses, period_start),
             Err(_) => false,
         }))
+    }
+
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self.with_outbox(|_, outbox| outbox.claim(limit, lease, Timestamp::now())))
+    }
+
+    async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
+        self.with_outbox(|_, outbox| outbox.finish(id, outcome, Timestamp::now()));
+        Ok(())
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

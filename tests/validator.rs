@@ -220,6 +220,22 @@ impl KeyStore for PausingStore {
     ) -> Result<bool, StoreError> {
         self.inner.return_quota(id, uses, period_start).await
     }
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, tower_apikey::StoreError> {
+        self.inner.claim_events(limit, lease).await
+    }
+
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: tower_apikey::events::Delivery,
+    ) -> Result<(), tower_apikey::StoreError> {
+        self.inner.finish_event(id, outcome).await
+    }
+
     fn subscribe(&self, l: Weak<dyn ChangeListener>) {
         self.inner.subscribe(l);
     }

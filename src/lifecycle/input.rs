@@ -3,6 +3,7 @@
 
 use super::InvalidInput;
 use crate::expiry::Expiry;
+use crate::key::KeyId;
 use crate::policy::{IpNet, Quota, RateLimit};
 use crate::record::{KeyStatus, Revocation};
 
@@ -33,6 +34,8 @@ pub struct NewKey {
     pub(super) rate_limit: Option<RateLimit>,
     pub(super) quota: Option<Quota>,
     pub(super) allowed_ips: Vec<IpNet>,
+    /// Set by a rotation: the key the new one replaces.
+    pub(super) replaces: Option<KeyId>,
 }
 
 impl NewKey {
@@ -48,6 +51,7 @@ impl NewKey {
             rate_limit: None,
             quota: None,
             allowed_ips: Vec::new(),
+            replaces: None,
         }
     }
 

@@ -235,6 +235,7 @@ impl KeyManager {
         new.rate_limit = old.rate_limit;
         new.quota = old.quota;
         new.allowed_ips = old.allowed_ips.clone();
+        new.replaces = Some(old.id.clone());
         if let Some(lifetime) = lifetime {
             new.expiry = Expiry::At(
                 now.checked_add(lifetime)
@@ -522,6 +523,7 @@ impl KeyManager {
         record.rate_limit = new.rate_limit;
         record.set_quota(new.quota);
         record.allowed_ips.clone_from(&new.allowed_ips);
+        record.replaces.clone_from(&new.replaces);
         record.created_at = now;
         record.created_by.clone_from(&self.actor);
         Ok(record)

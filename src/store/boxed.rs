@@ -6,10 +6,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::{ChangeListener, KeyQuery, KeyStore, StoreError};
+use crate::events::{Delivery, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -105,6 +107,16 @@ pub(crate) trait ErasedStore: Send + Sync {
         &self,
         admitted: Vec<(KeyId, u64)>,
     ) -> BoxFuture<'_, Result<Vec<(KeyId, u64)>, StoreError>>;
+    fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>>;
+    fn finish_event<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: Delivery,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);
 }
 
@@ -190,6 +202,22 @@ impl<S: KeyStore> ErasedStore for S {
         Box::pin(KeyStore::share_rate_usage(self, admitted))
     }
 
+    fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'_, Result<Vec<OutboxEntry>, StoreError>> {
+        Box::pin(KeyStore::claim_events(self, limit, lease))
+    }
+
+    fn finish_event<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: Delivery,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(KeyStore::finish_event(self, id, outcome))
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         KeyStore::subscribe(self, listener);
     }
@@ -266,6 +294,18 @@ impl KeyStore for BoxKeyStore {
         admitted: Vec<(KeyId, u64)>,
     ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send {
         self.inner.share_rate_usage(admitted)
+    }
+
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.claim_events(limit, lease).await
+    }
+
+    async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
+        self.inner.finish_event(id, outcome).await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

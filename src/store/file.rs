@@ -14,6 +14,7 @@ use super::map::RecordMap;
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
+use crate::events::{Delivery, Outbox, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -119,6 +120,13 @@ struct Contents {
     #[serde(default)]
     revision: u64,
     keys: Vec<KeyRecord>,
+    /// The outbox: events written with the changes, until delivered (and a week after).
+    #[serde(default, skip_serializing_if = "outbox_is_empty")]
+    events: Outbox,
+}
+
+fn outbox_is_empty(outbox: &Outbox) -> bool {
+    outbox.entries().is_empty()
 }
 
 /// A snapshot of the file as read or written.
@@ -413,6 +421,7 @@ fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
         return Err(corrupt(serde::de::Error::custom(msg)));
     }
     let mut records = RecordMap::default();
+    records.load_outbox(contents.events);
     for record in contents.keys {
         let id = record.id.clone();
         if records.load(record).is_some() {
@@ -453,6 +462,7 @@ fn write_locked<T, I>(
         version: FORMAT_VERSION,
         revision: snapshot.revision,
         keys: snapshot.records.records().cloned().collect(),
+        events: snapshot.records.outbox().clone(),
     };
     let tmp = sibling(path, &format!(".tmp.{}", std::process::id()));
     let written = write_file(&tmp, &contents).and_then(|()| fs::rename(&tmp, path));
@@ -584,6 +594,35 @@ impl KeyStore for FileStore {
     async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
         self.modify(move |map| map.insert_many(records).map(drop))
             .await
+    }
+
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Nothing due as last read: no write (a sender asks every second). Another process's
+        // events are read with its change, within the poll interval.
+        if !self.read().records.outbox().has_due(Timestamp::now()) {
+            return Ok(Vec::new());
+        }
+        self.modify(move |records| {
+            Ok(records
+                .outbox_mut()
+                .claim(limit, lease, Timestamp::now()))
+        })
+        .await
+    }
+
+    async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.modify(move |records| {
+            records
+                .outbox_mut()
+                .finish(&id, outcome, Timestamp::now());
+            Ok(())
+        })
+        .await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

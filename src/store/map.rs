@@ -7,16 +7,31 @@ use std::ops::Bound;
 use jiff::Timestamp;
 
 use super::{KeyQuery, StoreError};
+use crate::events::{KeyEvent, Outbox};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
-/// Records by id, with each [`KeyStore`](super::KeyStore) operation as a method. The caller
-/// holds the lock and publishes the changes.
+/// Records by id, with each [`KeyStore`](super::KeyStore) operation as a method, and the
+/// outbox each change writes its events to in the same step. The caller holds the lock and
+/// publishes the changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RecordMap(BTreeMap<KeyId, KeyRecord>);
+pub(crate) struct RecordMap(BTreeMap<KeyId, KeyRecord>, Outbox);
 
 impl RecordMap {
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.1
+    }
+
+    pub(crate) fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.1
+    }
+
+    /// Sets the outbox; what a load does.
+    pub(crate) fn load_outbox(&mut self, outbox: Outbox) {
+        self.1 = outbox;
+    }
+
     pub(crate) fn get(&self, id: &KeyId) -> Option<&KeyRecord> {
         self.0.get(id)
     }
@@ -52,11 +67,12 @@ impl RecordMap {
             .collect()
     }
 
-    /// Adds `record`, or says the id is taken.
+    /// Adds `record` with its event, or says the id is taken.
     pub(crate) fn insert(&mut self, record: KeyRecord) -> Result<(), StoreError> {
         if self.0.contains_key(&record.id) {
             return Err(StoreError::AlreadyExists(record.id));
         }
+        self.1.push(KeyEvent::for_change(None, Some(&record)));
         self.0.insert(record.id.clone(), record);
         Ok(())
     }
@@ -100,12 +116,18 @@ impl RecordMap {
         if stored.differs_beyond_usage(current) {
             return Err(StoreError::Conflict(current.id.clone()));
         }
-        *stored = new.keeping_usage(stored, current);
+        let new = new.keeping_usage(stored, current);
+        self.1.push(KeyEvent::for_change(Some(stored), Some(&new)));
+        *stored = new;
         Ok(())
     }
 
     pub(crate) fn delete(&mut self, id: &KeyId) -> bool {
-        self.0.remove(id).is_some()
+        let Some(old) = self.0.remove(id) else {
+            return false;
+        };
+        self.1.push(KeyEvent::for_change(Some(&old), None));
+        true
     }
 
     pub(crate) fn record_last_used(&mut self, used: Vec<(KeyId, Timestamp)>) {

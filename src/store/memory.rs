@@ -1,11 +1,13 @@
 //! The in-process key store.
 
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::map::RecordMap;
 use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
+use crate::events::{Delivery, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -127,6 +129,24 @@ impl KeyStore for MemoryStore {
         for id in ids {
             self.changed(id);
         }
+        Ok(())
+    }
+
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .write()
+            .outbox_mut()
+            .claim(limit, lease, Timestamp::now()))
+    }
+
+    async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
+        self.write()
+            .outbox_mut()
+            .finish(id, outcome, Timestamp::now());
         Ok(())
     }
 

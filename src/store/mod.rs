@@ -38,6 +38,7 @@ mod query;
 
 use std::future::Future;
 use std::sync::Weak;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
@@ -51,6 +52,7 @@ pub use memory::MemoryStore;
 pub use postgres::{ConnectionStringError, PgError, PgKeyStore, PgKeyStoreBuilder};
 pub use query::KeyQuery;
 
+use crate::events::{Delivery, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -203,6 +205,32 @@ pub trait KeyStore: Send + Sync + 'static {
             Ok(records)
         }
     }
+
+    /// Claims up to `limit` due events of the outbox (undelivered, past any retry time, not
+    /// claimed by another sender), oldest first, for `lease`: no other caller gets them
+    /// until the lease ends or [`finish_event`](Self::finish_event) is called. Each claim
+    /// counts an attempt. What a webhook sender calls.
+    ///
+    /// Every write that changes a record (`insert`, `insert_limited`, `replace`, `delete`;
+    /// not `insert_many`, `record_last_used` or the quota methods) adds its events
+    /// ([`KeyEvent::for_change`](crate::events::KeyEvent::for_change)) to the outbox in the
+    /// same atomic step. Claiming is atomic too: two senders, in one process or many, never
+    /// hold the same event at once. [`Outbox`](crate::events::Outbox) is the rule every
+    /// map-backed store applies.
+    fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<OutboxEntry>, StoreError>> + Send;
+
+    /// Records how the delivery of a claimed event ended: delivered, or to be retried at a
+    /// time. An unknown or already delivered id is no error (its claim may have passed to
+    /// another sender, which delivered it first).
+    fn finish_event(
+        &self,
+        id: &str,
+        outcome: Delivery,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Registers a listener for changes (the change feed).
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);

@@ -4,9 +4,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use jiff::SignedDuration;
+use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinSet;
 
+use crate::events::{Delivery, EventKind, OutboxEntry};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 // Times to the microsecond, as stores keep them (PostgreSQL does).
@@ -80,6 +81,8 @@ where
     quota_is_never_oversold(Arc::new(fresh().await)).await;
     quota_usage_is_no_edit(fresh().await).await;
     change_feed(fresh().await).await;
+    outbox_holds_each_changes_events(fresh().await).await;
+    outbox_claims_are_exclusive(Arc::new(fresh().await)).await;
 }
 
 #[track_caller]
@@ -828,4 +831,128 @@ async fn change_feed<S: KeyStore>(store: S) {
         format!("subscribers heard {heard_since:?}: caches would drop keys for nothing"),
     );
     drop(listener);
+}
+
+/// Every event in the outbox, claimed (and so not claimable again for an hour).
+async fn drain<S: KeyStore>(store: &S, rule: &str) -> Vec<OutboxEntry> {
+    expect(
+        store.claim_events(10_000, Duration::from_secs(3600)).await,
+        rule,
+        "claim_events",
+    )
+}
+
+async fn outbox_holds_each_changes_events<S: KeyStore>(store: S) {
+    const RULE: &str = "each change writes its events to the outbox, usage and imports none";
+    let a = record("a1", "alice");
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    let b = record("b1", "bob");
+    expect(store.insert_limited(b.clone(), 10).await, RULE, "insert_limited");
+    let mut off = a.clone();
+    off.status = KeyStatus::Inactive;
+    expect(store.replace(&a, off.clone()).await, RULE, "replace");
+    let mut gone = off.clone();
+    gone.status = KeyStatus::Revoked;
+    gone.revocation = Some(Revocation::leaked_at("https://example.com/x.env"));
+    expect(store.replace(&off, gone).await, RULE, "replace");
+    expect(store.delete(&b.id).await, RULE, "delete");
+    // Not changes: last use, quota, an import, a refused write.
+    expect(
+        store
+            .record_last_used(vec![(a.id.clone(), record_time())])
+            .await,
+        RULE,
+        "record_last_used",
+    );
+    expect(
+        store.insert_many(vec![record("c1", "carol")]).await,
+        RULE,
+        "insert_many",
+    );
+    let _ = store.insert(record("a1", "mallory")).await;
+    let entries = drain(&store, RULE).await;
+    let seen: Vec<(EventKind, &str)> = entries
+        .iter()
+        .map(|e| (e.event.kind, e.event.key_id.as_str()))
+        .collect();
+    let want = [
+        (EventKind::Issued, "a1"),
+        (EventKind::Issued, "b1"),
+        (EventKind::Deactivated, "a1"),
+        (EventKind::Revoked, "a1"),
+        (EventKind::Leaked, "a1"),
+        (EventKind::Deleted, "b1"),
+    ];
+    ensure(seen == want, RULE, format!("outbox held {seen:?}, want {want:?}"));
+    let leaked = &entries[4].event;
+    ensure(
+        leaked.location.as_deref() == Some("https://example.com/x.env")
+            && leaked.reason == Some(RevocationReason::Leaked)
+            && leaked.principal == "alice",
+        RULE,
+        format!("the leak event lost its details: {leaked:?}"),
+    );
+    let mut ids: Vec<&str> = entries.iter().map(|e| e.event.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ensure(ids.len() == entries.len(), RULE, "two events share an id");
+}
+
+async fn outbox_claims_are_exclusive<S: KeyStore>(store: Arc<S>) {
+    const RULE: &str = "an event is claimed by one sender at a time, retried when due, gone when delivered";
+    for i in 0..20 {
+        expect(
+            store.insert(record(&format!("k{i:02}"), "alice")).await,
+            RULE,
+            "insert",
+        );
+    }
+    // 8 senders at once, 5 events each at most: every event claimed exactly once.
+    let claims = (0..8).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.claim_events(5, Duration::from_secs(3600)).await })
+    });
+    let mut claimed: Vec<String> = Vec::new();
+    for claim in claims {
+        let entries = match claim.await {
+            Ok(result) => expect(result, RULE, "claim_events"),
+            Err(e) => broken(RULE, format!("a claim panicked: {e}")),
+        };
+        claimed.extend(entries.into_iter().map(|e| e.event.id));
+    }
+    let mut unique = claimed.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    ensure(
+        claimed.len() == 20 && unique.len() == 20,
+        RULE,
+        format!("20 events claimed as {} claims of {} events", claimed.len(), unique.len()),
+    );
+    let more = expect(store.claim_events(100, Duration::from_secs(3600)).await, RULE, "claim_events");
+    ensure(more.is_empty(), RULE, "a claimed event was claimed again before its lease ended");
+
+    // Delivered: gone. To retry now: claimable again, with its attempt counted.
+    expect(store.finish_event(&unique[0], Delivery::Delivered).await, RULE, "finish_event");
+    let retry_at = Timestamp::now() - SignedDuration::from_secs(1);
+    expect(store.finish_event(&unique[1], Delivery::RetryAt(retry_at)).await, RULE, "finish_event");
+    let later = Timestamp::now() + SignedDuration::from_hours(1);
+    expect(store.finish_event(&unique[2], Delivery::RetryAt(later)).await, RULE, "finish_event");
+    // Finishing an unknown or delivered event is no error.
+    expect(store.finish_event("evt_unknown", Delivery::Delivered).await, RULE, "finish_event");
+    expect(store.finish_event(&unique[0], Delivery::Delivered).await, RULE, "finish_event");
+    let again = expect(store.claim_events(100, Duration::from_millis(1)).await, RULE, "claim_events");
+    let again: Vec<(&str, u32)> = again.iter().map(|e| (e.event.id.as_str(), e.attempts)).collect();
+    ensure(
+        again == [(unique[1].as_str(), 2)],
+        RULE,
+        format!("after delivered / retry now / retry in an hour, claimed {again:?}"),
+    );
+    // A lease that ran out (a sender that died): claimable again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let taken_over = expect(store.claim_events(100, Duration::from_secs(3600)).await, RULE, "claim_events");
+    ensure(
+        taken_over.len() == 1 && taken_over[0].event.id == unique[1],
+        RULE,
+        format!("an expired claim was not taken over: {taken_over:?}"),
+    );
 }

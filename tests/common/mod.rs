@@ -199,6 +199,24 @@ impl KeyStore for FlakyStore {
         Ok(admitted)
     }
 
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, StoreError> {
+        self.check().await?;
+        self.inner.claim_events(limit, lease).await
+    }
+
+    async fn finish_event(
+        &self,
+        id: &str,
+        outcome: tower_apikey::events::Delivery,
+    ) -> Result<(), StoreError> {
+        self.check().await?;
+        self.inner.finish_event(id, outcome).await
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.subscribe(listener);
     }

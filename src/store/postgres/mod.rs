@@ -21,13 +21,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::follow::follow;
 use self::schema::{
-    begin, insert_in, insert_rows, record_of, records_of, unavailable, update_in, CHANGES_KEPT,
+    begin, insert_in, insert_rows, outbox_entry_of, push_events, record_of, records_of,
+    unavailable, update_in, CHANGES_KEPT,
     CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
 };
 use self::tls::Connection;
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
+use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::{KeyRecord, KeyStatus};
@@ -378,6 +380,7 @@ impl KeyStore for PgKeyStore {
         if !insert_in(&tx, &record).await? {
             return Err(StoreError::AlreadyExists(record.id));
         }
+        push_events(&tx, KeyEvent::for_change(None, Some(&record))).await?;
         self.commit(tx, vec![record.id]).await
     }
 
@@ -400,22 +403,24 @@ impl KeyStore for PgKeyStore {
         }
         let new = new.keeping_usage(&stored, current);
         update_in(&tx, &new).await?;
+        push_events(&tx, KeyEvent::for_change(Some(&stored), Some(&new))).await?;
         self.commit(tx, vec![new.id]).await
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
-        let n = tx
-            .execute(
-                "DELETE FROM tower_apikey_keys WHERE id = $1",
+        let row = tx
+            .query_opt(
+                &format!("DELETE FROM tower_apikey_keys WHERE id = $1 RETURNING {COLUMNS}"),
                 &[&id.as_str()],
             )
             .await
             .map_err(unavailable)?;
-        if n == 0 {
+        let Some(row) = row else {
             return Ok(false);
-        }
+        };
+        push_events(&tx, KeyEvent::for_change(Some(&record_of(&row)?), None)).await?;
         tx.execute(
             "DELETE FROM tower_apikey_rate_usage WHERE id = $1",
             &[&id.as_str()],
@@ -448,6 +453,7 @@ impl KeyStore for PgKeyStore {
         if !insert_in(&tx, &record).await? {
             return Err(StoreError::AlreadyExists(record.id));
         }
+        push_events(&tx, KeyEvent::for_change(None, Some(&record))).await?;
         self.commit(tx, vec![record.id]).await
     }
 
@@ -612,6 +618,66 @@ impl KeyStore for PgKeyStore {
                 Ok((id, u64::try_from(total).unwrap_or(0)))
             })
             .collect()
+    }
+
+    async fn claim_events(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let client = self.client().await?;
+        // SKIP LOCKED: senders on other servers claiming at the same moment take other rows.
+        let rows = client
+            .query(
+                "UPDATE tower_apikey_events \
+                 SET claimed_until = now() + make_interval(secs => $2::FLOAT8), \
+                     attempts = attempts + 1 \
+                 WHERE seq IN (SELECT seq FROM tower_apikey_events \
+                     WHERE delivered_at IS NULL \
+                       AND (not_before IS NULL OR not_before <= now()) \
+                       AND (claimed_until IS NULL OR claimed_until <= now()) \
+                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING seq, id, event, attempts, not_before, claimed_until, delivered_at",
+                &[
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                    &lease.as_secs_f64(),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        if rows.is_empty() {
+            client
+                .execute(
+                    "DELETE FROM tower_apikey_events WHERE delivered_at < now() - interval '7 days'",
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        let mut rows: Vec<_> = rows.iter().map(|row| (row.get::<_, i64>("seq"), row)).collect();
+        rows.sort_by_key(|(seq, _)| *seq);
+        rows.into_iter()
+            .map(|(_, row)| outbox_entry_of(row))
+            .collect()
+    }
+
+    async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let (delivered, not_before) = match outcome {
+            Delivery::Delivered => (true, None),
+            Delivery::RetryAt(at) => (false, Some(at)),
+        };
+        client
+            .execute(
+                "UPDATE tower_apikey_events SET claimed_until = NULL, \
+                     delivered_at = CASE WHEN $2 THEN now() END, \
+                     not_before = coalesce($3, not_before) \
+                 WHERE id = $1 AND delivered_at IS NULL",
+                &[&id, &delivered, &not_before],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

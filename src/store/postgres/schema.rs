@@ -3,6 +3,7 @@
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use crate::events::{KeyEvent, OutboxEntry};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 use crate::policy::{Period, Quota};
@@ -59,10 +60,23 @@ CREATE TABLE tower_apikey_rate_usage (
 );
 ",
     r"
--- Why and where a key was revoked (issue 16).
+-- Why and where a key was revoked, and the key a rotation replaced (issue 16).
 ALTER TABLE tower_apikey_keys
     ADD COLUMN revocation_reason   TEXT,
-    ADD COLUMN revocation_location TEXT;
+    ADD COLUMN revocation_location TEXT,
+    ADD COLUMN replaces            TEXT;
+-- The outbox: each change's events, written in the change's own transaction, until a
+-- sender has delivered them (and a week after).
+CREATE TABLE tower_apikey_events (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    event         TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    not_before    TIMESTAMPTZ,
+    claimed_until TIMESTAMPTZ,
+    delivered_at  TIMESTAMPTZ
+);
+CREATE INDEX tower_apikey_events_pending ON tower_apikey_events (seq) WHERE delivered_at IS NULL;
 ",
 ];
 
@@ -79,10 +93,10 @@ pub(super) const COLUMNS: &str =
     "id, principal, hash, prf, name, description, permissions, status, \
     expires_at, created_at, created_by, updated_at, updated_by, protected, last_used_at, \
     legacy, lookup_digest, rate_limit, quota_uses, quota_refill_seconds, quota_remaining, \
-    quota_period_start, allowed_ips, revocation_reason, revocation_location";
+    quota_period_start, allowed_ips, revocation_reason, revocation_location, replaces";
 
 /// Parameters per row in [`COLUMNS`] order.
-const PER_ROW: usize = 25;
+const PER_ROW: usize = 26;
 
 /// Starts a write: a transaction holding the write lock, so changes commit in version order.
 /// Dropped without [`PgKeyStore::commit`], it rolls back.
@@ -100,7 +114,7 @@ pub(super) fn unavailable(error: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(Box::new(super::PgError::from(error)))
 }
 
-/// Rows per multi-row INSERT: 25 parameters each, well under PostgreSQL's 65,535.
+/// Rows per multi-row INSERT: 26 parameters each, well under PostgreSQL's 65,535.
 pub(super) const ROWS_PER_INSERT: usize = 1_000;
 
 /// The columns of [`COLUMNS`] for one record, as SQL parameters.
@@ -116,6 +130,7 @@ struct Params {
     allowed_ips: Vec<String>,
     revocation_reason: Option<&'static str>,
     revocation_location: Option<String>,
+    replaces: Option<String>,
 }
 
 impl Params {
@@ -133,6 +148,7 @@ impl Params {
             allowed_ips: r.allowed_ips.iter().map(ToString::to_string).collect(),
             revocation_reason: r.revocation.as_ref().map(|v| v.reason.as_str()),
             revocation_location: r.revocation.as_ref().and_then(|v| v.location.clone()),
+            replaces: r.replaces.as_ref().map(|id| id.as_str().to_owned()),
         }
     }
 
@@ -167,6 +183,7 @@ impl Params {
             &self.allowed_ips,
             &self.revocation_reason,
             &self.revocation_location,
+            &self.replaces,
         ]
     }
 }
@@ -297,6 +314,11 @@ pub(super) fn record_of(row: &Row) -> Result<KeyRecord, StoreError> {
         })
         .transpose()
         .map_err(|e| invalid(e.into()))?;
+    record.replaces = row
+        .get::<_, Option<String>>("replaces")
+        .map(|id| KeyId::new(&id))
+        .transpose()
+        .map_err(|e| invalid(e.into()))?;
     Ok(record)
 }
 
@@ -312,4 +334,45 @@ fn quota_of(
 
 pub(super) fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {
     rows.iter().map(record_of).collect()
+}
+
+/// Adds `events` to the outbox in `tx`: in the same transaction as the change they describe.
+pub(super) async fn push_events(
+    tx: &Transaction<'_>,
+    events: Vec<KeyEvent>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let bodies = events
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| StoreError::Internal(e.into()))?;
+    tx.execute(
+        "INSERT INTO tower_apikey_events (id, event) \
+         SELECT * FROM unnest($1::TEXT[], $2::TEXT[])",
+        &[&ids, &bodies],
+    )
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The outbox entry a row of `tower_apikey_events` holds.
+pub(super) fn outbox_entry_of(row: &Row) -> Result<OutboxEntry, StoreError> {
+    let id: String = row.get("id");
+    let event: KeyEvent = serde_json::from_str(row.get("event")).map_err(|e| {
+        StoreError::InvalidRecord {
+            id: id.clone(),
+            source: e.into(),
+        }
+    })?;
+    let mut entry = OutboxEntry::new(event);
+    entry.attempts = u32::try_from(row.get::<_, i32>("attempts")).unwrap_or(0);
+    entry.not_before = row.get("not_before");
+    entry.claimed_until = row.get("claimed_until");
+    entry.delivered_at = row.get("delivered_at");
+    Ok(entry)
 }

@@ -1,0 +1,216 @@
+//! Key events: what happened to a key (issued, rotated, revoked as leaked, …), written to an
+//! outbox in the store in the same write as the change itself, for delivery to webhooks.
+//!
+//! Stores derive events from the change they are asked to make ([`KeyEvent::for_change`]),
+//! so every writer — the CLI, the admin API, the secret-scanning receiver, your code through
+//! [`KeyManager`](crate::KeyManager) — is captured, even while no server runs. A store keeps
+//! them in its [`Outbox`] until a sender ([`webhook::WebhookSender`], feature `webhooks`)
+//! claims them, delivers them, and marks them done.
+//!
+//! Events carry ids, principals, names, reasons and times: never a key, a hash or a lookup
+//! digest. Usage (last use, quota spent) is not a change and makes no event; neither does an
+//! import (a migration of many records, not a change to keys in use).
+
+mod outbox;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use outbox::{Delivery, Outbox, OutboxEntry};
+
+use crate::key::KeyId;
+use crate::record::{KeyRecord, KeyStatus, RevocationReason};
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A key was issued (or stored from a key the caller had).
+    #[serde(rename = "key.issued")]
+    Issued,
+    /// A key was issued to replace another ([`KeyEvent::replaces`]), which expires after its
+    /// grace period.
+    #[serde(rename = "key.rotated")]
+    Rotated,
+    /// The key got a new secret; the old one is refused.
+    #[serde(rename = "key.regenerated")]
+    Regenerated,
+    /// Its name, description, permissions, expiry or policies changed.
+    #[serde(rename = "key.updated")]
+    Updated,
+    /// Switched off.
+    #[serde(rename = "key.deactivated")]
+    Deactivated,
+    /// Switched back on.
+    #[serde(rename = "key.activated")]
+    Activated,
+    /// Revoked for good ([`KeyEvent::reason`] says why).
+    #[serde(rename = "key.revoked")]
+    Revoked,
+    /// Found where others can read it, and revoked ([`KeyEvent::location`] says where). Sent
+    /// beside `key.revoked`, for whoever tells owners about leaks.
+    #[serde(rename = "key.leaked")]
+    Leaked,
+    /// Its record was deleted.
+    #[serde(rename = "key.deleted")]
+    Deleted,
+}
+
+impl EventKind {
+    /// The Standard Webhooks `type`: `key.issued`, `key.revoked`, ….
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Issued => "key.issued",
+            EventKind::Rotated => "key.rotated",
+            EventKind::Regenerated => "key.regenerated",
+            EventKind::Updated => "key.updated",
+            EventKind::Deactivated => "key.deactivated",
+            EventKind::Activated => "key.activated",
+            EventKind::Revoked => "key.revoked",
+            EventKind::Leaked => "key.leaked",
+            EventKind::Deleted => "key.deleted",
+        }
+    }
+}
+
+/// One thing that happened to one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KeyEvent {
+    /// Unique, and the same on every delivery attempt (the `webhook-id`): `evt_` and 24
+    /// random base62 characters.
+    pub id: String,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// When the change was made.
+    pub at: Timestamp,
+    /// The key's id.
+    pub key_id: KeyId,
+    /// Whose key it is.
+    pub principal: String,
+    /// The key's name, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Who made the change, if known (`cli:alice`, an admin's principal,
+    /// `github-secret-scanning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Why it was revoked (`key.revoked`, `key.leaked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RevocationReason>,
+    /// Where it leaked (`key.revoked`, `key.leaked`), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// When the key expires, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// The key this one replaces (`key.rotated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<KeyId>,
+}
+
+impl KeyEvent {
+    /// An event of `kind` about `record`, now, with a fresh id.
+    pub fn new(kind: EventKind, record: &KeyRecord) -> Self {
+        let revocation = matches!(kind, EventKind::Revoked | EventKind::Leaked)
+            .then_some(record.revocation.as_ref())
+            .flatten();
+        Self {
+            id: new_event_id(),
+            kind,
+            at: record.updated_at.unwrap_or(record.created_at),
+            key_id: record.id.clone(),
+            principal: record.principal.clone(),
+            name: record.name.clone(),
+            actor: record.updated_by.clone().or_else(|| record.created_by.clone()),
+            reason: revocation
+                .map(|r| r.reason)
+                .or((kind == EventKind::Revoked).then_some(RevocationReason::Unspecified)),
+            location: revocation.and_then(|r| r.location.clone()),
+            expires_at: record.expires_at,
+            replaces: (kind == EventKind::Rotated)
+                .then(|| record.replaces.clone())
+                .flatten(),
+        }
+    }
+
+    /// The events a store writes with a change from `before` to `after` (`None`: no record).
+    /// Usage alone (last use, quota spent) is no event.
+    pub fn for_change(before: Option<&KeyRecord>, after: Option<&KeyRecord>) -> Vec<KeyEvent> {
+        match (before, after) {
+            (None, Some(new)) if new.replaces.is_some() => {
+                vec![KeyEvent::new(EventKind::Rotated, new)]
+            }
+            (None, Some(new)) => vec![KeyEvent::new(EventKind::Issued, new)],
+            (Some(old), None) => {
+                let mut event = KeyEvent::new(EventKind::Deleted, old);
+                event.at = crate::record::record_time();
+                event.actor = None;
+                vec![event]
+            }
+            (Some(old), Some(new)) => {
+                let mut events = Vec::new();
+                if old.status != new.status {
+                    match new.status {
+                        KeyStatus::Inactive => events.push(EventKind::Deactivated),
+                        KeyStatus::Active => events.push(EventKind::Activated),
+                        KeyStatus::Revoked => {
+                            events.push(EventKind::Revoked);
+                            let leaked = new
+                                .revocation
+                                .as_ref()
+                                .is_some_and(|r| r.reason == RevocationReason::Leaked);
+                            if leaked {
+                                events.push(EventKind::Leaked);
+                            }
+                        }
+                    }
+                }
+                if old.hash != new.hash {
+                    events.push(EventKind::Regenerated);
+                }
+                if events.is_empty() && differs_in_what_owners_see(old, new) {
+                    events.push(EventKind::Updated);
+                }
+                events
+                    .into_iter()
+                    .map(|kind| KeyEvent::new(kind, new))
+                    .collect()
+            }
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+/// A change beyond usage and the change stamps.
+fn differs_in_what_owners_see(old: &KeyRecord, new: &KeyRecord) -> bool {
+    let mut old = old.clone();
+    old.updated_at = new.updated_at;
+    old.updated_by.clone_from(&new.updated_by);
+    old.differs_beyond_usage(new)
+}
+
+/// `evt_` and 24 base62 characters from the OS RNG (143 bits): unique without coordination.
+fn new_event_id() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 24];
+    // An RNG failure here is as fatal as for key generation; fall back to the clock rather
+    // than lose the change's event.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = Timestamp::now().as_nanosecond().to_le_bytes();
+        for (b, n) in bytes.iter_mut().zip(nanos.iter().cycle()) {
+            *b = *n;
+        }
+    }
+    let mut id = String::with_capacity(28);
+    id.push_str("evt_");
+    for b in bytes {
+        // 256 is not a multiple of 62: the first 8 symbols come slightly more often, which
+        // matters for an identifier as little as it would for a secret (this is not one).
+        id.push(char::from(ALPHABET[usize::from(b) % 62]));
+    }
+    id
+}
