@@ -22,6 +22,10 @@
 //! (the JSON of `https://api.github.com/meta/public_keys/secret_scanning`); with it, GitHub's
 //! leak alerts are received at `POST /github/secret-scanning` (authenticated by GitHub's
 //! signature, not an API key) and every reported key of ours is revoked as leaked.
+//!
+//! With the `webhooks` feature, `$WEBHOOK_URL` and `$WEBHOOK_SECRET` (`whsec_…`) deliver
+//! every key event (issued, revoked, leaked, …) from the store's outbox to that endpoint as
+//! Standard Webhooks.
 
 #[path = "support/shutdown.rs"]
 mod shutdown;
@@ -66,6 +70,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         println!("    {}\n", key.expose());
     }
 
+    #[cfg(feature = "webhooks")]
+    let webhooks = webhook_sender(&store)?;
     // One validator for both: a change made through the admin API reaches it at once.
     let validator = Validator::builder(store).build();
     let auth = ApiKeyLayer::new(validator.clone());
@@ -98,7 +104,50 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     // Give unspent quota leases back and write the last batch of last uses.
     validator.shutdown().await?;
+    #[cfg(feature = "webhooks")]
+    if let Some((stop, sender)) = webhooks {
+        // Claimed events not yet sent are handed back for another server (or the next start).
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(shutdown::DRAIN, sender).await;
+    }
     Ok(())
+}
+
+/// With `$WEBHOOK_URL` and `$WEBHOOK_SECRET`: a task delivering the outbox, and its stop.
+#[cfg(feature = "webhooks")]
+#[allow(clippy::type_complexity)]
+fn webhook_sender(
+    store: &BoxKeyStore,
+) -> Result<
+    Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    Box<dyn Error + Send + Sync>,
+> {
+    use tower_apikey::events::webhook::{WebhookSecret, WebhookSender};
+
+    let Ok(url) = std::env::var("WEBHOOK_URL") else {
+        return Ok(None);
+    };
+    let secret: WebhookSecret = std::env::var("WEBHOOK_SECRET")
+        .map_err(|_| "WEBHOOK_URL is set: set WEBHOOK_SECRET (whsec_…) too")?
+        .parse()?;
+    let mut sender = WebhookSender::new(store.clone(), &url, secret)?;
+    if let Ok(ms) = std::env::var("WEBHOOK_RETRY_MS") {
+        let first = std::time::Duration::from_millis(ms.parse()?);
+        sender = sender
+            .retry_backoff(first, first * 8)
+            .poll_interval(first.min(std::time::Duration::from_secs(1)))
+            .request_timeout(std::time::Duration::from_secs(2))?
+            .batch(2);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(sender.run_until(async move {
+        let _ = stopped.await;
+    }));
+    println!("delivering key events to the webhook endpoint");
+    Ok(Some((stop, task)))
 }
 
 /// PostgreSQL when `$DATABASE_URL` is set (and the `postgres` feature is on), else the file.

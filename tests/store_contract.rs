@@ -25,7 +25,11 @@ struct VecStore {
 
 impl VecStore {
     fn with<T>(&self, f: impl FnOnce(&mut Vec<KeyRecord>) -> T) -> T {
-        f(&mut self.records.lock().unwrap_or_else(PoisonError::into_inner).0)
+        f(&mut self
+            .records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0)
     }
 
     /// Records and outbox together: a change and its events in one step.

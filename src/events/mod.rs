@@ -125,7 +125,10 @@ impl KeyEvent {
             key_id: record.id.clone(),
             principal: record.principal.clone(),
             name: record.name.clone(),
-            actor: record.updated_by.clone().or_else(|| record.created_by.clone()),
+            actor: record
+                .updated_by
+                .clone()
+                .or_else(|| record.created_by.clone()),
             reason: revocation
                 .map(|r| r.reason)
                 .or((kind == EventKind::Revoked).then_some(RevocationReason::Unspecified)),

@@ -606,20 +606,14 @@ impl KeyStore for FileStore {
         if !self.read().records.outbox().has_due(Timestamp::now()) {
             return Ok(Vec::new());
         }
-        self.modify(move |records| {
-            Ok(records
-                .outbox_mut()
-                .claim(limit, lease, Timestamp::now()))
-        })
-        .await
+        self.modify(move |records| Ok(records.outbox_mut().claim(limit, lease, Timestamp::now())))
+            .await
     }
 
     async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.modify(move |records| {
-            records
-                .outbox_mut()
-                .finish(&id, outcome, Timestamp::now());
+            records.outbox_mut().finish(&id, outcome, Timestamp::now());
             Ok(())
         })
         .await

@@ -847,7 +847,11 @@ async fn outbox_holds_each_changes_events<S: KeyStore>(store: S) {
     let a = record("a1", "alice");
     expect(store.insert(a.clone()).await, RULE, "insert");
     let b = record("b1", "bob");
-    expect(store.insert_limited(b.clone(), 10).await, RULE, "insert_limited");
+    expect(
+        store.insert_limited(b.clone(), 10).await,
+        RULE,
+        "insert_limited",
+    );
     let mut off = a.clone();
     off.status = KeyStatus::Inactive;
     expect(store.replace(&a, off.clone()).await, RULE, "replace");
@@ -883,7 +887,11 @@ async fn outbox_holds_each_changes_events<S: KeyStore>(store: S) {
         (EventKind::Leaked, "a1"),
         (EventKind::Deleted, "b1"),
     ];
-    ensure(seen == want, RULE, format!("outbox held {seen:?}, want {want:?}"));
+    ensure(
+        seen == want,
+        RULE,
+        format!("outbox held {seen:?}, want {want:?}"),
+    );
     let leaked = &entries[4].event;
     ensure(
         leaked.location.as_deref() == Some("https://example.com/x.env")
@@ -899,7 +907,8 @@ async fn outbox_holds_each_changes_events<S: KeyStore>(store: S) {
 }
 
 async fn outbox_claims_are_exclusive<S: KeyStore>(store: Arc<S>) {
-    const RULE: &str = "an event is claimed by one sender at a time, retried when due, gone when delivered";
+    const RULE: &str =
+        "an event is claimed by one sender at a time, retried when due, gone when delivered";
     for i in 0..20 {
         expect(
             store.insert(record(&format!("k{i:02}"), "alice")).await,
@@ -926,22 +935,65 @@ async fn outbox_claims_are_exclusive<S: KeyStore>(store: Arc<S>) {
     ensure(
         claimed.len() == 20 && unique.len() == 20,
         RULE,
-        format!("20 events claimed as {} claims of {} events", claimed.len(), unique.len()),
+        format!(
+            "20 events claimed as {} claims of {} events",
+            claimed.len(),
+            unique.len()
+        ),
     );
-    let more = expect(store.claim_events(100, Duration::from_secs(3600)).await, RULE, "claim_events");
-    ensure(more.is_empty(), RULE, "a claimed event was claimed again before its lease ended");
+    let more = expect(
+        store.claim_events(100, Duration::from_secs(3600)).await,
+        RULE,
+        "claim_events",
+    );
+    ensure(
+        more.is_empty(),
+        RULE,
+        "a claimed event was claimed again before its lease ended",
+    );
 
     // Delivered: gone. To retry now: claimable again, with its attempt counted.
-    expect(store.finish_event(&unique[0], Delivery::Delivered).await, RULE, "finish_event");
+    expect(
+        store.finish_event(&unique[0], Delivery::Delivered).await,
+        RULE,
+        "finish_event",
+    );
     let retry_at = Timestamp::now() - SignedDuration::from_secs(1);
-    expect(store.finish_event(&unique[1], Delivery::RetryAt(retry_at)).await, RULE, "finish_event");
+    expect(
+        store
+            .finish_event(&unique[1], Delivery::RetryAt(retry_at))
+            .await,
+        RULE,
+        "finish_event",
+    );
     let later = Timestamp::now() + SignedDuration::from_hours(1);
-    expect(store.finish_event(&unique[2], Delivery::RetryAt(later)).await, RULE, "finish_event");
+    expect(
+        store
+            .finish_event(&unique[2], Delivery::RetryAt(later))
+            .await,
+        RULE,
+        "finish_event",
+    );
     // Finishing an unknown or delivered event is no error.
-    expect(store.finish_event("evt_unknown", Delivery::Delivered).await, RULE, "finish_event");
-    expect(store.finish_event(&unique[0], Delivery::Delivered).await, RULE, "finish_event");
-    let again = expect(store.claim_events(100, Duration::from_millis(1)).await, RULE, "claim_events");
-    let again: Vec<(&str, u32)> = again.iter().map(|e| (e.event.id.as_str(), e.attempts)).collect();
+    expect(
+        store.finish_event("evt_unknown", Delivery::Delivered).await,
+        RULE,
+        "finish_event",
+    );
+    expect(
+        store.finish_event(&unique[0], Delivery::Delivered).await,
+        RULE,
+        "finish_event",
+    );
+    let again = expect(
+        store.claim_events(100, Duration::from_millis(1)).await,
+        RULE,
+        "claim_events",
+    );
+    let again: Vec<(&str, u32)> = again
+        .iter()
+        .map(|e| (e.event.id.as_str(), e.attempts))
+        .collect();
     ensure(
         again == [(unique[1].as_str(), 2)],
         RULE,
@@ -949,7 +1001,11 @@ async fn outbox_claims_are_exclusive<S: KeyStore>(store: Arc<S>) {
     );
     // A lease that ran out (a sender that died): claimable again.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let taken_over = expect(store.claim_events(100, Duration::from_secs(3600)).await, RULE, "claim_events");
+    let taken_over = expect(
+        store.claim_events(100, Duration::from_secs(3600)).await,
+        RULE,
+        "claim_events",
+    );
     ensure(
         taken_over.len() == 1 && taken_over[0].event.id == unique[1],
         RULE,

@@ -22,8 +22,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::follow::follow;
 use self::schema::{
     begin, insert_in, insert_rows, outbox_entry_of, push_events, record_of, records_of,
-    unavailable, update_in, CHANGES_KEPT,
-    CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS, ROWS_PER_INSERT,
+    unavailable, update_in, CHANGES_KEPT, CHANNEL, COLUMNS, MIGRATE_LOCK, MIGRATIONS,
+    ROWS_PER_INSERT,
 };
 use self::tls::Connection;
 use super::{
@@ -654,7 +654,10 @@ impl KeyStore for PgKeyStore {
                 .await
                 .map_err(unavailable)?;
         }
-        let mut rows: Vec<_> = rows.iter().map(|row| (row.get::<_, i64>("seq"), row)).collect();
+        let mut rows: Vec<_> = rows
+            .iter()
+            .map(|row| (row.get::<_, i64>("seq"), row))
+            .collect();
         rows.sort_by_key(|(seq, _)| *seq);
         rows.into_iter()
             .map(|(_, row)| outbox_entry_of(row))

@@ -363,12 +363,11 @@ pub(super) async fn push_events(
 /// The outbox entry a row of `tower_apikey_events` holds.
 pub(super) fn outbox_entry_of(row: &Row) -> Result<OutboxEntry, StoreError> {
     let id: String = row.get("id");
-    let event: KeyEvent = serde_json::from_str(row.get("event")).map_err(|e| {
-        StoreError::InvalidRecord {
+    let event: KeyEvent =
+        serde_json::from_str(row.get("event")).map_err(|e| StoreError::InvalidRecord {
             id: id.clone(),
             source: e.into(),
-        }
-    })?;
+        })?;
     let mut entry = OutboxEntry::new(event);
     entry.attempts = u32::try_from(row.get::<_, i32>("attempts")).unwrap_or(0);
     entry.not_before = row.get("not_before");

@@ -1,0 +1,281 @@
+//! Key events as Standard Webhooks: the signature matches the specification's vector; the
+//! admin example delivers every change made with the CLI to a receiver that is down for a
+//! while, each under one `webhook-id`, every signature valid; a server killed mid-delivery
+//! and started again loses nothing.
+#![cfg(all(feature = "webhooks", feature = "admin", feature = "cli"))]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use tower_apikey::events::webhook::WebhookSecret;
+
+#[test]
+fn the_signature_is_the_standard_webhooks_vectors() {
+    let vector = common::vectors("standard_webhooks.json");
+    let secret: WebhookSecret = vector["secret"].as_str().unwrap().parse().unwrap();
+    let signature = secret.sign(
+        vector["id"].as_str().unwrap(),
+        vector["timestamp"].as_i64().unwrap(),
+        vector["body"].as_str().unwrap().as_bytes(),
+    );
+    assert_eq!(signature, vector["signature"].as_str().unwrap());
+    assert_eq!(format!("{secret:?}"), "WebhookSecret(<redacted>)");
+    assert!(
+        "whsec_c2hvcnQ=".parse::<WebhookSecret>().is_err(),
+        "too short"
+    );
+    assert!("whsec_not base64!".parse::<WebhookSecret>().is_err());
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What the receiver answers: 503, 200, or nothing at all (the request hangs).
+const DOWN: u8 = 0;
+const UP: u8 = 1;
+const HANG: u8 = 2;
+
+#[derive(Default)]
+struct Seen {
+    /// Every attempt: (webhook-id, type, key id), accepted or not.
+    attempts: Vec<(String, String, String)>,
+    /// Accepted deliveries by webhook-id: how many times.
+    accepted: BTreeMap<String, usize>,
+    /// Bodies accepted, to look for secrets.
+    bodies: Vec<String>,
+}
+
+struct Receiver {
+    mode: Arc<AtomicU8>,
+    seen: Arc<Mutex<Seen>>,
+    url: String,
+}
+
+async fn receive(
+    State((mode, seen)): State<(Arc<AtomicU8>, Arc<Mutex<Seen>>)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let (id, timestamp, signature) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let secret: WebhookSecret = SECRET.parse().unwrap();
+    assert_eq!(
+        secret.sign(&id, timestamp.parse().unwrap(), &body),
+        signature,
+        "a delivery whose signature does not verify"
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        payload["data"]["id"],
+        id.as_str(),
+        "webhook-id is the event id"
+    );
+    let kind = payload["type"].as_str().unwrap().to_owned();
+    let key_id = payload["data"]["key_id"].as_str().unwrap().to_owned();
+    seen.lock()
+        .unwrap()
+        .attempts
+        .push((id.clone(), kind, key_id));
+    match mode.load(Ordering::SeqCst) {
+        UP => {
+            let mut seen = seen.lock().unwrap();
+            *seen.accepted.entry(id).or_default() += 1;
+            seen.bodies.push(String::from_utf8(body.to_vec()).unwrap());
+            StatusCode::NO_CONTENT
+        }
+        HANG => std::future::pending().await,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn start_receiver(runtime: &tokio::runtime::Runtime, mode: u8) -> Receiver {
+    let mode = Arc::new(AtomicU8::new(mode));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let app = Router::new()
+        .route("/hooks", post(receive))
+        .with_state((mode.clone(), seen.clone()));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    Receiver {
+        mode,
+        seen,
+        url: format!("http://{addr}/hooks"),
+    }
+}
+
+fn cli(store: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--store", store]);
+    let out = common::run_cli(&all, b"");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn admin_example(store: &str, receiver: &Receiver) -> common::Server {
+    let mut command = Command::new(common::example_binary("admin"));
+    command
+        .env("APIKEY_STORE", store)
+        .env("WEBHOOK_URL", &receiver.url)
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("WEBHOOK_RETRY_MS", "200");
+    common::start_example(command).0
+}
+
+/// Waits until `done` holds for what the receiver saw, at most `within`.
+fn wait_for(receiver: &Receiver, within: Duration, what: &str, done: impl Fn(&Seen) -> bool) {
+    let started = Instant::now();
+    while !done(&receiver.seen.lock().unwrap()) {
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}; attempts {:?}",
+            receiver.seen.lock().unwrap().attempts
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_change_made_with_the_cli_reaches_a_receiver_that_was_down_each_id_once_or_more() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = start_receiver(&runtime, DOWN);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+    let _server = admin_example(store, &receiver);
+
+    // Changes made by another process, while the receiver is down.
+    let key = cli(
+        store,
+        &["issue", "--principal", "alice", "--iterations", "1"],
+    );
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    cli(store, &["deactivate", &id]);
+    cli(store, &["activate", &id]);
+    cli(
+        store,
+        &[
+            "revoke",
+            &id,
+            "--reason",
+            "leaked",
+            "--location",
+            "https://x/y.env",
+        ],
+    );
+    let want = [
+        "key.issued",
+        "key.deactivated",
+        "key.activated",
+        "key.revoked",
+        "key.leaked",
+    ];
+    let ours = |seen: &Seen| -> Vec<(String, String)> {
+        seen.attempts
+            .iter()
+            .filter(|(_, _, key_id)| *key_id == id)
+            .map(|(event, kind, _)| (event.clone(), kind.clone()))
+            .collect()
+    };
+    // Tried while down (503): each event at least once, none accepted.
+    wait_for(
+        &receiver,
+        Duration::from_secs(20),
+        "attempts while down",
+        |seen| {
+            want.iter()
+                .all(|kind| ours(seen).iter().any(|(_, k)| k == kind))
+        },
+    );
+    let tried: Vec<(String, String)> = ours(&receiver.seen.lock().unwrap());
+    assert!(receiver.seen.lock().unwrap().accepted.is_empty());
+
+    receiver.mode.store(UP, Ordering::SeqCst);
+    wait_for(
+        &receiver,
+        Duration::from_secs(20),
+        "every event accepted",
+        |seen| {
+            tried
+                .iter()
+                .all(|(event, _)| seen.accepted.contains_key(event))
+        },
+    );
+    let seen = receiver.seen.lock().unwrap();
+    // Each event kept its id across retries: the ids tried while down are the ids accepted,
+    // one per change.
+    let mut accepted_kinds: Vec<&str> = seen
+        .attempts
+        .iter()
+        .filter(|(event, _, key_id)| *key_id == id && seen.accepted.contains_key(event))
+        .map(|(event, kind, _)| (event.as_str(), kind.as_str()))
+        .collect::<BTreeMap<&str, &str>>()
+        .into_values()
+        .collect();
+    accepted_kinds.sort_unstable();
+    let mut want_sorted = want.to_vec();
+    want_sorted.sort_unstable();
+    assert_eq!(accepted_kinds, want_sorted, "one id per change");
+    let secret = &key[key.len() - 20..];
+    for body in &seen.bodies {
+        assert!(!body.contains(secret), "a key in a webhook payload");
+        assert!(
+            !body.contains("1000:"),
+            "a PBKDF2 record in a webhook payload"
+        );
+    }
+}
+
+#[test]
+fn a_server_killed_mid_delivery_and_started_again_loses_no_event() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = start_receiver(&runtime, HANG);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let store = store.to_str().unwrap();
+    let mut server = admin_example(store, &receiver);
+    let key = cli(store, &["issue", "--principal", "bob", "--iterations", "1"]);
+    let id = key.split('_').nth(1).unwrap().to_owned();
+    // The delivery is under way (the receiver holds it): kill the server there.
+    wait_for(
+        &receiver,
+        Duration::from_secs(20),
+        "a delivery under way",
+        |seen| seen.attempts.iter().any(|(_, _, key_id)| *key_id == id),
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    receiver.mode.store(UP, Ordering::SeqCst);
+    let _again = admin_example(store, &receiver);
+    // Sent again once the dead server's claim has lapsed (its lease: 2 requests of 2 s + 5 s).
+    wait_for(
+        &receiver,
+        Duration::from_secs(30),
+        "the event delivered after the restart",
+        |seen| {
+            seen.attempts.iter().any(|(event, kind, key_id)| {
+                *key_id == id && kind == "key.issued" && seen.accepted.contains_key(event)
+            })
+        },
+    );
+}
