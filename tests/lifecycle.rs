@@ -433,6 +433,13 @@ impl KeyStore for RevokedMeanwhile {
         self.inner.finish_event(id, outcome).await
     }
 
+    async fn add_events(
+        &self,
+        events: Vec<tower_apikey::events::KeyEvent>,
+    ) -> Result<usize, tower_apikey::StoreError> {
+        self.inner.add_events(events).await
+    }
+
     fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
         self.inner.subscribe(listener);
     }

@@ -218,6 +218,10 @@ impl KeyStore for VecStore {
         Ok(())
     }
 
+    async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
+        Ok(self.with_outbox(|_, outbox| outbox.push_new(events)))
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.feed.subscribe(listener);
     }

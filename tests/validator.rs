@@ -236,6 +236,13 @@ impl KeyStore for PausingStore {
         self.inner.finish_event(id, outcome).await
     }
 
+    async fn add_events(
+        &self,
+        events: Vec<tower_apikey::events::KeyEvent>,
+    ) -> Result<usize, tower_apikey::StoreError> {
+        self.inner.add_events(events).await
+    }
+
     fn subscribe(&self, l: Weak<dyn ChangeListener>) {
         self.inner.subscribe(l);
     }

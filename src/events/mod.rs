@@ -4,13 +4,15 @@
 //! Stores derive events from the change they are asked to make ([`KeyEvent::for_change`]),
 //! so every writer — the CLI, the admin API, the secret-scanning receiver, your code through
 //! [`KeyManager`](crate::KeyManager) — is captured, even while no server runs. A store keeps
-//! them in its [`Outbox`] until a sender ([`webhook::WebhookSender`], feature `webhooks`)
-//! claims them, delivers them, and marks them done.
+//! them in its [`Outbox`] until a sender (`webhook::WebhookSender`, feature `webhooks`)
+//! claims them, delivers them, and marks them done. [`expiry::ExpirySweeper`] adds
+//! `key.expiring` and `key.expired`, once per key across a fleet.
 //!
 //! Events carry ids, principals, names, reasons and times: never a key, a hash or a lookup
 //! digest. Usage (last use, quota spent) is not a change and makes no event; neither does an
 //! import (a migration of many records, not a change to keys in use).
 
+pub mod expiry;
 mod outbox;
 #[cfg(feature = "webhooks")]
 pub mod webhook;
@@ -56,6 +58,12 @@ pub enum EventKind {
     /// Its record was deleted.
     #[serde(rename = "key.deleted")]
     Deleted,
+    /// It expires within a warning horizon ([`expiry::ExpirySweeper`]).
+    #[serde(rename = "key.expiring")]
+    Expiring,
+    /// Its expiry has passed ([`expiry::ExpirySweeper`]).
+    #[serde(rename = "key.expired")]
+    Expired,
 }
 
 impl EventKind {
@@ -71,6 +79,8 @@ impl EventKind {
             EventKind::Revoked => "key.revoked",
             EventKind::Leaked => "key.leaked",
             EventKind::Deleted => "key.deleted",
+            EventKind::Expiring => "key.expiring",
+            EventKind::Expired => "key.expired",
         }
     }
 }

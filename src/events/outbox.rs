@@ -72,6 +72,18 @@ impl Outbox {
         self.0.extend(events.into_iter().map(OutboxEntry::new));
     }
 
+    /// Adds the events whose ids are not in the outbox yet (delivered ones count); how many.
+    pub fn push_new(&mut self, events: Vec<KeyEvent>) -> usize {
+        let mut added = 0;
+        for event in events {
+            if self.0.iter().all(|e| e.event.id != event.id) {
+                self.0.push(OutboxEntry::new(event));
+                added += 1;
+            }
+        }
+        added
+    }
+
     /// Every entry, oldest first.
     pub fn entries(&self) -> &[OutboxEntry] {
         &self.0

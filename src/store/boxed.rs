@@ -11,7 +11,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::{ChangeListener, KeyQuery, KeyStore, StoreError};
-use crate::events::{Delivery, OutboxEntry};
+use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -117,6 +117,8 @@ pub(crate) trait ErasedStore: Send + Sync {
         id: &'a str,
         outcome: Delivery,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn add_events(&self, events: Vec<KeyEvent>) -> BoxFuture<'_, Result<usize, StoreError>>;
+    fn list_expiring(&self, until: Timestamp) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>>;
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);
 }
 
@@ -218,6 +220,14 @@ impl<S: KeyStore> ErasedStore for S {
         Box::pin(KeyStore::finish_event(self, id, outcome))
     }
 
+    fn add_events(&self, events: Vec<KeyEvent>) -> BoxFuture<'_, Result<usize, StoreError>> {
+        Box::pin(KeyStore::add_events(self, events))
+    }
+
+    fn list_expiring(&self, until: Timestamp) -> BoxFuture<'_, Result<Vec<KeyRecord>, StoreError>> {
+        Box::pin(KeyStore::list_expiring(self, until))
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         KeyStore::subscribe(self, listener);
     }
@@ -306,6 +316,14 @@ impl KeyStore for BoxKeyStore {
 
     async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
         self.inner.finish_event(id, outcome).await
+    }
+
+    async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
+        self.inner.add_events(events).await
+    }
+
+    async fn list_expiring(&self, until: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        self.inner.list_expiring(until).await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -14,7 +14,7 @@ use super::map::RecordMap;
 use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, SettingTooSmall, StoreChange, StoreError,
 };
-use crate::events::{Delivery, Outbox, OutboxEntry};
+use crate::events::{Delivery, KeyEvent, Outbox, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -617,6 +617,22 @@ impl KeyStore for FileStore {
             Ok(())
         })
         .await
+    }
+
+    async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
+        // Known already as last read: no write (every server sweeps every minute).
+        let known = {
+            let state = self.read();
+            let outbox = state.records.outbox().entries();
+            events
+                .iter()
+                .all(|e| outbox.iter().any(|o| o.event.id == e.id))
+        };
+        if known {
+            return Ok(0);
+        }
+        self.modify(move |records| Ok(records.outbox_mut().push_new(events)))
+            .await
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

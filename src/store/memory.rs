@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::map::RecordMap;
 use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
-use crate::events::{Delivery, OutboxEntry};
+use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -148,6 +148,10 @@ impl KeyStore for MemoryStore {
             .outbox_mut()
             .finish(id, outcome, Timestamp::now());
         Ok(())
+    }
+
+    async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
+        Ok(self.write().outbox_mut().push_new(events))
     }
 
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {

@@ -52,7 +52,7 @@ pub use memory::MemoryStore;
 pub use postgres::{ConnectionStringError, PgError, PgKeyStore, PgKeyStoreBuilder};
 pub use query::KeyQuery;
 
-use crate::events::{Delivery, OutboxEntry};
+use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -231,6 +231,33 @@ pub trait KeyStore: Send + Sync + 'static {
         id: &str,
         outcome: Delivery,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds `events` to the outbox unless an event with the same id is there already
+    /// (delivered ones count, for the week they are kept); returns how many were added.
+    /// What the expiry sweeper writes: its events have ids made from the key, its expiry
+    /// and the warning, so every server sweeping at once adds each one once. Atomic.
+    fn add_events(
+        &self,
+        events: Vec<KeyEvent>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Every record that expires at or before `until` and is not revoked, ordered by id:
+    /// what the expiry sweeper reads.
+    ///
+    /// The default filters [`list`](Self::list); a database answers from an index.
+    fn list_expiring(
+        &self,
+        until: Timestamp,
+    ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send {
+        async move {
+            let mut records = self.list(None).await?;
+            records.retain(|r| {
+                r.status != crate::record::KeyStatus::Revoked
+                    && r.expires_at.is_some_and(|at| at <= until)
+            });
+            Ok(records)
+        }
+    }
 
     /// Registers a listener for changes (the change feed).
     fn subscribe(&self, listener: Weak<dyn ChangeListener>);

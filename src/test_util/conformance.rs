@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tokio::task::JoinSet;
 
-use crate::events::{Delivery, EventKind, OutboxEntry};
+use crate::events::{Delivery, EventKind, KeyEvent, OutboxEntry};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::key::KeyId;
 // Times to the microsecond, as stores keep them (PostgreSQL does).
@@ -83,6 +83,8 @@ where
     change_feed(fresh().await).await;
     outbox_holds_each_changes_events(fresh().await).await;
     outbox_claims_are_exclusive(Arc::new(fresh().await)).await;
+    added_events_are_added_once(Arc::new(fresh().await)).await;
+    list_expiring_reads_what_expires(fresh().await).await;
 }
 
 #[track_caller]
@@ -1010,5 +1012,62 @@ async fn outbox_claims_are_exclusive<S: KeyStore>(store: Arc<S>) {
         taken_over.len() == 1 && taken_over[0].event.id == unique[1],
         RULE,
         format!("an expired claim was not taken over: {taken_over:?}"),
+    );
+}
+
+async fn added_events_are_added_once<S: KeyStore>(store: Arc<S>) {
+    const RULE: &str = "add_events adds each id once, whoever adds it at the same moment";
+    let a = record("a1", "alice");
+    let events: Vec<KeyEvent> = (0..10)
+        .map(|i| {
+            let mut event = KeyEvent::new(EventKind::Expiring, &a);
+            event.id = format!("evt_expiring_a1_{i}");
+            event
+        })
+        .collect();
+    let adders = (0..8).map(|_| {
+        let store = Arc::clone(&store);
+        let events = events.clone();
+        tokio::spawn(async move { store.add_events(events).await })
+    });
+    let mut added = 0;
+    for adder in adders {
+        added += match adder.await {
+            Ok(result) => expect(result, RULE, "add_events"),
+            Err(e) => broken(RULE, format!("an add panicked: {e}")),
+        };
+    }
+    ensure(added == 10, RULE, format!("8 adders of the same 10 events added {added}"));
+    let claimed = drain(&*store, RULE).await;
+    ensure(claimed.len() == 10, RULE, format!("the outbox holds {}", claimed.len()));
+    for entry in &claimed {
+        expect(store.finish_event(&entry.event.id, Delivery::Delivered).await, RULE, "finish_event");
+    }
+    let again = expect(store.add_events(events).await, RULE, "add_events");
+    ensure(again == 0, RULE, format!("{again} delivered events were added again"));
+}
+
+async fn list_expiring_reads_what_expires<S: KeyStore>(store: S) {
+    const RULE: &str = "list_expiring returns the records expiring by then, revoked ones aside";
+    let now = record_time();
+    let at = |hours: i64| now + SignedDuration::from_hours(hours);
+    let mut soon = record("b-soon", "alice");
+    soon.expires_at = Some(at(1));
+    let mut gone = record("a-gone", "alice");
+    gone.expires_at = Some(at(-1));
+    let mut later = record("c-later", "alice");
+    later.expires_at = Some(at(48));
+    let never = record("d-never", "alice");
+    let mut revoked = record("e-revoked", "alice");
+    revoked.expires_at = Some(at(1));
+    revoked.status = KeyStatus::Revoked;
+    for r in [&soon, &gone, &later, &never, &revoked] {
+        expect(store.insert(r.clone()).await, RULE, "insert");
+    }
+    let listed = expect(store.list_expiring(at(24)).await, RULE, "list_expiring");
+    ensure(
+        ids(&listed) == ["a-gone", "b-soon"],
+        RULE,
+        format!("expiring within a day: {:?}", ids(&listed)),
     );
 }

@@ -217,6 +217,13 @@ impl KeyStore for FlakyStore {
         self.inner.finish_event(id, outcome).await
     }
 
+    async fn add_events(
+        &self,
+        events: Vec<tower_apikey::events::KeyEvent>,
+    ) -> Result<usize, tower_apikey::StoreError> {
+        self.inner.add_events(events).await
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.subscribe(listener);
     }

@@ -683,6 +683,29 @@ impl KeyStore for PgKeyStore {
         Ok(())
     }
 
+    async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let added = push_events(&tx, events).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn list_expiring(&self, until: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM tower_apikey_keys \
+                     WHERE expires_at <= $1 AND status <> 'revoked' ORDER BY id"
+                ),
+                &[&until],
+            )
+            .await
+            .map_err(unavailable)?;
+        records_of(&rows)
+    }
+
     fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
         self.inner.feed.subscribe(listener);
     }

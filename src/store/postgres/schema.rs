@@ -77,6 +77,8 @@ CREATE TABLE tower_apikey_events (
     delivered_at  TIMESTAMPTZ
 );
 CREATE INDEX tower_apikey_events_pending ON tower_apikey_events (seq) WHERE delivered_at IS NULL;
+-- What the expiry sweeper reads.
+CREATE INDEX tower_apikey_keys_expires ON tower_apikey_keys (expires_at) WHERE expires_at IS NOT NULL;
 ",
 ];
 
@@ -337,12 +339,13 @@ pub(super) fn records_of(rows: &[Row]) -> Result<Vec<KeyRecord>, StoreError> {
 }
 
 /// Adds `events` to the outbox in `tx`: in the same transaction as the change they describe.
+/// Ids already in the outbox are skipped; returns how many were added.
 pub(super) async fn push_events(
     tx: &Transaction<'_>,
     events: Vec<KeyEvent>,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let bodies = events
@@ -350,14 +353,15 @@ pub(super) async fn push_events(
         .map(serde_json::to_string)
         .collect::<Result<Vec<String>, _>>()
         .map_err(|e| StoreError::Internal(e.into()))?;
-    tx.execute(
-        "INSERT INTO tower_apikey_events (id, event) \
-         SELECT * FROM unnest($1::TEXT[], $2::TEXT[])",
-        &[&ids, &bodies],
-    )
-    .await
-    .map_err(unavailable)?;
-    Ok(())
+    let added = tx
+        .execute(
+            "INSERT INTO tower_apikey_events (id, event) \
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[]) ON CONFLICT (id) DO NOTHING",
+            &[&ids, &bodies],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(usize::try_from(added).unwrap_or(usize::MAX))
 }
 
 /// The outbox entry a row of `tower_apikey_events` holds.
