@@ -25,7 +25,10 @@
 //!
 //! With the `webhooks` feature, `$WEBHOOK_URL` and `$WEBHOOK_SECRET` (`whsec_…`) deliver
 //! every key event (issued, revoked, leaked, …) from the store's outbox to that endpoint as
-//! Standard Webhooks.
+//! Standard Webhooks (`$WEBHOOK_RETRY_MS` shortens the retry backoff, for tests). An expiry
+//! sweeper adds `key.expiring` 7 days and 1 day before a key expires and `key.expired` when
+//! it does, once across every server sharing the store; `$EXPIRY_WARNINGS` sets the
+//! horizons (`7d,1d`; `s`, `m`, `h`, `d`) and `$EXPIRY_SWEEP_MS` how often it looks (60000).
 
 #[path = "support/shutdown.rs"]
 mod shutdown;
@@ -38,6 +41,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_apikey::admin::secret_scanning::{GithubPublicKeys, SecretScanningReceiver};
 use tower_apikey::admin::AdminApi;
+use tower_apikey::events::expiry::ExpirySweeper;
 use tower_apikey::permission::API_KEY_ADMIN;
 use tower_apikey::{
     ApiKeyLayer, BoxKeyStore, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator,
@@ -72,6 +76,10 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 
     #[cfg(feature = "webhooks")]
     let webhooks = webhook_sender(&store)?;
+    let (stop_sweeping, sweeping) = tokio::sync::oneshot::channel::<()>();
+    let sweeper = tokio::spawn(expiry_sweeper(&store)?.run_until(async move {
+        let _ = sweeping.await;
+    }));
     // One validator for both: a change made through the admin API reaches it at once.
     let validator = Validator::builder(store).build();
     let auth = ApiKeyLayer::new(validator.clone());
@@ -104,6 +112,8 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
     // Give unspent quota leases back and write the last batch of last uses.
     validator.shutdown().await?;
+    let _ = stop_sweeping.send(());
+    let _ = sweeper.await;
     #[cfg(feature = "webhooks")]
     if let Some((stop, sender)) = webhooks {
         // Claimed events not yet sent are handed back for another server (or the next start).
@@ -148,6 +158,26 @@ fn webhook_sender(
     }));
     println!("delivering key events to the webhook endpoint");
     Ok(Some((stop, task)))
+}
+
+/// The expiry sweeper, with `$EXPIRY_WARNINGS` and `$EXPIRY_SWEEP_MS` if set.
+fn expiry_sweeper(store: &BoxKeyStore) -> Result<ExpirySweeper, Box<dyn Error + Send + Sync>> {
+    let mut sweeper = ExpirySweeper::new(store.clone());
+    if let Ok(list) = std::env::var("EXPIRY_WARNINGS") {
+        let horizons = list
+            .split(',')
+            .map(|h| {
+                Ok(h.trim()
+                    .parse::<tower_apikey::policy::Period>()?
+                    .as_duration())
+            })
+            .collect::<Result<Vec<_>, Box<dyn Error + Send + Sync>>>()?;
+        sweeper = sweeper.horizons(horizons);
+    }
+    if let Ok(ms) = std::env::var("EXPIRY_SWEEP_MS") {
+        sweeper = sweeper.interval(std::time::Duration::from_millis(ms.parse()?));
+    }
+    Ok(sweeper)
 }
 
 /// PostgreSQL when `$DATABASE_URL` is set (and the `postgres` feature is on), else the file.

@@ -279,3 +279,78 @@ fn a_server_killed_mid_delivery_and_started_again_loses_no_event() {
         },
     );
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn three_servers_on_one_postgres_send_each_event_once_and_warn_of_expiry_once() {
+    use tower_apikey::hash::HashParams;
+    use tower_apikey::store::PgKeyStore;
+    use tower_apikey::{KeyManager, NewKey};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = runtime.block_on(common::pg::database()) else {
+        return;
+    };
+    runtime.block_on(async {
+        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
+        store.migrate().await.unwrap();
+    });
+    let receiver = start_receiver(&runtime, UP);
+    let dir = tempfile::tempdir().unwrap();
+    let servers: Vec<common::Server> = (0..3)
+        .map(|_| {
+            let mut command = Command::new(common::example_binary("admin"));
+            command
+                .env("DATABASE_URL", &db.url)
+                .env("APIKEY_STORE", dir.path().join("unused.json"))
+                .env("WEBHOOK_URL", &receiver.url)
+                .env("WEBHOOK_SECRET", SECRET)
+                .env("WEBHOOK_RETRY_MS", "200")
+                .env("EXPIRY_WARNINGS", "2s")
+                .env("EXPIRY_SWEEP_MS", "100");
+            common::start_example(command).0
+        })
+        .collect();
+    // A key that expires in 4 s: warned 2 s before, then expired.
+    let id = runtime.block_on(async {
+        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
+        let keys = KeyManager::new(store).hash_params(HashParams::default().iterations(1).unwrap());
+        let (record, _) = keys
+            .issue(NewKey::new("carol").expires("4s".parse().unwrap()))
+            .await
+            .unwrap();
+        record.id.to_string()
+    });
+    let delivered = |seen: &Seen, kind: &str| -> Vec<usize> {
+        let ids: std::collections::BTreeSet<&String> = seen
+            .attempts
+            .iter()
+            .filter(|(_, k, key_id)| *key_id == id && k == kind)
+            .map(|(event, _, _)| event)
+            .collect();
+        ids.into_iter()
+            .map(|event| seen.accepted.get(event).copied().unwrap_or(0))
+            .collect()
+    };
+    wait_for(
+        &receiver,
+        Duration::from_secs(30),
+        "issued, expiring, expired",
+        |seen| {
+            ["key.issued", "key.expiring", "key.expired"]
+                .iter()
+                .all(|kind| !delivered(seen, kind).is_empty())
+        },
+    );
+    // More sweeps on every server: nothing more is sent.
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = receiver.seen.lock().unwrap();
+    for kind in ["key.issued", "key.expiring", "key.expired"] {
+        assert_eq!(
+            delivered(&seen, kind),
+            [1],
+            "{kind}: one event, delivered once, across three servers"
+        );
+    }
+    drop(servers);
+}

@@ -39,7 +39,10 @@ impl ExpirySweeper {
     pub fn new(store: impl KeyStore) -> Self {
         Self {
             store: BoxKeyStore::new(store),
-            horizons: vec![SignedDuration::from_hours(24 * 7), SignedDuration::from_hours(24)],
+            horizons: vec![
+                SignedDuration::from_hours(24 * 7),
+                SignedDuration::from_hours(24),
+            ],
             every: Duration::from_secs(60),
         }
     }
@@ -68,7 +71,11 @@ impl ExpirySweeper {
     /// The store's failure (the next sweep tries again).
     pub async fn sweep(&self) -> Result<usize, StoreError> {
         let now = Timestamp::now();
-        let longest = self.horizons.first().copied().unwrap_or(SignedDuration::ZERO);
+        let longest = self
+            .horizons
+            .first()
+            .copied()
+            .unwrap_or(SignedDuration::ZERO);
         let until = now.checked_add(longest).unwrap_or(Timestamp::MAX);
         let records = self.store.list_expiring(until).await?;
         let events: Vec<KeyEvent> = records

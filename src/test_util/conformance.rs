@@ -1037,14 +1037,32 @@ async fn added_events_are_added_once<S: KeyStore>(store: Arc<S>) {
             Err(e) => broken(RULE, format!("an add panicked: {e}")),
         };
     }
-    ensure(added == 10, RULE, format!("8 adders of the same 10 events added {added}"));
+    ensure(
+        added == 10,
+        RULE,
+        format!("8 adders of the same 10 events added {added}"),
+    );
     let claimed = drain(&*store, RULE).await;
-    ensure(claimed.len() == 10, RULE, format!("the outbox holds {}", claimed.len()));
+    ensure(
+        claimed.len() == 10,
+        RULE,
+        format!("the outbox holds {}", claimed.len()),
+    );
     for entry in &claimed {
-        expect(store.finish_event(&entry.event.id, Delivery::Delivered).await, RULE, "finish_event");
+        expect(
+            store
+                .finish_event(&entry.event.id, Delivery::Delivered)
+                .await,
+            RULE,
+            "finish_event",
+        );
     }
     let again = expect(store.add_events(events).await, RULE, "add_events");
-    ensure(again == 0, RULE, format!("{again} delivered events were added again"));
+    ensure(
+        again == 0,
+        RULE,
+        format!("{again} delivered events were added again"),
+    );
 }
 
 async fn list_expiring_reads_what_expires<S: KeyStore>(store: S) {
