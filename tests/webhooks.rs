@@ -103,21 +103,81 @@ async fn receive(
 }
 
 fn start_receiver(runtime: &tokio::runtime::Runtime, mode: u8) -> Receiver {
+    runtime.block_on(serve_receiver(mode))
+}
+
+/// A receiver served on the current runtime.
+async fn serve_receiver(mode: u8) -> Receiver {
     let mode = Arc::new(AtomicU8::new(mode));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let app = Router::new()
         .route("/hooks", post(receive))
         .with_state((mode.clone(), seen.clone()));
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    runtime.spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(listener, app).await });
     Receiver {
         mode,
         seen,
         url: format!("http://{addr}/hooks"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_gets_each_event_and_one_that_accepted_gets_no_retries() {
+    use tower_apikey::events::webhook::WebhookSender;
+    use tower_apikey::hash::HashParams;
+    use tower_apikey::{KeyManager, MemoryStore, NewKey};
+
+    let store = MemoryStore::new();
+    let keys =
+        KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap());
+    keys.issue(NewKey::new("dana")).await.unwrap();
+    let (up, down) = (serve_receiver(UP).await, serve_receiver(DOWN).await);
+    let secret = || SECRET.parse::<WebhookSecret>().unwrap();
+    let sender = WebhookSender::new(store.clone(), &up.url, secret())
+        .unwrap()
+        .endpoint(&down.url, secret())
+        .unwrap()
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(10));
+    let counts = |r: &Receiver| {
+        let seen = r.seen.lock().unwrap();
+        (seen.attempts.len(), seen.accepted.values().sum::<usize>())
+    };
+    assert_eq!(sender.deliver_due().await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        sender.deliver_due().await.unwrap(),
+        1,
+        "retried: one endpoint refused"
+    );
+    assert_eq!(
+        counts(&up),
+        (1, 1),
+        "the endpoint that accepted is not sent it again"
+    );
+    assert_eq!(counts(&down), (2, 0));
+    down.mode.store(UP, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(sender.deliver_due().await.unwrap(), 1);
+    assert_eq!(counts(&down), (3, 1));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        sender.deliver_due().await.unwrap(),
+        0,
+        "delivered everywhere: done"
+    );
+    let id = |r: &Receiver| {
+        r.seen
+            .lock()
+            .unwrap()
+            .accepted
+            .keys()
+            .next()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(id(&up), id(&down), "the same webhook-id at both");
 }
 
 fn cli(store: &str, args: &[&str]) -> String {

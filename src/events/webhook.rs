@@ -1,4 +1,4 @@
-//! Delivers the store's outbox to an HTTP endpoint as [Standard Webhooks]: signed, retried
+//! Delivers the store's outbox to HTTP endpoints as [Standard Webhooks]: signed, retried
 //! with backoff under the same `webhook-id`, each event sent by one server at a time.
 //!
 //! A [`WebhookSender`] runs in each server (or one of them; it makes no difference): it
@@ -14,7 +14,8 @@
 //! {"type": "key.revoked", "timestamp": "2026-12-01T17:00:00Z", "data": {…the event…}}
 //! ```
 //!
-//! and marks it delivered on a 2xx answer, or due again after a backoff (doubling from
+//! to each endpoint, and marks it delivered once every endpoint has answered 2xx, or due
+//! again after a backoff (doubling from
 //! [`retry_backoff`](WebhookSender::retry_backoff)'s first delay up to its most) on anything
 //! else. Delivery is at least once: a server that dies mid-delivery loses its claim when
 //! the lease ends and the event is sent again, with the same id (receivers deduplicate on
@@ -22,7 +23,9 @@
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com/
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
@@ -96,12 +99,14 @@ pub enum WebhookError {
     Client(#[source] reqwest::Error),
 }
 
-/// Delivers the outbox to one endpoint. See the [module docs](self).
+/// Delivers the outbox to one or more endpoints. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct WebhookSender {
     store: BoxKeyStore,
-    url: reqwest::Url,
-    secret: WebhookSecret,
+    endpoints: Vec<Endpoint>,
+    /// For events some endpoints have accepted and others not yet: which did, so a retry
+    /// from this process goes only to the rest (another process sends to all: at least once).
+    accepted: Arc<Mutex<HashMap<String, Vec<bool>>>>,
     client: reqwest::Client,
     poll: Duration,
     batch: usize,
@@ -109,6 +114,27 @@ pub struct WebhookSender {
     first_retry: Duration,
     longest_retry: Duration,
 }
+
+/// Where events go, and the secret they are signed with there.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    url: reqwest::Url,
+    secret: WebhookSecret,
+}
+
+impl Endpoint {
+    fn new(url: &str, secret: WebhookSecret) -> Result<Self, WebhookError> {
+        let url = reqwest::Url::parse(url).map_err(|_| WebhookError::Url)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WebhookError::Url);
+        }
+        Ok(Self { url, secret })
+    }
+}
+
+/// Partly delivered events remembered at most: past it the memory is dropped, and a retry
+/// goes to every endpoint again (allowed: delivery is at least once).
+const MAX_PARTLY_DELIVERED: usize = 10_000;
 
 /// The body sent: Standard Webhooks' `type`, `timestamp`, `data`.
 #[derive(Serialize)]
@@ -120,9 +146,9 @@ struct Payload<'a> {
 }
 
 impl WebhookSender {
-    /// A sender of `store`'s outbox to `url`, signing with `secret`. Defaults: looks for due
-    /// events every second, 10 at a time, 10 s per request, retries after 5 s doubling up
-    /// to an hour.
+    /// A sender of `store`'s outbox to `url`, signing with `secret` (more endpoints with
+    /// [`endpoint`](Self::endpoint)). Defaults: looks for due events every second, 10 at a
+    /// time, 10 s per request, retries after 5 s doubling up to an hour.
     ///
     /// # Errors
     /// [`WebhookError`]: not an http(s) URL, or no HTTP client.
@@ -131,16 +157,12 @@ impl WebhookSender {
         url: &str,
         secret: WebhookSecret,
     ) -> Result<Self, WebhookError> {
-        let url = reqwest::Url::parse(url).map_err(|_| WebhookError::Url)?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(WebhookError::Url);
-        }
         let timeout = Duration::from_secs(10);
         Ok(Self {
             store: BoxKeyStore::new(store),
+            endpoints: vec![Endpoint::new(url, secret)?],
+            accepted: Arc::default(),
             client: client(timeout)?,
-            url,
-            secret,
             poll: Duration::from_secs(1),
             batch: 10,
             timeout,
@@ -149,14 +171,25 @@ impl WebhookSender {
         })
     }
 
+    /// Another endpoint, with its own secret. An event is delivered once every endpoint has
+    /// accepted it; until then it is retried, to the endpoints that have not (from this
+    /// process; another server that takes it over sends it to all of them).
+    ///
+    /// # Errors
+    /// [`WebhookError::Url`]: not an http(s) URL.
+    pub fn endpoint(mut self, url: &str, secret: WebhookSecret) -> Result<Self, WebhookError> {
+        self.endpoints.push(Endpoint::new(url, secret)?);
+        Ok(self)
+    }
+
     /// How often to look for due events when there were none (default 1 s).
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(10));
         self
     }
 
-    /// The longest one delivery may take (default 10 s). A claim lasts for a whole batch
-    /// of them, plus 5 s.
+    /// The longest one request may take (default 10 s). A claim lasts for a whole batch of
+    /// them to every endpoint, plus 5 s.
     ///
     /// # Errors
     /// [`WebhookError::Client`] if the client cannot be rebuilt.
@@ -182,7 +215,10 @@ impl WebhookSender {
 
     /// How long a claim lasts: every request of a batch timing out, and a margin.
     fn lease(&self) -> Duration {
-        self.timeout * u32::try_from(self.batch).unwrap_or(u32::MAX) + Duration::from_secs(5)
+        let requests = self.batch.saturating_mul(self.endpoints.len());
+        self.timeout
+            .saturating_mul(u32::try_from(requests).unwrap_or(u32::MAX))
+            .saturating_add(Duration::from_secs(5))
     }
 
     /// Delivers until `shutdown` completes: then stops, handing back (as due now) what it
@@ -239,7 +275,7 @@ impl WebhookSender {
         Ok(claimed)
     }
 
-    /// Sends one event once; what to record.
+    /// Sends one event once to every endpoint that has not accepted it; what to record.
     async fn attempt(&self, entry: &OutboxEntry) -> Delivery {
         let event = &entry.event;
         let body = match serde_json::to_vec(&Payload {
@@ -253,23 +289,48 @@ impl WebhookSender {
                 return self.retry(entry);
             }
         };
+        let mut accepted = self
+            .accepted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&event.id)
+            .unwrap_or_else(|| vec![false; self.endpoints.len()]);
+        for (endpoint, done) in self.endpoints.iter().zip(accepted.iter_mut()) {
+            if !*done {
+                *done = self.send(endpoint, entry, &body).await;
+            }
+        }
+        if accepted.iter().all(|done| *done) {
+            tracing::debug!(event = %event.id, kind = event.kind.as_str(), "webhook delivered");
+            return Delivery::Delivered;
+        }
+        if accepted.iter().any(|done| *done) {
+            let mut partly = self.accepted.lock().unwrap_or_else(PoisonError::into_inner);
+            if partly.len() >= MAX_PARTLY_DELIVERED {
+                partly.clear();
+            }
+            partly.insert(event.id.clone(), accepted);
+        }
+        self.retry(entry)
+    }
+
+    /// One request to one endpoint; whether it was accepted (a 2xx answer).
+    async fn send(&self, endpoint: &Endpoint, entry: &OutboxEntry, body: &[u8]) -> bool {
+        let event = &entry.event;
         let now = Timestamp::now().as_second();
-        let signature = self.secret.sign(&event.id, now, &body);
+        let signature = endpoint.secret.sign(&event.id, now, body);
         let sent = self
             .client
-            .post(self.url.clone())
+            .post(endpoint.url.clone())
             .header("webhook-id", &event.id)
             .header("webhook-timestamp", now.to_string())
             .header("webhook-signature", signature)
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.to_vec())
             .send()
             .await;
         match sent {
-            Ok(response) if response.status().is_success() => {
-                tracing::debug!(event = %event.id, kind = event.kind.as_str(), "webhook delivered");
-                Delivery::Delivered
-            }
+            Ok(response) if response.status().is_success() => true,
             Ok(response) => {
                 tracing::warn!(
                     event = %event.id,
@@ -278,7 +339,7 @@ impl WebhookSender {
                     attempts = entry.attempts,
                     "webhook refused; will retry"
                 );
-                self.retry(entry)
+                false
             }
             Err(error) => {
                 // reqwest's error names the URL; an endpoint URL may carry a token in its
@@ -297,7 +358,7 @@ impl WebhookSender {
                     attempts = entry.attempts,
                     "webhook not delivered; will retry"
                 );
-                self.retry(entry)
+                false
             }
         }
     }
