@@ -353,37 +353,6 @@ async fn a_batch_of_a_thousand_tokens_is_answered_and_requests_still_get_through
     assert!(took < Duration::from_secs(120), "{took:?}");
 }
 
-/// Status and body of a raw HTTP/1.1 POST of `body` to `target`, with `headers`.
-#[cfg(feature = "postgres")]
-fn http_post(addr: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut head = format!(
-        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head += &format!("{name}: {value}\r\n");
-    }
-    head += "\r\n";
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
-}
-
 #[cfg(all(feature = "postgres", feature = "axum"))]
 #[test]
 fn three_servers_on_one_postgres_refuse_a_reported_key_within_a_second() {
@@ -441,7 +410,7 @@ fn three_servers_on_one_postgres_refuse_a_reported_key_within_a_second() {
             ("Github-Public-Key-Identifier", github.id.as_str()),
             ("Github-Public-Key-Signature", signature.as_str()),
         ];
-        let (status, answer) = http_post(receiver, target, &headers, &body);
+        let (status, answer) = common::http_post(receiver, target, &headers, &body);
         assert_eq!(status, 401, "{what}: {answer}");
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -453,7 +422,7 @@ fn three_servers_on_one_postgres_refuse_a_reported_key_within_a_second() {
         ("Github-Public-Key-Identifier", github.id.as_str()),
         ("Github-Public-Key-Signature", signature.as_str()),
     ];
-    let (status, answer) = http_post(receiver, target, &headers, &body);
+    let (status, answer) = common::http_post(receiver, target, &headers, &body);
     let answered = Instant::now();
     assert_eq!(status, 200, "{answer}");
     let feedback: serde_json::Value = serde_json::from_str(&answer).unwrap();

@@ -79,6 +79,9 @@ struct Inner {
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     feed: ChangeFeed,
+    /// When delivered events were last pruned (Unix seconds): at most once a minute, not
+    /// on every idle claim.
+    pruned_at: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -187,6 +190,7 @@ impl PgKeyStoreBuilder {
             config,
             tls,
             feed: ChangeFeed::default(),
+            pruned_at: std::sync::atomic::AtomicI64::new(0),
         });
         if self.follow {
             tokio::spawn(follow(
@@ -645,7 +649,12 @@ impl KeyStore for PgKeyStore {
             )
             .await
             .map_err(unavailable)?;
-        if rows.is_empty() {
+        let now = Timestamp::now().as_second();
+        let pruned_at = &self.inner.pruned_at;
+        let prune = rows.is_empty()
+            && now - pruned_at.load(std::sync::atomic::Ordering::Relaxed) >= 60
+            && pruned_at.swap(now, std::sync::atomic::Ordering::Relaxed) != now;
+        if prune {
             client
                 .execute(
                     "DELETE FROM tower_apikey_events WHERE delivered_at < now() - interval '7 days'",
