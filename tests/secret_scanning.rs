@@ -493,3 +493,66 @@ async fn a_refresher_replaces_the_set_keeps_it_on_failure_and_ends_with_it() {
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert!(task.is_finished(), "the refresher outlived its key set");
 }
+
+#[tokio::test]
+async fn alerts_read_at_once_are_bounded_and_a_caller_that_leaves_frees_its_place() {
+    use tower_apikey::admin::secret_scanning::{MAX_ALERTS_AT_ONCE, MAX_BODY};
+
+    let store = MemoryStore::new();
+    let github = Github::new("github");
+    let receiver = SecretScanningReceiver::new(
+        Validator::builder(store.clone()).build(),
+        fast_keys(&store),
+        GithubPublicKeys::from_json(&github.published()).unwrap(),
+    );
+    let app: Router = Router::new().nest("/github/secret-scanning", receiver.into_router());
+    // Bodies that never finish arriving: each holds a place while it is read.
+    let stalled = |signature: &str| {
+        http::Request::post("/github/secret-scanning")
+            .header("Github-Public-Key-Identifier", &github.id)
+            .header("Github-Public-Key-Signature", signature)
+            .body(Body::new(Stalled))
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..MAX_ALERTS_AT_ONCE {
+        let app = app.clone();
+        let request = stalled("c2ln");
+        held.push(tokio::spawn(async move { send(&app, request).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let body = alert(&["x"]);
+    let (status, _) = send(&app, request(&github.id, &github.sign(&body), body.clone())).await;
+    assert_eq!(status, 503, "a third alert while two are being read");
+    // An unknown key id is refused before any place is taken or any body read.
+    let (status, _) = send(&app, request("unknown", "c2ln", body.clone())).await;
+    assert_eq!(status, 401);
+    for task in held {
+        task.abort();
+        let _ = task.await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, answer) = send(&app, request(&github.id, &github.sign(&body), body)).await;
+    assert_eq!(
+        status, 200,
+        "the places came back when the callers left: {answer}"
+    );
+    let big = vec![b' '; MAX_BODY + 1];
+    let (status, _) = send(&app, request(&github.id, "c2ln", big)).await;
+    assert_eq!(status, 413);
+}
+
+/// A request body that never arrives.
+struct Stalled;
+
+impl http_body::Body for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}

@@ -619,6 +619,10 @@ impl KeyStore for FileStore {
         .await
     }
 
+    async fn list_expiring(&self, until: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.read().records.list_expiring(until))
+    }
+
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
         // Known already as last read: no write (every server sweeps every minute).
         let known = {

@@ -48,6 +48,18 @@ impl RecordMap {
             .collect()
     }
 
+    /// Clones only the records that expire by `until` and are not revoked.
+    pub(crate) fn list_expiring(&self, until: Timestamp) -> Vec<KeyRecord> {
+        self.0
+            .values()
+            .filter(|r| {
+                r.status != crate::record::KeyStatus::Revoked
+                    && r.expires_at.is_some_and(|at| at <= until)
+            })
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn list_legacy(&self) -> Vec<KeyRecord> {
         self.0.values().filter(|r| r.legacy).cloned().collect()
     }

@@ -150,6 +150,10 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_expiring(&self, until: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.read().list_expiring(until))
+    }
+
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
         Ok(self.write().outbox_mut().push_new(events))
     }

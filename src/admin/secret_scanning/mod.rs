@@ -8,8 +8,10 @@
 //! under the key named by `Github-Public-Key-Identifier`.
 //!
 //! [`SecretScanningReceiver::into_router`] answers that `POST`:
-//! - a missing or bad signature, or an unknown key identifier → `401`, and the store is not
-//!   touched; the body is read (at most [`MAX_BODY`]) and verified before it is parsed;
+//! - a missing signature or an unknown key identifier → `401` before the body is read; a bad
+//!   signature → `401` and the store is not touched; at most [`MAX_ALERTS_AT_ONCE`] alerts
+//!   are read at a time (more → `503`), each body at most [`MAX_BODY`], verified before it is
+//!   parsed: what a caller without GitHub's key can make the server do is bounded;
 //! - each distinct token is checked with [`Validator::record_of`]: one store read and one
 //!   derivation through the validator's bounded cold path, one token at a time, so a batch
 //!   holds at most one place and normal traffic keeps the rest; when every place stays taken
@@ -51,17 +53,17 @@
 mod public_keys;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 pub use public_keys::{GithubPublicKeys, KeySetError, RefreshError, SignatureError};
 
@@ -74,6 +76,9 @@ use crate::validator::{ValidationError, Validator};
 
 /// The largest alert body read: 1,000 alerts with long URLs fit in a quarter of it.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Alerts read and checked at once; more are answered `503` (GitHub sends them again), so
+/// bodies in memory are bounded by this times [`MAX_BODY`].
+pub const MAX_ALERTS_AT_ONCE: usize = 2;
 /// The header naming the key that signed the alert.
 pub const KEY_IDENTIFIER_HEADER: &str = "github-public-key-identifier";
 /// The header carrying the signature (base64 DER).
@@ -87,6 +92,7 @@ pub struct SecretScanningReceiver {
     keys: GithubPublicKeys,
     max_tokens: usize,
     max_wait: Duration,
+    reading: Arc<Semaphore>,
 }
 
 /// One reported token, as GitHub sends it.
@@ -131,8 +137,8 @@ pub enum ReceiverError {
     /// The signature headers are missing.
     #[error("alert not authenticated: missing {0} header")]
     MissingHeader(&'static str),
-    /// The body is over [`MAX_BODY`]: `413`.
-    #[error("alert body over {MAX_BODY} bytes")]
+    /// The body is over [`MAX_BODY`] (or could not be read): `413`.
+    #[error("alert body over {MAX_BODY} bytes, or unreadable")]
     TooLarge,
     /// The body is not GitHub's alert array: `400`. Only the place is kept: the parser's
     /// message can quote the body, which holds tokens.
@@ -149,8 +155,9 @@ pub enum ReceiverError {
         /// The limit.
         max: usize,
     },
-    /// The cold path stayed full for [`max_wait`](SecretScanningReceiver::max_wait): `503`.
-    #[error("too busy to check the alert's tokens now")]
+    /// The cold path stayed full for [`max_wait`](SecretScanningReceiver::max_wait), or
+    /// [`MAX_ALERTS_AT_ONCE`] alerts are being read already: `503`.
+    #[error("too busy to check an alert now")]
     Busy,
     /// The store failed: `503` when unavailable, `500` otherwise.
     #[error("key store failed: {0}")]
@@ -170,6 +177,7 @@ impl SecretScanningReceiver {
             keys,
             max_tokens: 1_000,
             max_wait: Duration::from_secs(10),
+            reading: Arc::new(Semaphore::new(MAX_ALERTS_AT_ONCE)),
         }
     }
 
@@ -191,7 +199,7 @@ impl SecretScanningReceiver {
     pub fn into_router<T: Clone + Send + Sync + 'static>(self) -> Router<T> {
         Router::new()
             .route("/", post(receive))
-            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(DefaultBodyLimit::disable())
             .with_state(self)
     }
 
@@ -309,26 +317,37 @@ impl SecretScanningReceiver {
     }
 }
 
-async fn receive(
-    State(receiver): State<SecretScanningReceiver>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let header = |name: &'static str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ReceiverError::MissingHeader(name))
-    };
-    let outcome = async {
-        let key_identifier = header(KEY_IDENTIFIER_HEADER)?;
-        let signature = header(SIGNATURE_HEADER)?;
-        let body = body.map_err(|_| ReceiverError::TooLarge)?;
-        receiver.receive(key_identifier, signature, &body).await
-    };
-    match outcome.await {
+async fn receive(State(receiver): State<SecretScanningReceiver>, request: Request) -> Response {
+    match receiver.receive_request(request).await {
         Ok(feedback) => Json(feedback).into_response(),
         Err(error) => error.into_response(),
+    }
+}
+
+impl SecretScanningReceiver {
+    /// Headers first: a request without them, or naming a key not in the set, is refused
+    /// before its body is read.
+    async fn receive_request(&self, request: Request) -> Result<Vec<Feedback>, ReceiverError> {
+        let (parts, body) = request.into_parts();
+        let header = |name: &'static str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(ReceiverError::MissingHeader(name))
+        };
+        let key_identifier = header(KEY_IDENTIFIER_HEADER)?;
+        let signature = header(SIGNATURE_HEADER)?;
+        if !self.keys.knows(key_identifier) {
+            return Err(ReceiverError::Unauthenticated(SignatureError::UnknownKey));
+        }
+        let _reading = Arc::clone(&self.reading)
+            .try_acquire_owned()
+            .map_err(|_| ReceiverError::Busy)?;
+        let body = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| ReceiverError::TooLarge)?;
+        self.receive(key_identifier, signature, &body).await
     }
 }
 

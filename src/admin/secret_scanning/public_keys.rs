@@ -116,6 +116,14 @@ impl GithubPublicKeys {
         Ok(())
     }
 
+    /// Whether the set holds a key with this identifier.
+    pub fn knows(&self, key_identifier: &str) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key_identifier)
+    }
+
     /// Checks `signature` (base64 of a DER ECDSA P-256 / SHA-256 signature, as in
     /// `Github-Public-Key-Signature`) over `body` under the key named `key_identifier`.
     ///
