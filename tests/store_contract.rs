@@ -187,10 +187,18 @@ impl KeyStore for VecStore {
     }
 
     async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
-        Ok(self.with(|records| match Self::position(records, id) {
-            Ok(at) => QuotaGrant::take(&mut records[at], want, Timestamp::now()),
-            Err(_) => QuotaGrant::NONE,
-        }))
+        Ok(
+            self.with_outbox(|records, outbox| match Self::position(records, id) {
+                Ok(at) => {
+                    let grant = QuotaGrant::take(&mut records[at], want, Timestamp::now());
+                    if let (0, Some(start)) = (grant.remaining, grant.period_start) {
+                        outbox.push_new(vec![KeyEvent::quota_exhausted(&records[at], start)]);
+                    }
+                    grant
+                }
+                Err(_) => QuotaGrant::NONE,
+            }),
+        )
     }
 
     async fn return_quota(

@@ -9,8 +9,9 @@
 //! `key.expiring` and `key.expired`, once per key across a fleet.
 //!
 //! Events carry ids, principals, names, reasons and times: never a key, a hash or a lookup
-//! digest. Usage (last use, quota spent) is not a change and makes no event; neither does an
-//! import (a migration of many records, not a change to keys in use).
+//! digest. Usage (last use, quota spent) is not a change and makes no event, but for a quota
+//! running out (`key.quota_exhausted`, once a period); neither does an import (a migration of
+//! many records, not a change to keys in use).
 
 pub mod expiry;
 mod outbox;
@@ -58,6 +59,10 @@ pub enum EventKind {
     /// Its record was deleted.
     #[serde(rename = "key.deleted")]
     Deleted,
+    /// Its quota has been handed out for the current period: the store has no uses left to
+    /// lease (servers may still hold a last block). Once per period.
+    #[serde(rename = "key.quota_exhausted")]
+    QuotaExhausted,
     /// It expires within a warning horizon ([`expiry::ExpirySweeper`]).
     #[serde(rename = "key.expiring")]
     Expiring,
@@ -79,6 +84,7 @@ impl EventKind {
             EventKind::Revoked => "key.revoked",
             EventKind::Leaked => "key.leaked",
             EventKind::Deleted => "key.deleted",
+            EventKind::QuotaExhausted => "key.quota_exhausted",
             EventKind::Expiring => "key.expiring",
             EventKind::Expired => "key.expired",
         }
@@ -148,6 +154,17 @@ impl KeyEvent {
                 .then(|| record.replaces.clone())
                 .flatten(),
         }
+    }
+
+    /// The `key.quota_exhausted` event for `record`'s quota period starting at
+    /// `period_start`: its id is made from both, so a store adds it once per period
+    /// ([`Outbox::push_new`]) however many leases find the quota empty.
+    pub fn quota_exhausted(record: &KeyRecord, period_start: Timestamp) -> Self {
+        let mut event = KeyEvent::new(EventKind::QuotaExhausted, record);
+        event.id = format!("evt_quota_{}_{}", record.id, period_start.as_second());
+        event.at = Timestamp::now();
+        event.actor = None;
+        event
     }
 
     /// The events a store writes with a change from `before` to `after` (`None`: no record).

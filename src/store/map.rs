@@ -151,10 +151,15 @@ impl RecordMap {
     }
 
     /// Takes up to `want` uses of a key's quota (see [`QuotaGrant::take`]); `None` if there
-    /// is no such record.
+    /// is no such record. The quota running out is an event, once per period.
     pub(crate) fn take_quota(&mut self, id: &KeyId, want: u64) -> Option<QuotaGrant> {
         let record = self.0.get_mut(id)?;
-        Some(QuotaGrant::take(record, want, Timestamp::now()))
+        let grant = QuotaGrant::take(record, want, Timestamp::now());
+        if let (0, Some(start)) = (grant.remaining, grant.period_start) {
+            self.1
+                .push_new(vec![KeyEvent::quota_exhausted(record, start)]);
+        }
+        Some(grant)
     }
 
     /// Gives uses back (see [`QuotaGrant::give_back`]); whether they were taken.

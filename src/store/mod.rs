@@ -159,7 +159,9 @@ pub trait KeyStore: Send + Sync + 'static {
     /// record, grants nothing ([`QuotaGrant::NONE`]).
     ///
     /// Atomic, and publishes no change: usage does not change whether a key is valid. Two
-    /// servers taking uses at once never get more than the quota holds between them.
+    /// servers taking uses at once never get more than the quota holds between them. When no
+    /// use is left in the period, it adds [`KeyEvent::quota_exhausted`] to the outbox in the
+    /// same step (the store adds that id once).
     fn take_quota(
         &self,
         id: &KeyId,
@@ -212,7 +214,7 @@ pub trait KeyStore: Send + Sync + 'static {
     /// counts an attempt. What a webhook sender calls.
     ///
     /// Every write that changes a record (`insert`, `insert_limited`, `replace`, `delete`;
-    /// not `insert_many`, `record_last_used` or the quota methods) adds its events
+    /// not `insert_many`, `record_last_used` or `return_quota`) adds its events
     /// ([`KeyEvent::for_change`](crate::events::KeyEvent::for_change)) to the outbox in the
     /// same atomic step. Claiming is atomic too: two senders, in one process or many, never
     /// hold the same event at once. [`Outbox`](crate::events::Outbox) is the rule every

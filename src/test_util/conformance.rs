@@ -85,6 +85,7 @@ where
     outbox_claims_are_exclusive(Arc::new(fresh().await)).await;
     added_events_are_added_once(Arc::new(fresh().await)).await;
     list_expiring_reads_what_expires(fresh().await).await;
+    quota_running_out_is_one_event(fresh().await).await;
 }
 
 #[track_caller]
@@ -1087,5 +1088,42 @@ async fn list_expiring_reads_what_expires<S: KeyStore>(store: S) {
         ids(&listed) == ["a-gone", "b-soon"],
         RULE,
         format!("expiring within a day: {:?}", ids(&listed)),
+    );
+}
+
+async fn quota_running_out_is_one_event<S: KeyStore>(store: S) {
+    const RULE: &str =
+        "a quota running out adds one key.quota_exhausted a period, in the same write";
+    let mut a = record("a1", "alice");
+    a.name = Some("metered".into());
+    a.set_quota(Some(
+        crate::policy::Quota::new(3, None).unwrap_or_else(|e| broken("test setup", e)),
+    ));
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    drain(&store, RULE).await;
+    let mut granted = Vec::new();
+    for want in [2, 2, 1, 5] {
+        granted.push(expect(store.take_quota(&a.id, want).await, RULE, "take_quota").granted);
+    }
+    ensure(
+        granted == [2, 1, 0, 0],
+        RULE,
+        format!("granted {granted:?} of a quota of 3"),
+    );
+    let events = drain(&store, RULE).await;
+    let kinds: Vec<(EventKind, &str)> = events
+        .iter()
+        .map(|e| (e.event.kind, e.event.key_id.as_str()))
+        .collect();
+    ensure(
+        kinds == [(EventKind::QuotaExhausted, "a1")],
+        RULE,
+        format!("the outbox held {kinds:?}"),
+    );
+    let event = &events[0].event;
+    ensure(
+        event.principal == "alice" && event.name.as_deref() == Some("metered"),
+        RULE,
+        format!("the event lost its details: {event:?}"),
     );
 }

@@ -522,7 +522,8 @@ impl KeyStore for PgKeyStore {
     }
 
     async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
-        // One statement, no change logged: usage changes no key's validity. The row lock
+        // One statement, no change logged: usage changes no key's validity; the quota
+        // running out is an event, added in the same statement once per period. The row lock
         // taken by FOR UPDATE orders servers taking leases of one key at once; the refill
         // rule is QuotaGrant::take's.
         let want = i64::try_from(want).unwrap_or(i64::MAX);
@@ -544,13 +545,27 @@ impl KeyStore for PgKeyStore {
                           ELSE coalesce(quota_remaining, quota_uses) END AS left_over \
                    FROM cur \
                  ) \
-                 UPDATE tower_apikey_keys AS k \
-                 SET quota_period_start = f.start, \
-                     quota_remaining = f.left_over - LEAST($2, f.left_over) \
-                 FROM fresh AS f WHERE k.id = f.id \
-                 RETURNING LEAST($2, f.left_over) AS granted, k.quota_remaining AS remaining, \
-                   f.start AS period_start, \
-                   f.start + make_interval(secs => f.quota_refill_seconds) AS refills_at",
+                 , upd AS ( \
+                   UPDATE tower_apikey_keys AS k \
+                   SET quota_period_start = f.start, \
+                       quota_remaining = f.left_over - LEAST($2, f.left_over) \
+                   FROM fresh AS f WHERE k.id = f.id \
+                   RETURNING k.id, k.principal, k.name, k.expires_at, \
+                     LEAST($2, f.left_over) AS granted, k.quota_remaining AS remaining, \
+                     f.start AS period_start, \
+                     f.start + make_interval(secs => f.quota_refill_seconds) AS refills_at \
+                 ), exhausted AS ( \
+                   INSERT INTO tower_apikey_events (id, event) \
+                   SELECT e.id, json_strip_nulls(json_build_object('id', e.id, \
+                       'type', 'key.quota_exhausted', 'at', now(), 'key_id', u.id, \
+                       'principal', u.principal, 'name', u.name, \
+                       'expires_at', u.expires_at))::TEXT \
+                   FROM upd AS u, LATERAL (SELECT 'evt_quota_' || u.id || '_' \
+                       || floor(extract(epoch FROM u.period_start))::BIGINT AS id) AS e \
+                   WHERE u.remaining = 0 \
+                   ON CONFLICT (id) DO NOTHING \
+                 ) \
+                 SELECT granted, remaining, period_start, refills_at FROM upd",
                 &[&id.as_str(), &want],
             )
             .await
