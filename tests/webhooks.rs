@@ -140,6 +140,20 @@ async fn each_endpoint_gets_each_event_and_one_that_accepted_gets_no_retries() {
         .endpoint(&down.url, secret())
         .unwrap()
         .retry_backoff(Duration::from_millis(10), Duration::from_millis(10));
+    let shown = format!(
+        "{:?}",
+        WebhookSender::new(
+            store.clone(),
+            "https://hooks.example.com/T000/s3cr3tpath?token=abc",
+            secret()
+        )
+        .unwrap()
+    );
+    assert!(shown.contains("hooks.example.com"), "{shown}");
+    assert!(
+        !shown.contains("s3cr3tpath") && !shown.contains("abc"),
+        "{shown}"
+    );
     let counts = |r: &Receiver| {
         let seen = r.seen.lock().unwrap();
         (seen.attempts.len(), seen.accepted.values().sum::<usize>())

@@ -116,10 +116,19 @@ pub struct WebhookSender {
 }
 
 /// Where events go, and the secret they are signed with there.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Endpoint {
     url: reqwest::Url,
     secret: WebhookSecret,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A webhook URL can be a secret itself (a token in its path or query): the host only.
+        f.debug_struct("Endpoint")
+            .field("host", &self.url.host_str())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
