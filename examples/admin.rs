@@ -76,6 +76,14 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 
     #[cfg(feature = "webhooks")]
     let webhooks = webhook_sender(&store)?;
+    #[cfg(not(feature = "webhooks"))]
+    if std::env::var_os("WEBHOOK_URL").is_some() {
+        return Err(
+            "WEBHOOK_URL is set, but this build cannot deliver webhooks: \
+                    cargo run --release --features admin,webhooks --example admin"
+                .into(),
+        );
+    }
     let (stop_sweeping, sweeping) = tokio::sync::oneshot::channel::<()>();
     let sweeper = tokio::spawn(expiry_sweeper(&store)?.run_until(async move {
         let _ = sweeping.await;
