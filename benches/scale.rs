@@ -22,7 +22,7 @@ use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
 use tower_apikey::lifecycle::MaximoKey;
 use tower_apikey::store::KeyQuery;
 use tower_apikey::{
-    FileStore, KeyManager, KeyRecord, KeyStore, MemoryStore, ValidationError, Validator,
+    FileStore, KeyManager, KeyRecord, KeyStore, MemoryStore, UsageStore, ValidationError, Validator,
 };
 
 /// Probe keys per store, validated cold in every round.
@@ -68,7 +68,7 @@ fn probes() -> Vec<(KeyRecord, String)> {
 }
 
 /// Mean time of one cold validation of each probe, by a fresh validator over `store`.
-async fn cold_lookup<S: KeyStore + Clone>(store: &S, probes: &[(KeyRecord, String)]) -> Duration {
+async fn cold_lookup<S: UsageStore + Clone>(store: &S, probes: &[(KeyRecord, String)]) -> Duration {
     let validator = Validator::builder(store.clone()).build();
     let started = Instant::now();
     for (_, key) in probes {
@@ -98,7 +98,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Cold lookups in the small and the large store, alternating; prints the ratio.
-async fn compare<S: KeyStore + Clone>(
+async fn compare<S: UsageStore + Clone>(
     label: &str,
     small: &S,
     large: &S,
@@ -138,7 +138,7 @@ async fn admin_page<S: KeyStore>(label: &str, store: &S, n: usize) {
         let page = store.query(&query).await.unwrap();
         paged.push(started.elapsed());
         let started = Instant::now();
-        let all = store.list(None).await.unwrap();
+        let all = store.query(&KeyQuery::new()).await.unwrap();
         let filtered: Vec<&KeyRecord> = all
             .iter()
             .filter(|r| r.id > *query.after.as_ref().unwrap() && query.matches(r))

@@ -41,8 +41,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_apikey::admin::secret_scanning::{GithubPublicKeys, SecretScanningReceiver};
 use tower_apikey::admin::AdminApi;
-use tower_apikey::events::expiry::ExpirySweeper;
 use tower_apikey::permission::API_KEY_ADMIN;
+use tower_apikey::store::KeyQuery;
+use tower_apikey::sweeper::ExpirySweeper;
 use tower_apikey::{
     ApiKeyLayer, BoxKeyStore, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator,
 };
@@ -58,7 +59,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     if let Ok(limit) = std::env::var("MAX_KEYS_PER_PRINCIPAL") {
         keys = keys.max_keys_per_principal(limit.parse()?);
     }
-    let has_admin = store.list(None).await?.iter().any(|r| {
+    let has_admin = store.query(&KeyQuery::new()).await?.iter().any(|r| {
         r.permissions.iter().any(|p| p == API_KEY_ADMIN) && r.is_live_at(jiff::Timestamp::now())
     });
     if !has_admin {
@@ -143,7 +144,7 @@ fn webhook_sender(
     )>,
     Box<dyn Error + Send + Sync>,
 > {
-    use tower_apikey::events::webhook::{WebhookSecret, WebhookSender};
+    use tower_apikey::webhook::{WebhookSecret, WebhookSender};
 
     let Ok(url) = std::env::var("WEBHOOK_URL") else {
         return Ok(None);

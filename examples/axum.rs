@@ -52,7 +52,8 @@ use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
 use tower_apikey::layer::ClientAddress;
 use tower_apikey::policy::IpNet;
-use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, Validator};
+use tower_apikey::store::KeyQuery;
+use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyRecord, KeyStore, UsageStore, Validator};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
@@ -87,13 +88,13 @@ async fn ready(validator: Validator) -> (StatusCode, &'static str) {
 }
 
 /// Serves `/whoami` behind the layer, with keys in `store`, until Ctrl-C.
-async fn serve<S: KeyStore>(
+async fn serve<S: UsageStore>(
     store: S,
     addr: &str,
     keys_in: &str,
     prometheus: PrometheusHandle,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
-    if store.list(None).await?.is_empty() {
+    if store.query(&KeyQuery::new().limit(1)).await?.is_empty() {
         issue_demo_key(&store, addr).await?;
     }
 

@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{ApiKeyLayer, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator};
 
 #[tokio::main]
@@ -33,7 +34,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
 
     let store = FileStore::open(&path).await?;
-    if store.list(None).await?.is_empty() {
+    if store.query(&KeyQuery::new().limit(1)).await?.is_empty() {
         let (_, key) = KeyManager::new(store.clone())
             .issue(NewKey::new("demo").name("demo key").permissions(["read"]))
             .await?;

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::ser::SerializeStruct;
 
 use crate::key::KeyId;
-use crate::policy::{IpNet, KeyUsage, RateLimitStatus};
+use crate::policy::{IpNet, PolicyState, RateLimitStatus};
 use crate::record::KeyRecord;
 
 /// Who called: the principal a key belongs to, the key's id, its permissions and expiry.
@@ -30,17 +30,17 @@ struct Inner {
     /// Unix seconds of the last use noted by the validator that made this identity.
     last_used: AtomicI64,
     /// The key's policies and their state; `None` for a key with none (which pays nothing).
-    usage: Option<Arc<KeyUsage>>,
+    usage: Option<Arc<PolicyState>>,
 }
 
 impl Identity {
     /// The identity a record grants (with its policies' state starting afresh).
     pub fn from_record(record: &KeyRecord) -> Self {
-        Self::with_usage(record, KeyUsage::of(record).map(Arc::new))
+        Self::with_usage(record, PolicyState::of(record.policies()).map(Arc::new))
     }
 
     /// The identity a record grants, sharing `usage` (a validator's state for the key).
-    pub(crate) fn with_usage(record: &KeyRecord, usage: Option<Arc<KeyUsage>>) -> Self {
+    pub(crate) fn with_usage(record: &KeyRecord, usage: Option<Arc<PolicyState>>) -> Self {
         Self(Arc::new(Inner {
             key_id: record.id.clone(),
             principal: record.principal.as_str().into(),
@@ -54,7 +54,7 @@ impl Identity {
 
     /// The key's policies and their state, if it has any.
     #[inline]
-    pub(crate) fn usage(&self) -> Option<&Arc<KeyUsage>> {
+    pub(crate) fn usage(&self) -> Option<&Arc<PolicyState>> {
         self.0.usage.as_ref()
     }
 

@@ -11,7 +11,7 @@
 //!   record id (a cached key costs a digest compare, no PBKDF2); a cold key costs one store
 //!   read and one PBKDF2 derivation on a low-priority thread, off the runtime.
 //! - [`KeyRecord`] ([`record`]): who a key belongs to, what it may do, whether it may be used;
-//!   [`expiry`]: when it stops, in the forms operators write.
+//!   [`lifecycle::Expiry`]: when it stops, in the forms operators write.
 //! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
 //!   (feature `postgres`) for a fleet; [`BoxKeyStore`] holds any of them. Your own store
 //!   checks itself with `test_util::check_store_contract` (feature `test-util`).
@@ -68,7 +68,6 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod events;
-pub mod expiry;
 pub mod hash;
 pub mod identity;
 pub mod key;
@@ -80,15 +79,20 @@ pub mod record;
 pub mod scan;
 pub mod store;
 mod streak;
+pub mod sweeper;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod validator;
+#[cfg(feature = "webhooks")]
+pub mod webhook;
 
 pub use identity::Identity;
 pub use layer::{ApiKey, ApiKeyLayer};
 pub use lifecycle::{KeyManager, KeyPatch, LifecycleError, NewKey};
 pub use record::{KeyRecord, KeyStatus, Revocation, RevocationReason};
-pub use store::{BoxKeyStore, FileStore, KeyStore, MemoryStore, StoreError};
+pub use store::{
+    BoxKeyStore, FileStore, KeyStore, MemoryStore, OutboxStore, StoreError, UsageStore,
+};
 pub use validator::{ValidationError, Validator};
 
 #[cfg(doctest)]

@@ -327,6 +327,7 @@ async fn a_caller_gone_while_its_lease_is_taken_loses_no_use() {
             .await
             .unwrap()
             .unwrap()
+            .usage
             .quota_remaining;
         assert_eq!(left, Some(0), "dropped after {waits} waits");
     }

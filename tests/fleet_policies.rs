@@ -186,7 +186,7 @@ fn three_servers_hold_a_rate_limit_and_a_quota_between_them() {
     let left = runtime.block_on(async {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         let id = quota_key.split('_').nth(1).unwrap().parse().unwrap();
-        store.get(&id).await.unwrap().unwrap().quota_remaining
+        store.get(&id).await.unwrap().unwrap().usage.quota_remaining
     });
     assert_eq!(left, Some(0), "every use spent, none stranded");
 }

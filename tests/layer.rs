@@ -612,7 +612,7 @@ async fn rate_limit_and_quota_refusals_are_counted_and_the_identity_shows_what_i
     assert!(stats.quota_leases >= 2, "{stats:?}");
     // The store counted the two uses.
     let stored = store.get(&record.id).await.unwrap().unwrap();
-    assert_eq!(stored.quota_remaining, Some(0));
+    assert_eq!(stored.usage.quota_remaining, Some(0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

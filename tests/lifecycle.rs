@@ -3,10 +3,11 @@
 mod common;
 
 use jiff::{Span, Timestamp};
-use tower_apikey::expiry::Expiry;
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
-use tower_apikey::lifecycle::{Export, MaximoKey};
+use tower_apikey::lifecycle::{Expiry, Export, MaximoKey};
+use tower_apikey::store::{KeyQuery, UsageStore};
+use tower_apikey::test_util::{Forward, StoreDouble};
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{
     FileStore, KeyManager, KeyStatus, KeyStore, LifecycleError, MemoryStore, NewKey,
@@ -26,7 +27,7 @@ async fn accepted(validator: &Validator, key: &str) -> bool {
 }
 
 /// Every rule of the lifecycle, on one backend.
-async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
+async fn lifecycle_rules<S: UsageStore + Clone>(store: S) {
     // One iteration: these tests are about rules, not hashing cost.
     let params = HashParams::default().iterations(1).unwrap();
     let keys = KeyManager::new(store.clone())
@@ -196,7 +197,7 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
         .await
         .unwrap();
     let _ = limited_key;
-    keys.store().take_quota(&limited.id, 3).await.unwrap();
+    store.take_quota(&limited.id, 3).await.unwrap();
 
     // Export, import into an empty store of the same kind: the keys still work.
     let export = keys.export().await.unwrap();
@@ -205,12 +206,12 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
         (
             exported.rate_limit.map(|l| l.to_string()),
             exported.quota.map(|q| q.to_string()),
-            exported.quota_remaining,
+            exported.usage.quota_remaining,
             exported.allowed_ips.len(),
         ),
         (Some("100/1m".into()), Some("10/1d".into()), Some(7), 1)
     );
-    assert!(exported.quota_period_start.is_some());
+    assert!(exported.usage.quota_period_start.is_some());
     assert_eq!(export.keys.len(), keys.list(None).await.unwrap().len());
     let json = serde_json::to_string(&export).unwrap();
     assert!(
@@ -224,7 +225,7 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
         restored.import(back.clone()).await.unwrap(),
         export.keys.len()
     );
-    assert_eq!(empty.list(None).await.unwrap(), export.keys);
+    assert_eq!(empty.query(&KeyQuery::new()).await.unwrap(), export.keys);
     let other = Validator::builder(empty.clone()).build();
     assert!(accepted(&other, rotated_key.expose()).await);
     assert!(accepted(&other, plaintext.expose()).await);
@@ -233,7 +234,10 @@ async fn lifecycle_rules<S: KeyStore + Clone>(store: S) {
         restored.import(back).await,
         Err(LifecycleError::AlreadyExists(_))
     ));
-    assert_eq!(empty.list(None).await.unwrap().len(), export.keys.len());
+    assert_eq!(
+        empty.query(&KeyQuery::new()).await.unwrap().len(),
+        export.keys.len()
+    );
 }
 
 #[tokio::test]
@@ -299,7 +303,7 @@ async fn maximo_import_makes_legacy_records_and_names_bad_rows() {
         .unwrap_err();
     assert!(err.to_string().contains("row 1"));
     assert_eq!(
-        store.list(None).await.unwrap().len(),
+        store.query(&KeyQuery::new()).await.unwrap().len(),
         2,
         "nothing more added"
     );
@@ -307,7 +311,8 @@ async fn maximo_import_makes_legacy_records_and_names_bad_rows() {
 
 #[tokio::test]
 async fn expiry_forms_apply_on_issue() {
-    let keys = KeyManager::new(MemoryStore::new())
+    let store = MemoryStore::new();
+    let keys = KeyManager::new(store.clone())
         .hash_params(HashParams::default().iterations(1).unwrap())
         .max_keys_per_principal(std::num::NonZeroUsize::new(10).unwrap());
     let now = Timestamp::now();
@@ -331,7 +336,7 @@ async fn expiry_forms_apply_on_issue() {
         .await
         .unwrap();
     assert!(r.is_expired_at(now));
-    let validator = Validator::builder(keys.store().clone()).build();
+    let validator = Validator::builder(store).build();
     assert!(matches!(
         validator.validate(&presented(key.expose())).await,
         Err(ValidationError::Rejected(RejectReason::Expired))
@@ -346,59 +351,13 @@ struct RevokedMeanwhile {
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl KeyStore for RevokedMeanwhile {
-    async fn get(
-        &self,
-        id: &tower_apikey::key::KeyId,
-    ) -> Result<Option<tower_apikey::KeyRecord>, tower_apikey::StoreError> {
-        self.inner.get(id).await
+impl StoreDouble for RevokedMeanwhile {
+    type Inner = MemoryStore;
+
+    fn inner(&self) -> &MemoryStore {
+        &self.inner
     }
-    async fn list(
-        &self,
-        principal: Option<&str>,
-    ) -> Result<Vec<tower_apikey::KeyRecord>, tower_apikey::StoreError> {
-        self.inner.list(principal).await
-    }
-    async fn insert(
-        &self,
-        record: tower_apikey::KeyRecord,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.insert(record).await
-    }
-    async fn insert_limited(
-        &self,
-        record: tower_apikey::KeyRecord,
-        limit: usize,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.insert_limited(record, limit).await
-    }
-    async fn insert_many(
-        &self,
-        records: Vec<tower_apikey::KeyRecord>,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.insert_many(records).await
-    }
-    async fn record_last_used(
-        &self,
-        used: Vec<(tower_apikey::key::KeyId, jiff::Timestamp)>,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.record_last_used(used).await
-    }
-    async fn take_quota(
-        &self,
-        id: &tower_apikey::key::KeyId,
-        want: u64,
-    ) -> Result<tower_apikey::policy::QuotaGrant, tower_apikey::StoreError> {
-        self.inner.take_quota(id, want).await
-    }
-    async fn return_quota(
-        &self,
-        id: &tower_apikey::key::KeyId,
-        uses: u64,
-        period_start: jiff::Timestamp,
-    ) -> Result<bool, tower_apikey::StoreError> {
-        self.inner.return_quota(id, uses, period_start).await
-    }
+
     async fn replace(
         &self,
         current: &tower_apikey::KeyRecord,
@@ -411,48 +370,16 @@ impl KeyStore for RevokedMeanwhile {
         }
         self.inner.replace(current, new).await
     }
-    async fn delete(
-        &self,
-        id: &tower_apikey::key::KeyId,
-    ) -> Result<bool, tower_apikey::StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn claim_events(
-        &self,
-        limit: usize,
-        lease: std::time::Duration,
-    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, tower_apikey::StoreError> {
-        self.inner.claim_events(limit, lease).await
-    }
-
-    async fn finish_event(
-        &self,
-        id: &str,
-        outcome: tower_apikey::events::Delivery,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.finish_event(id, outcome).await
-    }
-
-    async fn add_events(
-        &self,
-        events: Vec<tower_apikey::events::KeyEvent>,
-    ) -> Result<usize, tower_apikey::StoreError> {
-        self.inner.add_events(events).await
-    }
-
-    fn subscribe(&self, listener: std::sync::Weak<dyn tower_apikey::store::ChangeListener>) {
-        self.inner.subscribe(listener);
-    }
 }
 
 #[tokio::test]
 async fn a_change_never_undoes_a_revocation_made_meanwhile() {
     use tower_apikey::KeyPatch;
 
-    let store = RevokedMeanwhile {
+    let store = Forward(RevokedMeanwhile {
         inner: MemoryStore::new(),
         armed: Default::default(),
-    };
+    });
     let keys =
         KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap());
     let validator = Validator::builder(store.clone()).build();

@@ -22,6 +22,7 @@ use tower_apikey::admin::secret_scanning::{
 };
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{
     KeyManager, KeyStatus, KeyStore, MemoryStore, NewKey, RevocationReason, ValidationError,
     Validator,
@@ -299,7 +300,7 @@ async fn a_batch_of_a_thousand_tokens_is_answered_and_requests_still_get_through
     // 1,000 well-formed tokens with stored ids and wrong secrets: a derivation each.
     let format = KeyFormat::default();
     let mut tokens = Vec::new();
-    for record in store.list(None).await.unwrap() {
+    for record in store.query(&KeyQuery::new()).await.unwrap() {
         for _ in 0..50 {
             tokens.push(format.generate_for(&record.id).unwrap().expose().to_owned());
         }

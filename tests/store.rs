@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use tower_apikey::hash::{HashParams, Pbkdf2Hash, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
-use tower_apikey::store::{ChangeListener, StoreChange};
+use tower_apikey::store::{ChangeListener, KeyQuery, StoreChange};
 use tower_apikey::test_util::check_store_contract;
-use tower_apikey::{FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError};
+use tower_apikey::{
+    FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, UsageStore,
+};
 
 /// Records what a store publishes.
 #[derive(Default)]
@@ -36,7 +38,11 @@ fn record(principal: &str) -> KeyRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {
-    check_store_contract(|| async { MemoryStore::new() }).await;
+    check_store_contract(|| async {
+        let store = MemoryStore::new();
+        (store.clone(), store)
+    })
+    .await;
 }
 
 #[cfg(feature = "postgres")]
@@ -58,7 +64,11 @@ async fn postgres_store_conforms() {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        store
+        // A second server on the same database.
+        let other = tower_apikey::store::PgKeyStore::connect(url.as_str())
+            .await
+            .unwrap();
+        (store, other)
     })
     .await;
 }
@@ -79,7 +89,14 @@ async fn postgres_limit_holds_across_stores_writing_at_once() {
         );
     }
     assert_eq!(race_for_two_slots(stores).await, 2);
-    assert_eq!(first.list(Some("frank")).await.unwrap().len(), 2);
+    assert_eq!(
+        first
+            .query(&KeyQuery::new().principal("frank"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +106,11 @@ async fn file_store_conforms() {
     check_store_contract(|| {
         n += 1;
         let path = dir.path().join(format!("keys{n}.json"));
-        async move { FileStore::open(path).await.unwrap() }
+        // Two handles on one file, as two processes would hold.
+        async move {
+            let one = FileStore::open(&path).await.unwrap();
+            (one, FileStore::open(&path).await.unwrap())
+        }
     })
     .await;
 }
@@ -162,7 +183,14 @@ async fn file_store_limit_holds_across_handles_writing_at_once() {
     // Eight writers (as eight processes would, each with its own view) race for two slots.
     assert_eq!(race_for_two_slots(handles).await, 2);
     let fresh = FileStore::open(&path).await.unwrap();
-    assert_eq!(fresh.list(Some("frank")).await.unwrap().len(), 2);
+    assert_eq!(
+        fresh
+            .query(&KeyQuery::new().principal("frank"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -186,7 +214,7 @@ async fn file_store_writers_do_not_lose_each_others_changes() {
         t.await.unwrap();
     }
     let reopened = FileStore::open(&path).await.unwrap();
-    assert_eq!(reopened.list(None).await.unwrap().len(), 40);
+    assert_eq!(reopened.query(&KeyQuery::new()).await.unwrap().len(), 40);
 }
 
 #[tokio::test]
@@ -262,6 +290,7 @@ async fn file_store_last_use_writes_evict_no_cache_anywhere() {
         .await
         .unwrap()
         .unwrap()
+        .usage
         .last_used_at
         .is_none()
     {
@@ -281,7 +310,7 @@ async fn file_store_last_use_writes_evict_no_cache_anywhere() {
         .await
         .unwrap();
     assert_eq!(
-        writer.get(&id).await.unwrap().unwrap().last_used_at,
+        writer.get(&id).await.unwrap().unwrap().usage.last_used_at,
         Some(now)
     );
     // A real change still is published.

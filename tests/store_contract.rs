@@ -1,42 +1,54 @@
-//! A `KeyStore` written outside the crate, as a user would, checked by the published
-//! conformance suite (`test_util::check_store_contract`); and a store with the classic race
-//! (count, then insert), which the suite must catch and name.
+//! A store written outside the crate, as a user would, with every capability, checked by the
+//! published conformance suites (`test_util::check_store_contract`); and a store with the
+//! classic race (count, then insert), which the records suite must catch and name.
 
-use std::sync::{Mutex, PoisonError, Weak};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tower_apikey::events::{Delivery, KeyEvent, Outbox, OutboxEntry};
 use tower_apikey::key::KeyId;
-use tower_apikey::policy::QuotaGrant;
-use tower_apikey::store::{ChangeFeed, ChangeListener, KeyStore, StoreChange, StoreError};
-use tower_apikey::test_util::check_store_contract;
+use tower_apikey::store::{
+    ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, QuotaGrant, StoreChange,
+    StoreError, UsageStore,
+};
+use tower_apikey::test_util::{check_key_store, check_store_contract, check_usage_store};
 use tower_apikey::KeyRecord;
 
-/// Records in a `Vec` kept sorted by id, and the outbox, behind one mutex: nothing shared
-/// with the crate's own stores but the trait, the change feed helper and the outbox rules.
-#[derive(Default)]
+/// Records in a `Vec` kept sorted by id, the outbox and the rate totals, behind one mutex:
+/// nothing shared with the crate's own stores but the traits, the change feed helper and the
+/// outbox rules. Cloning gives another handle to the same store.
+#[derive(Clone, Default)]
 struct VecStore {
-    records: Mutex<(Vec<KeyRecord>, Outbox)>,
-    feed: ChangeFeed,
+    inner: Arc<Shared>,
     /// Counts, waits, then inserts: the race the contract forbids.
     racy_limit: bool,
+    /// Shares no rate-limit counts (what `share_rate_usage` did by default once): each
+    /// server on the store would limit alone, and say nothing.
+    silent_rates: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    feed: ChangeFeed,
+}
+
+#[derive(Default)]
+struct State {
+    records: Vec<KeyRecord>,
+    outbox: Outbox,
+    rates: BTreeMap<KeyId, u64>,
 }
 
 impl VecStore {
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<KeyRecord>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         f(&mut self
-            .records
+            .inner
+            .state
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0)
-    }
-
-    /// Records and outbox together: a change and its events in one step.
-    fn with_outbox<T>(&self, f: impl FnOnce(&mut Vec<KeyRecord>, &mut Outbox) -> T) -> T {
-        let mut state = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        let (records, outbox) = &mut *state;
-        f(records, outbox)
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     fn position(records: &[KeyRecord], id: &KeyId) -> Result<usize, usize> {
@@ -44,7 +56,7 @@ impl VecStore {
     }
 
     fn changed(&self, id: &KeyId) {
-        self.feed.publish(&StoreChange::Changed(id.clone()));
+        self.inner.feed.publish(&StoreChange::Changed(id.clone()));
     }
 
     fn live_keys(records: &[KeyRecord], principal: &str) -> usize {
@@ -66,32 +78,31 @@ impl VecStore {
     }
 
     /// Adds `record` and its event.
-    fn issue(
-        records: &mut Vec<KeyRecord>,
-        outbox: &mut Outbox,
-        record: KeyRecord,
-    ) -> Result<(), StoreError> {
+    fn issue(state: &mut State, record: KeyRecord) -> Result<(), StoreError> {
         let events = KeyEvent::for_change(None, Some(&record));
-        Self::add(records, record)?;
-        outbox.push(events);
+        Self::add(&mut state.records, record)?;
+        state.outbox.push(events);
         Ok(())
     }
 }
 
 impl KeyStore for VecStore {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.with(|records| {
-            Self::position(records, id)
+        Ok(self.with(|state| {
+            Self::position(&state.records, id)
                 .ok()
-                .map(|at| records[at].clone())
+                .map(|at| state.records[at].clone())
         }))
     }
 
-    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self.with(|records| {
-            records
+    async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
+        Ok(self.with(|state| {
+            state
+                .records
                 .iter()
-                .filter(|r| principal.is_none_or(|p| r.principal == p))
+                .filter(|r| query.after.as_ref().is_none_or(|after| r.id > *after))
+                .filter(|r| query.matches(r))
+                .take(query.limit.unwrap_or(usize::MAX))
                 .cloned()
                 .collect()
         }))
@@ -100,7 +111,7 @@ impl KeyStore for VecStore {
     async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
         let id = record.id.clone();
         if self.racy_limit {
-            let live = self.with(|records| Self::live_keys(records, &record.principal));
+            let live = self.with(|state| Self::live_keys(&state.records, &record.principal));
             tokio::time::sleep(Duration::from_millis(20)).await;
             if live >= limit {
                 return Err(StoreError::LimitReached {
@@ -108,18 +119,18 @@ impl KeyStore for VecStore {
                     limit,
                 });
             }
-            self.with_outbox(|records, outbox| Self::issue(records, outbox, record))?;
+            self.with(|state| Self::issue(state, record))?;
         } else {
-            self.with_outbox(|records, outbox| {
-                if Self::live_keys(records, &record.principal) >= limit
-                    && Self::position(records, &record.id).is_err()
+            self.with(|state| {
+                if Self::live_keys(&state.records, &record.principal) >= limit
+                    && Self::position(&state.records, &record.id).is_err()
                 {
                     return Err(StoreError::LimitReached {
                         principal: record.principal.clone(),
                         limit,
                     });
                 }
-                Self::issue(records, outbox, record)
+                Self::issue(state, record)
             })?;
         }
         self.changed(&id);
@@ -128,12 +139,12 @@ impl KeyStore for VecStore {
 
     async fn insert_many(&self, new: Vec<KeyRecord>) -> Result<(), StoreError> {
         let ids: Vec<KeyId> = new.iter().map(|r| r.id.clone()).collect();
-        self.with(|records| {
-            let mut merged = records.clone();
+        self.with(|state| {
+            let mut merged = state.records.clone();
             for record in new {
                 Self::add(&mut merged, record)?;
             }
-            *records = merged;
+            state.records = merged;
             Ok(())
         })?;
         for id in &ids {
@@ -143,15 +154,17 @@ impl KeyStore for VecStore {
     }
 
     async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        self.with_outbox(|records, outbox| {
-            let at = Self::position(records, &current.id)
+        self.with(|state| {
+            let at = Self::position(&state.records, &current.id)
                 .map_err(|_| StoreError::NotFound(current.id.clone()))?;
-            let stored = &mut records[at];
+            let stored = &mut state.records[at];
             if stored.differs_beyond_usage(current) {
                 return Err(StoreError::Conflict(current.id.clone()));
             }
             let new = new.keeping_usage(stored, current);
-            outbox.push(KeyEvent::for_change(Some(stored), Some(&new)));
+            state
+                .outbox
+                .push(KeyEvent::for_change(Some(stored), Some(&new)));
             *stored = new;
             Ok(())
         })?;
@@ -160,10 +173,10 @@ impl KeyStore for VecStore {
     }
 
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        let existed = self.with_outbox(|records, outbox| match Self::position(records, id) {
+        let existed = self.with(|state| match Self::position(&state.records, id) {
             Ok(at) => {
-                let old = records.remove(at);
-                outbox.push(KeyEvent::for_change(Some(&old), None));
+                let old = state.records.remove(at);
+                state.outbox.push(KeyEvent::for_change(Some(&old), None));
                 true
             }
             Err(_) => false,
@@ -174,11 +187,17 @@ impl KeyStore for VecStore {
         Ok(existed)
     }
 
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.inner.feed.subscribe(listener);
+    }
+}
+
+impl UsageStore for VecStore {
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
-        self.with(|records| {
+        self.with(|state| {
             for (id, at) in used {
-                if let Ok(i) = Self::position(records, &id) {
-                    let seen = &mut records[i].last_used_at;
+                if let Ok(i) = Self::position(&state.records, &id) {
+                    let seen = &mut state.records[i].usage.last_used_at;
                     *seen = (*seen).max(Some(at));
                 }
             }
@@ -187,18 +206,19 @@ impl KeyStore for VecStore {
     }
 
     async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
-        Ok(
-            self.with_outbox(|records, outbox| match Self::position(records, id) {
-                Ok(at) => {
-                    let grant = QuotaGrant::take(&mut records[at], want, Timestamp::now());
-                    if let (0, Some(start)) = (grant.remaining, grant.period_start) {
-                        outbox.push_new(vec![KeyEvent::quota_exhausted(&records[at], start)]);
-                    }
-                    grant
+        Ok(self.with(|state| match Self::position(&state.records, id) {
+            Ok(at) => {
+                let record = &mut state.records[at];
+                let grant = record.take_quota(want, Timestamp::now());
+                if let (0, Some(start)) = (grant.remaining, grant.period_start) {
+                    state
+                        .outbox
+                        .push_new(vec![KeyEvent::quota_exhausted(record, start)]);
                 }
-                Err(_) => QuotaGrant::NONE,
-            }),
-        )
+                grant
+            }
+            Err(_) => QuotaGrant::NONE,
+        }))
     }
 
     async fn return_quota(
@@ -207,58 +227,101 @@ impl KeyStore for VecStore {
         uses: u64,
         period_start: Timestamp,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|records| match Self::position(records, id) {
-            Ok(at) => QuotaGrant::give_back(&mut records[at], uses, period_start),
+        Ok(self.with(|state| match Self::position(&state.records, id) {
+            Ok(at) => state.records[at].give_back_quota(uses, period_start),
             Err(_) => false,
         }))
     }
 
+    async fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        if self.silent_rates {
+            return Ok(Vec::new());
+        }
+        Ok(self.with(|state| {
+            admitted
+                .into_iter()
+                .map(|(id, n)| {
+                    let total = state.rates.entry(id.clone()).or_default();
+                    *total += n;
+                    (id, *total)
+                })
+                .collect()
+        }))
+    }
+}
+
+impl OutboxStore for VecStore {
     async fn claim_events(
         &self,
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(self.with_outbox(|_, outbox| outbox.claim(limit, lease, Timestamp::now())))
+        Ok(self.with(|state| state.outbox.claim(limit, lease, Timestamp::now())))
     }
 
     async fn finish_event(&self, id: &str, outcome: Delivery) -> Result<(), StoreError> {
-        self.with_outbox(|_, outbox| outbox.finish(id, outcome, Timestamp::now()));
+        self.with(|state| state.outbox.finish(id, outcome, Timestamp::now()));
         Ok(())
     }
 
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
-        Ok(self.with_outbox(|_, outbox| outbox.push_new(events)))
-    }
-
-    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
-        self.feed.subscribe(listener);
+        Ok(self.with(|state| state.outbox.push_new(events)))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_written_outside_the_crate_meets_the_contract() {
-    check_store_contract(|| async { VecStore::default() }).await;
+    check_store_contract(|| async {
+        let store = VecStore::default();
+        (store.clone(), store)
+    })
+    .await;
+}
+
+/// The message a suite panicked with, run on `store`'s kind: it must fail.
+async fn failure<F: std::future::Future<Output = ()> + Send + 'static>(suite: F) -> String {
+    let panic = tokio::spawn(suite)
+        .await
+        .expect_err("a store that breaks a rule must fail the suite")
+        .into_panic();
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_names_the_rule_a_racy_store_breaks() {
-    let suite = tokio::spawn(check_store_contract(|| async {
-        VecStore {
+    let message = failure(check_key_store(|| async {
+        let store = VecStore {
             racy_limit: true,
             ..VecStore::default()
-        }
-    }));
-    let panic = suite
-        .await
-        .expect_err("a store that counts, waits, then inserts must fail the suite");
-    let panic = panic.into_panic();
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or_default();
+        };
+        (store.clone(), store)
+    }))
+    .await;
     assert!(
         message.contains("insert_limited holds under concurrent writers"),
+        "the failure names the rule: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_shares_no_rate_counts_fails_the_usage_suite() {
+    let message = failure(check_usage_store(|| async {
+        let store = VecStore {
+            silent_rates: true,
+            ..VecStore::default()
+        };
+        (store.clone(), store)
+    }))
+    .await;
+    assert!(
+        message.contains("share_rate_usage adds each call's counts once"),
         "the failure names the rule: {message}"
     );
 }

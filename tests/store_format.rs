@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tower_apikey::key::KeyId;
-use tower_apikey::{FileStore, KeyStore};
+use tower_apikey::{FileStore, KeyStore, UsageStore};
 
 struct Key {
     id: String,
@@ -73,7 +73,10 @@ async fn an_old_store_reads_and_writes_in_the_same_shape() {
     for name in ["full", "legacy_seen", "plain"] {
         let id = &keys()[name].id;
         let record = store.get(&KeyId::new(id).unwrap()).await.unwrap().unwrap();
-        assert!(record.last_used_at.is_some(), "{name} keeps its last use");
+        assert!(
+            record.usage.last_used_at.is_some(),
+            "{name} keeps its last use"
+        );
     }
 
     // A write rewrites the file: every record and event keeps its shape.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tower_apikey::key::PresentedKey;
-use tower_apikey::store::PgKeyStore;
+use tower_apikey::store::{KeyQuery, PgKeyStore};
 use tower_apikey::test_util::TempCluster;
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{StoreError, ValidationError, Validator};
@@ -121,7 +121,7 @@ async fn try_store(url: &str) -> Result<PgKeyStore, StoreError> {
         .follow_changes(false)
         .connect()
         .await?;
-    store.list(None).await?;
+    store.query(&KeyQuery::new()).await?;
     Ok(store)
 }
 

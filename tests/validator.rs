@@ -2,13 +2,13 @@
 
 mod common;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tower_apikey::hash::{HashParams, Pbkdf2Hash};
 use tower_apikey::key::{KeyFormat, KeyId, PresentedKey};
-use tower_apikey::store::ChangeListener;
+use tower_apikey::test_util::{Forward, StoreDouble};
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{
     KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, ValidationError, Validator,
@@ -168,83 +168,24 @@ async fn expiry_is_checked_on_every_hit() {
 
 /// A store whose `get` pauses after reading, so a change can land mid cold path.
 #[derive(Clone)]
-struct PausingStore {
+struct Pausing {
     inner: MemoryStore,
     read_done: Arc<Notify>,
     resume: Arc<Notify>,
 }
 
-impl KeyStore for PausingStore {
+impl StoreDouble for Pausing {
+    type Inner = MemoryStore;
+
+    fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let record = self.inner.get(id).await;
         self.read_done.notify_one();
         self.resume.notified().await;
         record
-    }
-    async fn list(&self, p: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        self.inner.list(p).await
-    }
-    async fn insert(&self, r: KeyRecord) -> Result<(), StoreError> {
-        self.inner.insert(r).await
-    }
-    async fn insert_limited(&self, r: KeyRecord, limit: usize) -> Result<(), StoreError> {
-        self.inner.insert_limited(r, limit).await
-    }
-    async fn insert_many(&self, r: Vec<KeyRecord>) -> Result<(), StoreError> {
-        self.inner.insert_many(r).await
-    }
-    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        self.inner.replace(current, new).await
-    }
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn record_last_used(
-        &self,
-        used: Vec<(KeyId, jiff::Timestamp)>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_last_used(used).await
-    }
-    async fn take_quota(
-        &self,
-        id: &KeyId,
-        want: u64,
-    ) -> Result<tower_apikey::policy::QuotaGrant, StoreError> {
-        self.inner.take_quota(id, want).await
-    }
-    async fn return_quota(
-        &self,
-        id: &KeyId,
-        uses: u64,
-        period_start: jiff::Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.inner.return_quota(id, uses, period_start).await
-    }
-    async fn claim_events(
-        &self,
-        limit: usize,
-        lease: std::time::Duration,
-    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, tower_apikey::StoreError> {
-        self.inner.claim_events(limit, lease).await
-    }
-
-    async fn finish_event(
-        &self,
-        id: &str,
-        outcome: tower_apikey::events::Delivery,
-    ) -> Result<(), tower_apikey::StoreError> {
-        self.inner.finish_event(id, outcome).await
-    }
-
-    async fn add_events(
-        &self,
-        events: Vec<tower_apikey::events::KeyEvent>,
-    ) -> Result<usize, tower_apikey::StoreError> {
-        self.inner.add_events(events).await
-    }
-
-    fn subscribe(&self, l: Weak<dyn ChangeListener>) {
-        self.inner.subscribe(l);
     }
 }
 
@@ -253,11 +194,11 @@ async fn a_fill_that_raced_a_revocation_does_not_resurrect_the_key() {
     let inner = MemoryStore::new();
     let (record, key) = issue("alice");
     inner.insert(record.clone()).await.unwrap();
-    let store = PausingStore {
+    let store = Forward(Pausing {
         inner: inner.clone(),
         read_done: Arc::default(),
         resume: Arc::default(),
-    };
+    });
     let validator = Validator::builder(store.clone()).build();
     let key = Arc::new(presented(key.expose()));
 
@@ -365,7 +306,16 @@ async fn last_use_is_noted_in_memory_and_written_in_one_batch() {
             .last_used_writes
             .load(std::sync::atomic::Ordering::SeqCst)
     };
-    let last_used = || async { store.inner.get(&id).await.unwrap().unwrap().last_used_at };
+    let last_used = || async {
+        store
+            .inner
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .usage
+            .last_used_at
+    };
     let validator = Validator::builder(store.clone()).build();
     let key = presented(key.expose());
     validator.validate(&key).await.unwrap();
@@ -434,16 +384,16 @@ async fn a_use_survives_its_cache_entry_expiring_before_the_flush() {
 
 /// The last use `store` holds for `id`.
 async fn last_used(store: &MemoryStore, id: &KeyId) -> Option<jiff::Timestamp> {
-    store.get(id).await.unwrap().unwrap().last_used_at
+    store.get(id).await.unwrap().unwrap().usage.last_used_at
 }
 
 #[tokio::test]
 async fn check_store_says_whether_the_store_answers_in_time() {
-    let store = PausingStore {
+    let store = Forward(Pausing {
         inner: MemoryStore::new(),
         read_done: Arc::default(),
         resume: Arc::default(),
-    };
+    });
     let validator = Validator::builder(store.clone()).build();
     // A read that never finishes: the check gives up at its timeout.
     let timeout = Duration::from_millis(50);

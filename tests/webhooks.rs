@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use tower_apikey::events::webhook::WebhookSecret;
+use tower_apikey::webhook::WebhookSecret;
 
 #[test]
 fn the_signature_is_the_standard_webhooks_vectors() {
@@ -125,8 +125,8 @@ async fn serve_receiver(mode: u8) -> Receiver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_endpoint_gets_each_event_and_one_that_accepted_gets_no_retries() {
-    use tower_apikey::events::webhook::WebhookSender;
     use tower_apikey::hash::HashParams;
+    use tower_apikey::webhook::WebhookSender;
     use tower_apikey::{KeyManager, MemoryStore, NewKey};
 
     let store = MemoryStore::new();

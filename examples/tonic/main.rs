@@ -24,6 +24,7 @@ use tonic::transport::server::{TcpConnectInfo, TcpIncoming};
 use tonic::transport::{Endpoint, Server};
 use tower_apikey::layer::{ClientAddress, GrpcRejection};
 use tower_apikey::permission::require_permission;
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{ApiKeyLayer, FileStore, KeyManager, KeyStore, NewKey, Validator};
 
 #[tokio::main]
@@ -50,7 +51,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
 async fn serve(addr: &str) -> Result<(), Box<dyn Error + Send + Sync>> {
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
     let store = FileStore::open(&path).await?;
-    if store.list(None).await?.is_empty() {
+    if store.query(&KeyQuery::new().limit(1)).await?.is_empty() {
         let (_, key) = KeyManager::new(store.clone())
             .issue(NewKey::new("demo").name("demo key").permissions(["read"]))
             .await?;

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::KeyFormat;
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{FileStore, KeyRecord, KeyStore, StoreError};
 
 struct Fixture {
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         let written = server.insert(record.clone()).await;
         match loaded {
             Ok(loaded) => {
-                let before = loaded.list(None).await.unwrap();
+                let before = loaded.query(&KeyQuery::new()).await.unwrap();
                 match written {
                     Ok(()) => {
                         let after = FileStore::builder(&path).no_polling().open().await.unwrap();

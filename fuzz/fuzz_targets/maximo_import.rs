@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use tower_apikey::lifecycle::{Export, MaximoKey};
+use tower_apikey::store::KeyQuery;
 use tower_apikey::{KeyManager, KeyStore, MemoryStore};
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -35,7 +36,10 @@ fuzz_target!(|data: &[u8]| {
                         assert!(store.get(id).await.unwrap().is_some(), "{id} imported");
                     }
                 }
-                Err(_) => assert!(store.list(None).await.unwrap().is_empty(), "all or none"),
+                Err(_) => assert!(
+                    store.query(&KeyQuery::new()).await.unwrap().is_empty(),
+                    "all or none"
+                ),
             }
         } else {
             let Ok(rows) = MaximoKey::parse_export(input) else {
@@ -50,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
                         assert!(stored.legacy, "a Maximo key is a legacy record");
                     }
                 }
-                Err(_) => assert!(store.list(None).await.unwrap().is_empty(), "all or none"),
+                Err(_) => assert!(
+                    store.query(&KeyQuery::new()).await.unwrap().is_empty(),
+                    "all or none"
+                ),
             }
         }
     });

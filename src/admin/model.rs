@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::AdminError;
-use crate::expiry::Expiry;
 use crate::key::{KeyId, PlaintextKey};
+use crate::lifecycle::Expiry;
 use crate::lifecycle::{KeyPatch, NewKey};
 use crate::policy::{IpNet, Quota, RateLimit};
 use crate::record::{KeyRecord, KeyStatus, Revocation};
@@ -81,12 +81,12 @@ impl KeyView {
             created_by: record.created_by.clone(),
             updated_at: record.updated_at,
             updated_by: record.updated_by.clone(),
-            last_used_at: record.last_used_at,
+            last_used_at: record.usage.last_used_at,
             rate_limit: record.rate_limit,
             quota: record.quota,
             quota_remaining: record
                 .quota
-                .map(|q| record.quota_remaining.unwrap_or(q.uses())),
+                .map(|q| record.usage.quota_remaining.unwrap_or(q.uses())),
             allowed_ips: record.allowed_ips.clone(),
             revocation: record.revocation.clone(),
         }

@@ -4,19 +4,18 @@
 //! Stores derive events from the change they are asked to make ([`KeyEvent::for_change`]),
 //! so every writer — the CLI, the admin API, the secret-scanning receiver, your code through
 //! [`KeyManager`](crate::KeyManager) — is captured, even while no server runs. A store keeps
-//! them in its [`Outbox`] until a sender (`webhook::WebhookSender`, feature `webhooks`)
-//! claims them, delivers them, and marks them done. [`expiry::ExpirySweeper`] adds
-//! `key.expiring` and `key.expired`, once per key across a fleet.
+//! them in its [outbox](crate::store::OutboxStore) until a sender (`webhook::WebhookSender`,
+//! feature `webhooks`) claims them, delivers them, and marks them done.
+//! [`ExpirySweeper`](crate::sweeper::ExpirySweeper) adds `key.expiring` and `key.expired`,
+//! once per key across a fleet. This module is the vocabulary they share: the events, and
+//! the [`Outbox`] rules a store that keeps its events in memory applies.
 //!
 //! Events carry ids, principals, names, reasons and times: never a key, a hash or a lookup
 //! digest. Usage (last use, quota spent) is not a change and makes no event, but for a quota
 //! running out (`key.quota_exhausted`, once a period); neither does an import (a migration of
 //! many records, not a change to keys in use).
 
-pub mod expiry;
 mod outbox;
-#[cfg(feature = "webhooks")]
-pub mod webhook;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -63,10 +62,10 @@ pub enum EventKind {
     /// lease (servers may still hold a last block). Once per period.
     #[serde(rename = "key.quota_exhausted")]
     QuotaExhausted,
-    /// It expires within a warning horizon ([`expiry::ExpirySweeper`]).
+    /// It expires within a warning horizon ([`ExpirySweeper`](crate::sweeper::ExpirySweeper)).
     #[serde(rename = "key.expiring")]
     Expiring,
-    /// Its expiry has passed ([`expiry::ExpirySweeper`]).
+    /// Its expiry has passed ([`ExpirySweeper`](crate::sweeper::ExpirySweeper)).
     #[serde(rename = "key.expired")]
     Expired,
 }

@@ -1,7 +1,7 @@
 //! Why a lifecycle operation was refused or failed.
 
+use super::ExpiryError;
 use super::EXPORT_VERSION;
-use crate::expiry::ExpiryError;
 use crate::key::{KeyError, KeyId, RngError};
 use crate::store::StoreError;
 

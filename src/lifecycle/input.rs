@@ -1,8 +1,8 @@
 //! What a change to a key carries — [`NewKey`], [`KeyPatch`] — and the limits on it, checked
 //! by [`KeyManager`](super::KeyManager) so the CLI and the admin API refuse the same input.
 
+use super::Expiry;
 use super::InvalidInput;
-use crate::expiry::Expiry;
 use crate::key::KeyId;
 use crate::policy::{IpNet, Quota, RateLimit};
 use crate::record::{KeyStatus, Revocation};

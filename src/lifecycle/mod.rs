@@ -32,10 +32,12 @@
 //! ```
 
 mod error;
+mod expiry;
 mod export;
 mod input;
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use jiff::{Span, Timestamp};
 
@@ -49,19 +51,19 @@ pub use input::{
     MAX_PERMISSION_CHARS, MAX_PRINCIPAL_CHARS,
 };
 
-use crate::expiry::{Expiry, ExpiryError};
 use crate::hash::{HashError, HashParams, Pbkdf2Hash, Prf};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::record_time;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
-use crate::store::{BoxKeyStore, KeyQuery, KeyStore, StoreError};
+use crate::store::{records_handle, ErasedKeyStore, KeyQuery, KeyStore, StoreError};
+pub use expiry::{Expiry, ExpiryError};
 
 /// Runs the key lifecycle on a store. See the [module docs](self).
 ///
 /// Cloning is cheap: the store is shared.
 #[derive(Debug, Clone)]
 pub struct KeyManager {
-    store: BoxKeyStore,
+    store: Arc<dyn ErasedKeyStore>,
     format: KeyFormat,
     params: HashParams,
     max_keys: usize,
@@ -73,7 +75,7 @@ impl KeyManager {
     /// limit of two live keys per principal.
     pub fn new(store: impl KeyStore) -> Self {
         Self {
-            store: BoxKeyStore::new(store),
+            store: records_handle(store),
             format: KeyFormat::default(),
             params: HashParams::default(),
             max_keys: 2,
@@ -116,11 +118,6 @@ impl KeyManager {
         self.max_keys
     }
 
-    /// The store managed.
-    pub fn store(&self) -> &BoxKeyStore {
-        &self.store
-    }
-
     /// The record with this id.
     ///
     /// # Errors
@@ -137,7 +134,13 @@ impl KeyManager {
     /// # Errors
     /// The store's failure.
     pub async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, LifecycleError> {
-        Ok(self.store.list(principal).await?)
+        Ok(self
+            .store
+            .query(&KeyQuery {
+                principal: principal.map(str::to_owned),
+                ..KeyQuery::new()
+            })
+            .await?)
     }
 
     /// One page of records, as [`KeyStore::query`] reads it.
@@ -414,7 +417,7 @@ impl KeyManager {
         Ok(Export {
             version: EXPORT_VERSION,
             exported_at: record_time(),
-            keys: self.store.list(None).await?,
+            keys: self.store.query(&KeyQuery::new()).await?,
         })
     }
 

@@ -19,18 +19,20 @@
 
 mod period;
 mod quota;
+mod quota_lease;
 mod rate;
-mod usage;
+mod refusal;
+mod state;
 
 pub use ipnet::IpNet;
 pub use period::{Period, PeriodError};
 pub use quota::{Quota, QuotaError, QuotaGrant};
 pub use rate::{RateLimit, RateLimitError, RateLimitStatus};
-pub use usage::PolicyRefusal;
+pub use refusal::PolicyRefusal;
 
-pub(crate) use quota::{QuotaLease, Spend, MAX_BLOCK};
+pub(crate) use quota_lease::{QuotaLease, Spend, MAX_BLOCK};
 pub(crate) use rate::{monotonic_nanos, Gcra};
-pub(crate) use usage::KeyUsage;
+pub(crate) use state::{Policies, PolicyState};
 
 /// Serializes a policy as its text form and parses it back, as the CLI writes it.
 macro_rules! serde_as_string {

@@ -46,6 +46,11 @@ impl Period {
         self.0 as u64
     }
 
+    /// The period as a span of time.
+    pub(crate) fn span(self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(i64::from(self.0))
+    }
+
     /// The period as a [`Duration`].
     pub const fn as_duration(self) -> Duration {
         Duration::from_secs(self.0 as u64)

@@ -36,32 +36,12 @@ impl RecordMap {
         self.0.get(id)
     }
 
+    pub(crate) fn contains(&self, id: &KeyId) -> bool {
+        self.0.contains_key(id)
+    }
+
     pub(crate) fn records(&self) -> impl Iterator<Item = &KeyRecord> {
         self.0.values()
-    }
-
-    pub(crate) fn list(&self, principal: Option<&str>) -> Vec<KeyRecord> {
-        self.0
-            .values()
-            .filter(|r| principal.is_none_or(|p| r.principal == p))
-            .cloned()
-            .collect()
-    }
-
-    /// Clones only the records that expire by `until` and are not revoked.
-    pub(crate) fn list_expiring(&self, until: Timestamp) -> Vec<KeyRecord> {
-        self.0
-            .values()
-            .filter(|r| {
-                r.status != crate::record::KeyStatus::Revoked
-                    && r.expires_at.is_some_and(|at| at <= until)
-            })
-            .cloned()
-            .collect()
-    }
-
-    pub(crate) fn list_legacy(&self) -> Vec<KeyRecord> {
-        self.0.values().filter(|r| r.legacy).cloned().collect()
     }
 
     /// Walks from `after` and clones only the page.
@@ -145,28 +125,31 @@ impl RecordMap {
     pub(crate) fn record_last_used(&mut self, used: Vec<(KeyId, Timestamp)>) {
         for (id, at) in used {
             if let Some(record) = self.0.get_mut(&id) {
-                record.last_used_at = Some(record.last_used_at.map_or(at, |seen| seen.max(at)));
+                let last = &mut record.usage.last_used_at;
+                *last = Some(last.map_or(at, |seen| seen.max(at)));
             }
         }
     }
 
-    /// Takes up to `want` uses of a key's quota (see [`QuotaGrant::take`]); `None` if there
-    /// is no such record. The quota running out is an event, once per period.
-    pub(crate) fn take_quota(&mut self, id: &KeyId, want: u64) -> Option<QuotaGrant> {
-        let record = self.0.get_mut(id)?;
-        let grant = QuotaGrant::take(record, want, Timestamp::now());
+    /// Takes up to `want` uses of a key's quota (see [`KeyRecord::take_quota`]); nothing for
+    /// an unknown id. The quota running out is an event, once per period.
+    pub(crate) fn take_quota(&mut self, id: &KeyId, want: u64) -> QuotaGrant {
+        let Some(record) = self.0.get_mut(id) else {
+            return QuotaGrant::NONE;
+        };
+        let grant = record.take_quota(want, Timestamp::now());
         if let (0, Some(start)) = (grant.remaining, grant.period_start) {
             self.1
                 .push_new(vec![KeyEvent::quota_exhausted(record, start)]);
         }
-        Some(grant)
+        grant
     }
 
-    /// Gives uses back (see [`QuotaGrant::give_back`]); whether they were taken.
+    /// Gives uses back (see [`KeyRecord::give_back_quota`]); whether they were taken.
     pub(crate) fn return_quota(&mut self, id: &KeyId, uses: u64, period_start: Timestamp) -> bool {
         self.0
             .get_mut(id)
-            .is_some_and(|record| QuotaGrant::give_back(record, uses, period_start))
+            .is_some_and(|record| record.give_back_quota(uses, period_start))
     }
 
     /// All or nothing. Returns the ids added.

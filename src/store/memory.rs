@@ -1,20 +1,26 @@
 //! The in-process key store.
 
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::map::RecordMap;
-use super::{ChangeFeed, ChangeListener, KeyQuery, KeyStore, StoreChange, StoreError};
+use super::rate_totals::RateTotals;
+use super::{
+    ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, StoreChange, StoreError,
+    UsageStore,
+};
 use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
 
-/// A [`KeyStore`] in memory: for tests, and for applications that load keys themselves.
+/// A store in memory, with every capability: for tests, and for applications that load keys
+/// themselves.
 ///
-/// Cloning gives another handle to the same records.
+/// Cloning gives another handle to the same records; validators on two handles share their
+/// rate-limit counts as a fleet on one database does.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -23,6 +29,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     records: RwLock<RecordMap>,
+    rates: Mutex<RateTotals>,
     feed: ChangeFeed,
 }
 
@@ -63,10 +70,6 @@ impl KeyStore for MemoryStore {
         Ok(self.read().get(id).cloned())
     }
 
-    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self.read().list(principal))
-    }
-
     async fn query(&self, query: &KeyQuery) -> Result<Vec<KeyRecord>, StoreError> {
         Ok(self.read().query(query))
     }
@@ -99,20 +102,27 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self.read().list_legacy())
+    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
+        let ids = self.write().insert_many(records)?;
+        for id in ids {
+            self.changed(id);
+        }
+        Ok(())
     }
 
+    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
+        self.inner.feed.subscribe(listener);
+    }
+}
+
+impl UsageStore for MemoryStore {
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
         self.write().record_last_used(used);
         Ok(())
     }
 
     async fn take_quota(&self, id: &KeyId, want: u64) -> Result<QuotaGrant, StoreError> {
-        Ok(self
-            .write()
-            .take_quota(id, want)
-            .unwrap_or(QuotaGrant::NONE))
+        Ok(self.write().take_quota(id, want))
     }
 
     async fn return_quota(
@@ -124,14 +134,20 @@ impl KeyStore for MemoryStore {
         Ok(self.write().return_quota(id, uses, period_start))
     }
 
-    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
-        let ids = self.write().insert_many(records)?;
-        for id in ids {
-            self.changed(id);
-        }
-        Ok(())
+    async fn share_rate_usage(
+        &self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+        let mut rates = self
+            .inner
+            .rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(rates.add(admitted))
     }
+}
 
+impl OutboxStore for MemoryStore {
     async fn claim_events(
         &self,
         limit: usize,
@@ -150,15 +166,7 @@ impl KeyStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_expiring(&self, until: Timestamp) -> Result<Vec<KeyRecord>, StoreError> {
-        Ok(self.read().list_expiring(until))
-    }
-
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
         Ok(self.write().outbox_mut().push_new(events))
-    }
-
-    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
-        self.inner.feed.subscribe(listener);
     }
 }

@@ -1,9 +1,12 @@
-//! Paged listings: which records a listing asks for.
+//! Listings: which records a listing asks for, from where, how many.
+
+use jiff::Timestamp;
 
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 
-/// One page of a listing: which records, from where, how many. See [`KeyStore::query`](super::KeyStore::query).
+/// Which records a listing asks for, from where, how many: what
+/// [`KeyStore::query`](super::KeyStore::query) reads. `KeyQuery::new()` is every record.
 ///
 /// ```
 /// use tower_apikey::store::KeyQuery;
@@ -20,6 +23,12 @@ pub struct KeyQuery {
     pub status: Option<KeyStatus>,
     /// Only records whose id, principal, name or description holds this text, ignoring case.
     pub search: Option<String>,
+    /// Only legacy opaque records ([`KeyRecord::legacy`]): what a validator scans for a key
+    /// that carries no id.
+    pub legacy: bool,
+    /// Only records that expire at or before this time and are not revoked: what the expiry
+    /// sweeper reads.
+    pub expiring_by: Option<Timestamp>,
     /// Only records whose id sorts after this one: the last id of the previous page.
     pub after: Option<KeyId>,
     /// At most this many records (`None`: all).
@@ -50,6 +59,18 @@ impl KeyQuery {
         self
     }
 
+    /// Only legacy opaque records.
+    pub fn legacy(mut self) -> Self {
+        self.legacy = true;
+        self
+    }
+
+    /// Only records, not revoked, that expire at or before `until`.
+    pub fn expiring_by(mut self, until: Timestamp) -> Self {
+        self.expiring_by = Some(until);
+        self
+    }
+
     /// Only records after `id`.
     pub fn after(mut self, id: KeyId) -> Self {
         self.after = Some(id);
@@ -68,6 +89,11 @@ impl KeyQuery {
             .as_ref()
             .is_none_or(|p| record.principal == *p)
             && self.status.is_none_or(|s| record.status == s)
+            && (!self.legacy || record.legacy)
+            && self.expiring_by.is_none_or(|until| {
+                record.status != KeyStatus::Revoked
+                    && record.expires_at.is_some_and(|at| at <= until)
+            })
             && self.search.as_ref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 [

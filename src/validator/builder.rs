@@ -13,12 +13,12 @@ use super::last_use::LastUse;
 use super::legacy::Legacy;
 use super::{Inner, Validator};
 use crate::key::KeyFormat;
-use crate::store::{BoxKeyStore, ChangeListener, KeyStore};
+use crate::store::{ChangeListener, ErasedUsageStore};
 use crate::streak::Streak;
 
 /// Configuration for a [`Validator`].
 pub struct ValidatorBuilder {
-    store: BoxKeyStore,
+    store: Arc<dyn ErasedUsageStore>,
     format: KeyFormat,
     cache_ttl: Duration,
     negative_ttl: Duration,
@@ -122,7 +122,7 @@ impl ValidatorBuilder {
     /// keeps no record of last use.
     ///
     /// Uses are noted in memory, once per key per second at most, and written as one batch
-    /// ([`KeyStore::record_last_used`](crate::KeyStore::record_last_used)); call
+    /// ([`UsageStore::record_last_used`](crate::store::UsageStore::record_last_used)); call
     /// [`Validator::flush_last_used`] on shutdown so the last batch is not lost. Tracking starts with the first cold-path validation, which
     /// starts a small thread keeping a one-second clock (it ends with the validator).
     pub fn last_used_flush_interval(mut self, interval: Option<Duration>) -> Self {
@@ -132,7 +132,7 @@ impl ValidatorBuilder {
 
     /// How often rate-limit use is shared with the other servers on the store (default
     /// 200 ms; `None`: never, each server limits alone). Only stores a fleet shares take part
-    /// ([`KeyStore::share_rate_usage`]); one statement per interval per server while a
+    /// ([`UsageStore::share_rate_usage`](crate::store::UsageStore::share_rate_usage)); one statement per interval per server while a
     /// rate-limited key is in use. A fleet of `n` servers admits at most about
     /// `(n − 1) × (burst + 2 × rate × interval)` more than one server would.
     pub fn rate_limit_sync(mut self, interval: Option<Duration>) -> Self {
@@ -181,7 +181,7 @@ impl ValidatorBuilder {
     }
 
     /// The defaults, over `store`.
-    pub(super) fn new(store: BoxKeyStore) -> Self {
+    pub(super) fn new(store: Arc<dyn ErasedUsageStore>) -> Self {
         Self {
             store,
             format: KeyFormat::default(),

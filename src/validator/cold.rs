@@ -14,7 +14,6 @@ use super::{Inner, RejectReason, ValidationError};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::identity::Identity;
 use crate::key::{KeyId, ParsedKey, PresentedKey};
-use crate::store::KeyStore;
 
 /// One cell per (id, key digest) being derived, so concurrent callers share the work.
 pub(super) type Inflight = Mutex<HashMap<InflightKey, Arc<OnceCell<bool>>>>;

@@ -13,7 +13,7 @@ use super::cache::Cache;
 use super::Inner;
 use crate::identity::Identity;
 use crate::key::KeyId;
-use crate::store::{BoxKeyStore, KeyStore, StoreError};
+use crate::store::{ErasedUsageStore, StoreError};
 
 pub(super) struct LastUse {
     /// Unix seconds, kept by the clock thread; 0 until it runs (and then no use is noted).
@@ -64,7 +64,11 @@ impl LastUse {
 
     /// Writes the uses noted since the last flush to `store`, as one batch. A failed batch
     /// is kept: what was evicted is put back, what is cached is collected again.
-    pub(super) async fn flush(&self, cache: &Cache, store: &BoxKeyStore) -> Result<(), StoreError> {
+    pub(super) async fn flush(
+        &self,
+        cache: &Cache,
+        store: &dyn ErasedUsageStore,
+    ) -> Result<(), StoreError> {
         // Uses after the last flush's second. One in that very second, after its collection,
         // stays a second early in the store: within the flush interval's staleness.
         let now = self.clock.load(Ordering::Relaxed);
@@ -150,7 +154,7 @@ fn keep_time(inner: Weak<Inner>, runtime: tokio::runtime::Handle, flush: Duratio
         if flushed.elapsed() >= flush {
             flushed = std::time::Instant::now();
             runtime.spawn(async move {
-                if let Err(error) = inner.last_use.flush(&inner.cache, &inner.store).await {
+                if let Err(error) = inner.last_use.flush(&inner.cache, &*inner.store).await {
                     tracing::warn!(%error, "last use of API keys not written; kept for the next flush");
                 }
             });

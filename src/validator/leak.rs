@@ -4,7 +4,6 @@
 use super::{ValidationError, Validator};
 use crate::key::{KeyId, PresentedKey};
 use crate::record::KeyRecord;
-use crate::store::KeyStore;
 
 impl Validator {
     /// The record `key` is the key of, whatever its state (active, inactive, expired or

@@ -20,7 +20,7 @@ use super::{Inner, RejectReason, ValidationError};
 use crate::identity::Identity;
 use crate::key::{KeyId, PresentedKey};
 use crate::record::KeyRecord;
-use crate::store::{KeyStore, StoreChange, StoreError};
+use crate::store::{KeyQuery, StoreChange, StoreError};
 
 /// The legacy side of a validator's state.
 pub(super) struct Legacy {
@@ -301,7 +301,9 @@ impl Inner {
         }
         let epoch = self.cache.epoch();
         self.counters.store_read();
-        let records = self.read_store(self.store.list_legacy()).await?;
+        let records = self
+            .read_store(self.store.query(&KeyQuery::new().legacy()))
+            .await?;
         let index = Arc::new(LegacyIndex::new(records));
         // Kept only if no change landed meanwhile; used for this call either way.
         if self.cache.epoch() == epoch {

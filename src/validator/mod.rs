@@ -47,7 +47,9 @@ use tracing::Instrument;
 
 use crate::identity::Identity;
 use crate::key::{KeyFormat, KeyId, PresentedKey};
-use crate::store::{BoxKeyStore, ChangeListener, KeyStore, StoreChange, StoreError};
+use crate::store::{
+    usage_handle, ChangeListener, ErasedUsageStore, StoreChange, StoreError, UsageStore,
+};
 use crate::streak::Streak;
 
 mod admission;
@@ -99,7 +101,7 @@ impl fmt::Debug for Validator {
 /// A validator's state, one field per concern; each file of this module adds the methods of
 /// its own concern.
 struct Inner {
-    store: BoxKeyStore,
+    store: Arc<dyn ErasedUsageStore>,
     format: KeyFormat,
     /// Valid keys and refused ids (`cache.rs`).
     cache: Cache,
@@ -130,9 +132,11 @@ impl ChangeListener for Inner {
 }
 
 impl Validator {
-    /// Starts configuring a validator over `store`.
-    pub fn builder<S: KeyStore>(store: S) -> ValidatorBuilder {
-        ValidatorBuilder::new(BoxKeyStore::new(store))
+    /// Starts configuring a validator over `store`: any store with the
+    /// [usage capability](crate::store::UsageStore), where a validator writes last uses,
+    /// takes quota leases and shares rate-limit counts.
+    pub fn builder<S: UsageStore>(store: S) -> ValidatorBuilder {
+        ValidatorBuilder::new(usage_handle(store))
     }
 
     /// The key format keys are parsed with.
@@ -209,7 +213,7 @@ impl Validator {
     /// The store's failure.
     pub async fn flush_last_used(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
-        inner.last_use.flush(&inner.cache, &inner.store).await
+        inner.last_use.flush(&inner.cache, &*inner.store).await
     }
 
     /// Whether the store answers now: one read of an id no key has, bounded by `timeout`.

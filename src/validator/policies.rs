@@ -12,15 +12,17 @@ use jiff::Timestamp;
 use super::{Inner, PolicyError, Validator};
 use crate::identity::Identity;
 use crate::key::KeyId;
-use crate::policy::{monotonic_nanos, KeyUsage, PolicyRefusal, RateLimitStatus, Spend, MAX_BLOCK};
+use crate::policy::{
+    monotonic_nanos, PolicyRefusal, PolicyState, RateLimitStatus, Spend, MAX_BLOCK,
+};
 use crate::record::KeyRecord;
-use crate::store::{KeyStore, StoreError};
+use crate::store::StoreError;
 
 /// Each key's policy state, by id. Read and written when a key is cached and when the server
 /// stops, never per request (the hot path reaches the state through the identity).
 #[derive(Default)]
 pub(super) struct Policies {
-    usages: Mutex<HashMap<KeyId, Arc<KeyUsage>>>,
+    usages: Mutex<HashMap<KeyId, Arc<PolicyState>>>,
     /// Uses in hand for policies a key no longer has, to give back on shutdown.
     orphaned: Mutex<Vec<(KeyId, u64, Timestamp)>>,
 }
@@ -40,12 +42,15 @@ pub(crate) enum Verdict {
 impl Policies {
     /// The state for `record`'s policies: the one kept for its id while its policies stay
     /// the same, so a cache refill does not start its rate limit afresh.
-    pub(super) fn usage_for(&self, record: &KeyRecord) -> Option<Arc<KeyUsage>> {
+    pub(super) fn usage_for(&self, record: &KeyRecord) -> Option<Arc<PolicyState>> {
         let mut usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(usage) = usages.get(&record.id).filter(|u| u.is_for(record)) {
+        if let Some(usage) = usages
+            .get(&record.id)
+            .filter(|u| u.is_for(record.policies()))
+        {
             return Some(Arc::clone(usage));
         }
-        let fresh = KeyUsage::of(record).map(Arc::new);
+        let fresh = PolicyState::of(record.policies()).map(Arc::new);
         let old = match &fresh {
             Some(usage) => usages.insert(record.id.clone(), Arc::clone(usage)),
             None => usages.remove(&record.id),
@@ -64,7 +69,7 @@ impl Policies {
     }
 
     /// Every key with a rate limit, and its state.
-    pub(super) fn rate_limited(&self) -> Vec<(KeyId, Arc<KeyUsage>)> {
+    pub(super) fn rate_limited(&self) -> Vec<(KeyId, Arc<PolicyState>)> {
         let usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
         usages
             .iter()
@@ -226,7 +231,11 @@ impl Validator {
 }
 
 /// Takes one lease for `id` unless another task got uses (or found none) meanwhile.
-async fn take_lease(inner: Arc<Inner>, id: KeyId, usage: Arc<KeyUsage>) -> Result<(), StoreError> {
+async fn take_lease(
+    inner: Arc<Inner>,
+    id: KeyId,
+    usage: Arc<PolicyState>,
+) -> Result<(), StoreError> {
     let Some(lease) = &usage.quota else {
         return Ok(());
     };

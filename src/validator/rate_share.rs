@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use super::Inner;
 use crate::key::KeyId;
-use crate::policy::{monotonic_nanos, KeyUsage};
-use crate::store::KeyStore;
+use crate::policy::{monotonic_nanos, PolicyState};
 use crate::streak::Streak;
 
 pub(super) struct RateShare {
@@ -61,7 +60,7 @@ impl Inner {
     /// One share: this server's counts out, the fleet's totals in.
     async fn share_rate_usage(&self) {
         let now = monotonic_nanos();
-        let mut batch: Vec<(KeyId, Arc<KeyUsage>, u64)> = self
+        let mut batch: Vec<(KeyId, Arc<PolicyState>, u64)> = self
             .policies
             .rate_limited()
             .into_iter()

@@ -4,12 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::Timestamp;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, KeyId, PlaintextKey};
-use tower_apikey::store::ChangeListener;
-use tower_apikey::{KeyRecord, KeyStore, MemoryStore, StoreError};
+use tower_apikey::test_util::{Forward, StoreDouble};
+use tower_apikey::{KeyRecord, MemoryStore, StoreError, UsageStore};
 
 /// A test-vector file from `tests/data` (copied there from the project's shared vectors; see
 /// `tests/data/README.md`). A missing or broken file fails the test: these must never skip.
@@ -65,8 +65,11 @@ pub fn issue(principal: &str) -> (KeyRecord, PlaintextKey) {
 }
 
 /// A memory store that can be switched off, as a database that went away.
+pub type FlakyStore = Forward<Flaky>;
+
+/// The double behind [`FlakyStore`].
 #[derive(Clone, Default)]
-pub struct FlakyStore {
+pub struct Flaky {
     pub inner: MemoryStore,
     down: Arc<AtomicBool>,
     /// Every call fails as a store bug would (a panicked task): not an outage.
@@ -81,7 +84,7 @@ pub struct FlakyStore {
     pub share_calls: Arc<AtomicUsize>,
 }
 
-impl FlakyStore {
+impl Flaky {
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
@@ -97,8 +100,16 @@ impl FlakyStore {
     pub fn set_yielding(&self, yielding: bool) {
         self.yielding.store(yielding, Ordering::SeqCst);
     }
+}
 
-    async fn check(&self) -> Result<(), StoreError> {
+impl StoreDouble for Flaky {
+    type Inner = MemoryStore;
+
+    fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+
+    async fn before(&self, _method: &'static str) -> Result<(), StoreError> {
         if self.yielding.load(Ordering::SeqCst) {
             tokio::task::yield_now().await;
         }
@@ -110,82 +121,13 @@ impl FlakyStore {
             Ok(())
         }
     }
-}
-
-impl KeyStore for FlakyStore {
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        self.check().await?;
-        self.inner.get(id).await
-    }
-
-    async fn list(&self, principal: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check().await?;
-        self.inner.list(principal).await
-    }
-
-    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
-        self.check().await?;
-        self.inner.insert(record).await
-    }
-
-    async fn insert_limited(&self, record: KeyRecord, limit: usize) -> Result<(), StoreError> {
-        self.check().await?;
-        self.inner.insert_limited(record, limit).await
-    }
-
-    async fn insert_many(&self, records: Vec<KeyRecord>) -> Result<(), StoreError> {
-        self.check().await?;
-        self.inner.insert_many(records).await
-    }
-
-    async fn replace(&self, current: &KeyRecord, new: KeyRecord) -> Result<(), StoreError> {
-        self.check().await?;
-        self.inner.replace(current, new).await
-    }
-
-    async fn query(
-        &self,
-        query: &tower_apikey::store::KeyQuery,
-    ) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check().await?;
-        self.inner.query(query).await
-    }
-
-    async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
-        self.check().await?;
-        self.inner.delete(id).await
-    }
-
-    async fn list_legacy(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.check().await?;
-        self.inner.list_legacy().await
-    }
 
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
-        self.check().await?;
         self.last_used_writes.fetch_add(1, Ordering::SeqCst);
         self.inner.record_last_used(used).await
     }
 
-    async fn take_quota(
-        &self,
-        id: &KeyId,
-        want: u64,
-    ) -> Result<tower_apikey::policy::QuotaGrant, StoreError> {
-        self.check().await?;
-        self.inner.take_quota(id, want).await
-    }
-
-    async fn return_quota(
-        &self,
-        id: &KeyId,
-        uses: u64,
-        period_start: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.check().await?;
-        self.inner.return_quota(id, uses, period_start).await
-    }
-
+    /// A validator alone on the store: the totals are its own counts.
     async fn share_rate_usage(
         &self,
         admitted: Vec<(KeyId, u64)>,
@@ -195,37 +137,7 @@ impl KeyStore for FlakyStore {
             !self.panicking_shares.load(Ordering::SeqCst),
             "a store bug: share_rate_usage panicked"
         );
-        self.check().await?;
         Ok(admitted)
-    }
-
-    async fn claim_events(
-        &self,
-        limit: usize,
-        lease: std::time::Duration,
-    ) -> Result<Vec<tower_apikey::events::OutboxEntry>, StoreError> {
-        self.check().await?;
-        self.inner.claim_events(limit, lease).await
-    }
-
-    async fn finish_event(
-        &self,
-        id: &str,
-        outcome: tower_apikey::events::Delivery,
-    ) -> Result<(), StoreError> {
-        self.check().await?;
-        self.inner.finish_event(id, outcome).await
-    }
-
-    async fn add_events(
-        &self,
-        events: Vec<tower_apikey::events::KeyEvent>,
-    ) -> Result<usize, tower_apikey::StoreError> {
-        self.inner.add_events(events).await
-    }
-
-    fn subscribe(&self, listener: Weak<dyn ChangeListener>) {
-        self.inner.subscribe(listener);
     }
 }
 

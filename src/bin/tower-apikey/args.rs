@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tower_apikey::expiry::Expiry;
 use tower_apikey::hash::{HashParams, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
+use tower_apikey::lifecycle::Expiry;
 use tower_apikey::policy::{Quota, RateLimit};
 use tower_apikey::RevocationReason;
 

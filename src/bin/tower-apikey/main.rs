@@ -168,7 +168,7 @@ fn run(command: Command) -> Result<(), Failure> {
                     "no"
                 },
             );
-            field("last used", &or_none(record.last_used_at, "never"));
+            field("last used", &or_none(record.usage.last_used_at, "never"));
             field("protected", if record.protected { "yes" } else { "no" });
             let or_dash = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
             field(
@@ -177,7 +177,7 @@ fn run(command: Command) -> Result<(), Failure> {
             );
             field("quota", &or_dash(record.quota.map(|q| q.to_string())));
             if let Some(quota) = record.quota {
-                let left = record.quota_remaining.unwrap_or(quota.uses());
+                let left = record.usage.quota_remaining.unwrap_or(quota.uses());
                 field(
                     "quota left",
                     &format!("{left} (leases held by servers count as used)"),
@@ -233,6 +233,7 @@ fn run(command: Command) -> Result<(), Failure> {
                         .expires_at
                         .map_or_else(|| "never".to_owned(), |t| t.to_string());
                     let used = r
+                        .usage
                         .last_used_at
                         .map_or_else(|| "never".to_owned(), |t| t.to_string());
                     out += &row(
@@ -413,7 +414,7 @@ impl<'a> Listed<'a> {
             prf: r.prf,
             expires_at: r.expires_at,
             key_expired: r.is_expired_at(now),
-            last_used_at: r.last_used_at,
+            last_used_at: r.usage.last_used_at,
             protected: r.protected,
             legacy: r.legacy,
             created_at: r.created_at,
@@ -422,7 +423,7 @@ impl<'a> Listed<'a> {
             updated_by: r.updated_by.as_deref(),
             rate_limit: r.rate_limit,
             quota: r.quota,
-            quota_remaining: r.quota.map(|q| r.quota_remaining.unwrap_or(q.uses())),
+            quota_remaining: r.quota.map(|q| r.usage.quota_remaining.unwrap_or(q.uses())),
             allowed_ips: &r.allowed_ips,
             revocation: r.revocation.as_ref(),
         }

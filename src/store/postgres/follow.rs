@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_postgres::AsyncMessage;
 
-use super::schema::CHANNEL;
+use super::schema::LISTEN;
 use super::Inner;
 use crate::key::KeyId;
 use crate::store::{ChangeFeed, StoreChange};
@@ -47,7 +47,7 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
                     }
                 });
                 let listening = if listen {
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await
+                    client.batch_execute(LISTEN).await
                 } else {
                     Ok(())
                 };
@@ -97,6 +97,10 @@ pub(super) async fn follow(inner: Weak<Inner>, listen: bool, poll: Duration) {
     }
 }
 
+const LAST_CHANGE: &str = "SELECT coalesce(max(version), 0) FROM tower_apikey_changes";
+const CHANGES_AFTER: &str =
+    "SELECT version, id FROM tower_apikey_changes WHERE version > $1 ORDER BY version";
+
 /// Where a follower is in the change log.
 struct Cursor {
     /// The last version read; `None` before the first read.
@@ -115,23 +119,13 @@ async fn catch_up(
     let Some(last) = cursor.version else {
         // First read: start from now. Anything cached before it (the database may have been
         // down when the store was made) may have missed a change: drop it.
-        let row = client
-            .query_one(
-                "SELECT coalesce(max(version), 0) FROM tower_apikey_changes",
-                &[],
-            )
-            .await?;
+        let row = client.query_one(LAST_CHANGE, &[]).await?;
         cursor.version = Some(row.get(0));
         cursor.read_at = std::time::Instant::now();
         feed.publish(&StoreChange::Reset);
         return Ok(());
     };
-    let rows = client
-        .query(
-            "SELECT version, id FROM tower_apikey_changes WHERE version > $1 ORDER BY version",
-            &[&last],
-        )
-        .await?;
+    let rows = client.query(CHANGES_AFTER, &[&last]).await?;
     // Changes are pruned after a day; stay well inside that.
     if cursor.read_at.elapsed() > Duration::from_secs(20 * 3600) {
         feed.publish(&StoreChange::Reset);

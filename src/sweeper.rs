@@ -2,8 +2,8 @@
 //! warning horizon, `key.expired` once when its time passes — once across a whole fleet.
 //!
 //! Every server may run an [`ExpirySweeper`]; each sweep reads the keys expiring within the
-//! longest horizon ([`KeyStore::list_expiring`]) and adds their events with
-//! [`KeyStore::add_events`]. The events' ids are made from the key, its expiry and the
+//! longest horizon ([`KeyQuery::expiring_by`]) and adds their events with
+//! [`OutboxStore::add_events`]. The events' ids are made from the key, its expiry and the
 //! horizon, and the store adds an id only once, so the servers sweeping at the same moment
 //! add each event once between them. A key whose expiry changes is a new key to warn about.
 //!
@@ -14,13 +14,14 @@
 //! warning only if it is issued within that day.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{EventKind, KeyEvent};
+use crate::events::{EventKind, KeyEvent};
 use crate::record::KeyRecord;
-use crate::store::{BoxKeyStore, KeyStore, StoreError};
+use crate::store::{outbox_handle, ErasedOutboxStore, KeyQuery, OutboxStore, StoreError};
 
 /// How long after a horizon (or the expiry) is reached its event may still be added.
 const WINDOW: SignedDuration = SignedDuration::from_hours(24);
@@ -28,7 +29,7 @@ const WINDOW: SignedDuration = SignedDuration::from_hours(24);
 /// Adds expiry events to the outbox. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct ExpirySweeper {
-    store: BoxKeyStore,
+    store: Arc<dyn ErasedOutboxStore>,
     /// Longest first.
     horizons: Vec<SignedDuration>,
     every: Duration,
@@ -36,9 +37,9 @@ pub struct ExpirySweeper {
 
 impl ExpirySweeper {
     /// A sweeper of `store`: warnings 7 days and 1 day before expiry, a sweep a minute.
-    pub fn new(store: impl KeyStore) -> Self {
+    pub fn new(store: impl OutboxStore) -> Self {
         Self {
-            store: BoxKeyStore::new(store),
+            store: outbox_handle(store),
             horizons: vec![
                 SignedDuration::from_hours(24 * 7),
                 SignedDuration::from_hours(24),
@@ -77,7 +78,10 @@ impl ExpirySweeper {
             .copied()
             .unwrap_or(SignedDuration::ZERO);
         let until = now.checked_add(longest).unwrap_or(Timestamp::MAX);
-        let records = self.store.list_expiring(until).await?;
+        let records = self
+            .store
+            .query(&KeyQuery::new().expiring_by(until))
+            .await?;
         let events: Vec<KeyEvent> = records
             .iter()
             .flat_map(|record| self.events_for(record, now))

@@ -2,7 +2,7 @@
 //! with backoff under the same `webhook-id`, each event sent by one server at a time.
 //!
 //! A [`WebhookSender`] runs in each server (or one of them; it makes no difference): it
-//! claims due events from the store ([`KeyStore::claim_events`], a lease no other server
+//! claims due events from the store ([`OutboxStore::claim_events`], a lease no other server
 //! shares), `POST`s each as
 //!
 //! ```text
@@ -34,8 +34,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::{Delivery, KeyEvent, OutboxEntry};
-use crate::store::{BoxKeyStore, KeyStore, StoreError};
+use crate::events::{Delivery, KeyEvent, OutboxEntry};
+use crate::store::{outbox_handle, ErasedOutboxStore, OutboxStore, StoreError};
 
 /// A webhook signing secret: `whsec_` and the base64 of its bytes, as Standard Webhooks
 /// libraries print and read it. `Debug` shows nothing of it.
@@ -102,7 +102,7 @@ pub enum WebhookError {
 /// Delivers the outbox to one or more endpoints. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct WebhookSender {
-    store: BoxKeyStore,
+    store: Arc<dyn ErasedOutboxStore>,
     endpoints: Vec<Endpoint>,
     /// For events some endpoints have accepted and others not yet: which did, so a retry
     /// from this process goes only to the rest (another process sends to all: at least once).
@@ -162,13 +162,13 @@ impl WebhookSender {
     /// # Errors
     /// [`WebhookError`]: not an http(s) URL, or no HTTP client.
     pub fn new(
-        store: impl KeyStore,
+        store: impl OutboxStore,
         url: &str,
         secret: WebhookSecret,
     ) -> Result<Self, WebhookError> {
         let timeout = Duration::from_secs(10);
         Ok(Self {
-            store: BoxKeyStore::new(store),
+            store: outbox_handle(store),
             endpoints: vec![Endpoint::new(url, secret)?],
             accepted: Arc::default(),
             client: client(timeout)?,

@@ -15,7 +15,7 @@ use jiff::{tz::TimeZone, Span, Timestamp};
 ///
 /// # Example
 /// ```
-/// use tower_apikey::expiry::Expiry;
+/// use tower_apikey::lifecycle::Expiry;
 /// let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse()?;
 /// assert_eq!("never".parse::<Expiry>()?.resolve(now)?, None);
 /// assert_eq!("P1W".parse::<Expiry>()?.resolve(now)?, Some("2026-01-08T00:00:00Z".parse()?));

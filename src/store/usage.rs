@@ -1,0 +1,91 @@
+//! The usage capability: what traffic writes to a store, never per request. Last use, quota
+//! leases, and rate-limit counts shared by every validator on the store.
+
+use std::future::Future;
+
+use jiff::Timestamp;
+
+use super::{KeyStore, QuotaGrant, StoreError};
+use crate::key::KeyId;
+
+/// What a [`Validator`](crate::Validator) writes as keys are used: last use, quota leases,
+/// and rate-limit counts shared across every validator on the store.
+///
+/// None of it is a change: usage publishes nothing to the change feed and writes no event
+/// but one (a quota running out, [`take_quota`](Self::take_quota)), and
+/// [`KeyStore::replace`] neither conflicts over usage nor undoes it.
+///
+/// Every method is required: each has one correct behaviour for a store, and a default would
+/// be wrong for some store (a no-op rate share is right only for a store no two validators
+/// share). A validator needs this capability: [`Validator::builder`](crate::Validator::builder)
+/// does not compile for a store without it.
+///
+/// A backend checks itself against every rule with
+/// `tower_apikey::test_util::check_usage_store` (feature `test-util`).
+pub trait UsageStore: KeyStore {
+    /// Records when keys were last accepted: ids with no record are skipped, and a time
+    /// earlier than the one stored does not replace it.
+    fn record_last_used<'a>(
+        &'a self,
+        used: Vec<(KeyId, Timestamp)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+
+    /// Takes up to `want` uses of a key's [quota](crate::policy::Quota), refilling it first if
+    /// its period has passed ([`KeyRecord::take_quota`](crate::KeyRecord::take_quota) is the rule). What a validator's lease
+    /// asks for: once per block of uses, never per request. A record with no quota, or no
+    /// record, grants nothing ([`QuotaGrant::NONE`]).
+    ///
+    /// Atomic: two servers taking uses at once never get more than the quota holds between
+    /// them. When no use is left in the period, a store with an
+    /// [outbox](super::OutboxStore) adds [`KeyEvent::quota_exhausted`] to it in the same step
+    /// (once: its id is made from the key and the period).
+    ///
+    /// [`KeyEvent::quota_exhausted`]: crate::events::KeyEvent::quota_exhausted
+    fn take_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        want: u64,
+    ) -> impl Future<Output = Result<QuotaGrant, StoreError>> + Send + 'a;
+
+    /// Gives back `uses` taken in the period that started at `period_start`, when a server
+    /// stops with them unspent ([`KeyRecord::give_back_quota`](crate::KeyRecord::give_back_quota) is the rule): nothing happens if the
+    /// period has changed since (refilled, or the quota was changed). Returns whether they
+    /// were taken back.
+    fn return_quota<'a>(
+        &'a self,
+        id: &'a KeyId,
+        uses: u64,
+        period_start: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
+
+    /// Adds the requests one validator admitted for rate-limited keys since it last called
+    /// (`admitted`, each id once, ordered by id), and returns, for each listed key, the total
+    /// admitted through every handle of this store since the total began (it may begin again
+    /// at 0, say when the key is deleted). Validators call it every
+    /// [`rate_limit_sync`](crate::validator::ValidatorBuilder::rate_limit_sync) interval, so
+    /// a key's rate limit holds across every validator sharing the store.
+    ///
+    /// Atomic: each call's counts are added once, and the total it returns includes them.
+    /// Every handle counts: two validators on two handles of one store (two servers on one
+    /// database or one file, or two in one process) see each other's counts.
+    fn share_rate_usage<'a>(
+        &'a self,
+        admitted: Vec<(KeyId, u64)>,
+    ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send + 'a;
+}
+
+/// [`UsageStore`]'s methods, the one list the type-erased store and the test forwarding
+/// wrapper are generated from (see `records.rs`).
+macro_rules! usage_store_methods {
+    ($then:ident { $($pass:tt)* }) => {
+        $then! { $($pass)*
+            UsageStore {
+                record_last_used(used: Vec<($crate::key::KeyId, jiff::Timestamp)>) -> ();
+                take_quota(id: &'a $crate::key::KeyId, want: u64) -> $crate::store::QuotaGrant;
+                return_quota(id: &'a $crate::key::KeyId, uses: u64, period_start: jiff::Timestamp) -> bool;
+                share_rate_usage(admitted: Vec<($crate::key::KeyId, u64)>) -> Vec<($crate::key::KeyId, u64)>;
+            }
+        }
+    };
+}
+pub(crate) use usage_store_methods;
