@@ -84,7 +84,7 @@ fn get(load: &HashMap<&'static str, Load>, kind: &str) -> Load {
 
 /// Keys in the database: records for the store and the keys to present.
 fn keys(n: usize) -> (Vec<KeyRecord>, Vec<PresentedKey>) {
-    let cheap = HashParams::default().iterations(1).unwrap();
+    let cheap = HashParams::default().with_iterations(1).unwrap();
     (0..n)
         .map(|i| {
             let (record, key) =

@@ -109,7 +109,7 @@ fn cached_keys_limited(
 ) -> (Validator, Vec<HeaderValue>) {
     let format = KeyFormat::default();
     // One iteration: filling the cache is setup, not what is measured.
-    let params = HashParams::default().iterations(1).unwrap();
+    let params = HashParams::default().with_iterations(1).unwrap();
     let store = MemoryStore::new();
     let validator = Validator::builder(store.clone())
         .max_cached_keys(n as u64 * 2)

@@ -44,7 +44,7 @@ fn rss() -> u64 {
 /// probes, hashed as Maximo does; returns the records and the probes' keys.
 fn records(n: usize, probes: &[(KeyRecord, String)]) -> Vec<KeyRecord> {
     let format = KeyFormat::default();
-    let cheap = HashParams::default().iterations(1).unwrap();
+    let cheap = HashParams::default().with_iterations(1).unwrap();
     let mut records: Vec<KeyRecord> = (0..n - probes.len())
         .map(|i| {
             KeyRecord::generate(format!("user{i}"), &format, &cheap)
@@ -258,7 +258,7 @@ fn main() {
         // allocator to reuse (which would hide growth from the RSS): a validator caches every
         // key of a fresh store.
         let format = KeyFormat::default();
-        let cheap = HashParams::default().iterations(1).unwrap();
+        let cheap = HashParams::default().with_iterations(1).unwrap();
         let store = MemoryStore::new();
         let mut keys = Vec::with_capacity(large);
         for i in 0..large {

@@ -174,19 +174,19 @@ impl serde::Serialize for Identity {
 
 /// A request reached a permission check or a handler that wants an [`Identity`] without
 /// passing through [`ApiKeyLayer`](crate::ApiKeyLayer): a wiring mistake, answered as
-/// [`Rejection::Internal`](crate::layer::Rejection::Internal) (500) and logged.
+/// [`Rejection::Internal`](crate::rejection::Rejection::Internal) (500) and logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no API key identity in the request: is `ApiKeyLayer` applied in front of it?")]
 pub struct MissingIdentity;
 
 impl MissingIdentity {
     /// Logs the mistake (once per request that hits it) and answers with `rejection`.
-    pub(crate) fn respond<B, R: crate::layer::RejectionResponse<B>>(
+    pub(crate) fn respond<B, R: crate::rejection::RejectionResponse<B>>(
         self,
         rejection: &R,
     ) -> http::Response<B> {
         tracing::error!("{self}");
-        rejection.respond(crate::layer::Rejection::Internal)
+        rejection.respond(crate::rejection::Rejection::Internal)
     }
 }
 
@@ -204,7 +204,7 @@ mod extract {
     use http::request::Parts;
 
     use super::{Anonymous, Identity, MissingIdentity};
-    use crate::layer::DefaultRejection;
+    use crate::rejection::DefaultRejection;
 
     impl IntoResponse for MissingIdentity {
         fn into_response(self) -> Response {

@@ -12,16 +12,21 @@
 //!   read and one PBKDF2 derivation on a low-priority thread, off the runtime.
 //! - [`KeyRecord`] ([`record`]): who a key belongs to, what it may do, whether it may be used;
 //!   [`lifecycle::Expiry`]: when it stops, in the forms operators write.
-//! - [`KeyStore`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
-//!   (feature `postgres`) for a fleet; [`BoxKeyStore`] holds any of them. Your own store
-//!   checks itself with `test_util::check_store_contract` (feature `test-util`).
+//! - [`store`]: where records live — [`MemoryStore`], [`FileStore`], and `PgKeyStore`
+//!   (feature `postgres`) for a fleet; [`BoxKeyStore`] holds any of them. The contract is
+//!   three capabilities: [`KeyStore`] (records), [`UsageStore`] (what a validator writes),
+//!   [`OutboxStore`] (key events); your own store checks itself with the suites in
+//!   `test_util` (feature `test-util`).
 //! - [`KeyManager`]: the key lifecycle — limits, rotation, regeneration, export and import;
 //!   `admin::AdminApi` (feature `admin`) serves it as a REST API.
 //! - [`permission`]: require a permission of the key, as a layer or an axum extractor.
 //! - [`hash`]: PBKDF2 hashes (`iterations:salt_hex:hash_hex`); [`key`]: the key format and
 //!   generator.
+//! - [`rejection`]: what a refused request is told; [`events`], [`sweeper`] and `webhook`
+//!   (feature `webhooks`): key events and their delivery; [`scan`]: leaked keys in text.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
+//! - [`guide`]: running, operating and extending it, in long form.
 //!
 //! # Example
 //! ```
@@ -57,17 +62,19 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | [`Identity`] and [`permission::Require`] as axum extractors (through `axum-core`) |
-//! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document |
+//! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document; `admin::secret_scanning` |
 //! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
 //! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
-//! | `test-util` | no | `test_util`: the store conformance suite, and `TempCluster` (with `postgres`) |
+//! | `webhooks` | no | `webhook::WebhookSender`: key events delivered as Standard Webhooks |
+//! | `test-util` | no | `test_util`: the store conformance suites, the test-double wrapper, and `TempCluster` (with `postgres`) |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod events;
+pub mod guide;
 pub mod hash;
 pub mod identity;
 pub mod key;
@@ -75,7 +82,9 @@ pub mod layer;
 pub mod lifecycle;
 pub mod permission;
 pub mod policy;
+mod random;
 pub mod record;
+pub mod rejection;
 pub mod scan;
 pub mod store;
 mod streak;

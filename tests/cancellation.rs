@@ -198,7 +198,7 @@ async fn a_caller_queued_behind_a_busy_slot_can_be_dropped_at_every_await_point(
     drop_at_each_await_point("queued for a derivation slot", || async {
         let (store, key, _) = store_with(0, 1_000).await;
         // A key whose derivation holds the only slot for a while.
-        let params = HashParams::default().iterations(100_000).unwrap();
+        let params = HashParams::default().with_iterations(100_000).unwrap();
         let (slow, slow_key) = tower_apikey::KeyRecord::generate(
             "slow",
             &tower_apikey::key::KeyFormat::default(),

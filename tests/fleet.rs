@@ -36,7 +36,7 @@ async fn servers(url: &str, n: usize, listen: bool, poll: Duration) -> Vec<Valid
 
 fn admin(store: PgKeyStore) -> KeyManager {
     KeyManager::new(store)
-        .hash_params(HashParams::default().iterations(1).unwrap())
+        .hash_params(HashParams::default().with_iterations(1).unwrap())
         .max_keys_per_principal(std::num::NonZeroUsize::new(1_000).unwrap())
 }
 

@@ -84,7 +84,8 @@ fn three_servers_hold_a_rate_limit_and_a_quota_between_them() {
     let (rate_key, quota_key, crash_key) = runtime.block_on(async {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         store.migrate().await.unwrap();
-        let keys = KeyManager::new(store).hash_params(HashParams::default().iterations(1).unwrap());
+        let keys =
+            KeyManager::new(store).hash_params(HashParams::default().with_iterations(1).unwrap());
         let limit = format!("{RATE}/1s").parse().unwrap();
         let (_, rate_key) = keys
             .issue(NewKey::new("rated").rate_limit(Some(limit)))

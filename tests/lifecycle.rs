@@ -29,7 +29,7 @@ async fn accepted(validator: &Validator, key: &str) -> bool {
 /// Every rule of the lifecycle, on one backend.
 async fn lifecycle_rules<S: UsageStore + Clone>(store: S) {
     // One iteration: these tests are about rules, not hashing cost.
-    let params = HashParams::default().iterations(1).unwrap();
+    let params = HashParams::default().with_iterations(1).unwrap();
     let keys = KeyManager::new(store.clone())
         .hash_params(params)
         .actor("tests");
@@ -313,7 +313,7 @@ async fn maximo_import_makes_legacy_records_and_names_bad_rows() {
 async fn expiry_forms_apply_on_issue() {
     let store = MemoryStore::new();
     let keys = KeyManager::new(store.clone())
-        .hash_params(HashParams::default().iterations(1).unwrap())
+        .hash_params(HashParams::default().with_iterations(1).unwrap())
         .max_keys_per_principal(std::num::NonZeroUsize::new(10).unwrap());
     let now = Timestamp::now();
     for (form, at_least, at_most) in [
@@ -380,8 +380,8 @@ async fn a_change_never_undoes_a_revocation_made_meanwhile() {
         inner: MemoryStore::new(),
         armed: Default::default(),
     });
-    let keys =
-        KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap());
+    let keys = KeyManager::new(store.clone())
+        .hash_params(HashParams::default().with_iterations(1).unwrap());
     let validator = Validator::builder(store.clone()).build();
     let arm = || store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
 

@@ -136,7 +136,7 @@ fn sha256_hex(text: &str) -> String {
 }
 
 fn fast_keys(store: &MemoryStore) -> KeyManager {
-    KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap())
+    KeyManager::new(store.clone()).hash_params(HashParams::default().with_iterations(1).unwrap())
 }
 
 #[tokio::test]
@@ -368,7 +368,8 @@ fn three_servers_on_one_postgres_refuse_a_reported_key_within_a_second() {
     let (leaked, bystander) = runtime.block_on(async {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         store.migrate().await.unwrap();
-        let keys = KeyManager::new(store).hash_params(HashParams::default().iterations(1).unwrap());
+        let keys =
+            KeyManager::new(store).hash_params(HashParams::default().with_iterations(1).unwrap());
         let (_, leaked) = keys.issue(NewKey::new("alice")).await.unwrap();
         let (_, bystander) = keys.issue(NewKey::new("bob")).await.unwrap();
         (leaked.expose().to_owned(), bystander.expose().to_owned())

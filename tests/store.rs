@@ -265,7 +265,7 @@ async fn file_store_never_overwrites_a_corrupt_file() {
 async fn file_store_last_use_writes_evict_no_cache_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
-    let params = HashParams::default().iterations(1).unwrap();
+    let params = HashParams::default().with_iterations(1).unwrap();
     let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
     let id = record.id.clone();
     let writer = FileStore::builder(&path).no_polling().open().await.unwrap();

@@ -64,7 +64,7 @@ struct World {
 }
 
 fn params() -> HashParams {
-    HashParams::default().iterations(10).unwrap()
+    HashParams::default().with_iterations(10).unwrap()
 }
 
 fn manager(store: FileStore) -> KeyManager {

@@ -31,7 +31,7 @@ fn rejected(result: Result<tower_apikey::Identity, ValidationError>) -> RejectRe
 async fn concurrent_callers_with_one_key_share_one_derivation() {
     let store = MemoryStore::new();
     // Slow enough that all callers arrive while the first derivation runs.
-    let params = HashParams::default().iterations(200_000).unwrap();
+    let params = HashParams::default().with_iterations(200_000).unwrap();
     let (record, key) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
     store.insert(record).await.unwrap();
     let validator = Validator::builder(store).build();
@@ -108,7 +108,7 @@ async fn a_wrong_secret_for_a_cached_id_costs_no_derivation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derivations_are_bounded_and_excess_is_shed() {
     let store = MemoryStore::new();
-    let params = HashParams::default().iterations(100_000).unwrap();
+    let params = HashParams::default().with_iterations(100_000).unwrap();
     let (record, _) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
     store.insert(record.clone()).await.unwrap();
     let validator = Validator::builder(store)
@@ -231,14 +231,14 @@ async fn records_made_elsewhere_validate_with_their_prf() {
     let store = MemoryStore::new();
     let (id, key) = KeyFormat::default().generate().unwrap();
     let params = HashParams::default()
-        .prf(tower_apikey::hash::Prf::Sha512)
-        .iterations(4096)
+        .with_prf(tower_apikey::hash::Prf::Sha512)
+        .with_iterations(4096)
         .unwrap()
-        .hash_len(64)
+        .with_hash_len(64)
         .unwrap();
     let hash = Pbkdf2Hash::create(key.expose().as_bytes(), &params).unwrap();
     store
-        .insert(KeyRecord::new(id, "svc", hash, params.prf_kind()))
+        .insert(KeyRecord::new(id, "svc", hash, params.prf()))
         .await
         .unwrap();
     let validator = Validator::builder(store).build();

@@ -130,8 +130,8 @@ async fn each_endpoint_gets_each_event_and_one_that_accepted_gets_no_retries() {
     use tower_apikey::{KeyManager, MemoryStore, NewKey};
 
     let store = MemoryStore::new();
-    let keys =
-        KeyManager::new(store.clone()).hash_params(HashParams::default().iterations(1).unwrap());
+    let keys = KeyManager::new(store.clone())
+        .hash_params(HashParams::default().with_iterations(1).unwrap());
     keys.issue(NewKey::new("dana")).await.unwrap();
     let (up, down) = (serve_receiver(UP).await, serve_receiver(DOWN).await);
     let secret = || SECRET.parse::<WebhookSecret>().unwrap();
@@ -388,7 +388,8 @@ fn three_servers_on_one_postgres_send_each_event_once_and_warn_of_expiry_once() 
     // A key that expires in 4 s: warned 2 s before, then expired.
     let id = runtime.block_on(async {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
-        let keys = KeyManager::new(store).hash_params(HashParams::default().iterations(1).unwrap());
+        let keys =
+            KeyManager::new(store).hash_params(HashParams::default().with_iterations(1).unwrap());
         let (record, _) = keys
             .issue(NewKey::new("carol").expires("4s".parse().unwrap()))
             .await

@@ -25,7 +25,7 @@ fn fixture(runtime: &tokio::runtime::Runtime) -> Fixture {
     runtime.block_on(async {
         let store = MemoryStore::new();
         let keys = KeyManager::new(store.clone())
-            .hash_params(HashParams::default().iterations(1).unwrap())
+            .hash_params(HashParams::default().with_iterations(1).unwrap())
             .max_keys_per_principal(std::num::NonZeroUsize::new(4).unwrap());
         let (_, admin) = keys
             .issue(NewKey::new("ops").permissions([API_KEY_ADMIN]))

@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         let loaded = FileStore::builder(&path).no_polling().open().await;
         let reloaded = server.reload().await;
         assert_eq!(loaded.is_ok(), reloaded.is_ok(), "open and reload agree");
-        let params = HashParams::default().iterations(1).unwrap();
+        let params = HashParams::default().with_iterations(1).unwrap();
         let (record, _) = KeyRecord::generate("fuzz", &KeyFormat::default(), &params).unwrap();
         let written = server.insert(record.clone()).await;
         match loaded {

@@ -43,9 +43,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // The key itself, hashed with the record's parameters, verifies.
     if let Ok(params) = tower_apikey::hash::HashParams::default()
-        .iterations(record.iterations())
-        .and_then(|p| p.salt_len(record.salt().len()))
-        .and_then(|p| p.hash_len(record.hash().len()))
+        .with_iterations(record.iterations())
+        .and_then(|p| p.with_salt_len(record.salt().len()))
+        .and_then(|p| p.with_hash_len(record.hash().len()))
     {
         if let Ok(made) = Pbkdf2Hash::create(key, &params) {
             assert!(made.verify(Prf::Sha1, key));

@@ -35,7 +35,7 @@ fn fixture() -> &'static Fixture {
             .build()
             .unwrap();
         let store = MemoryStore::new();
-        let params = HashParams::default().iterations(1).unwrap();
+        let params = HashParams::default().with_iterations(1).unwrap();
         let keys = runtime.block_on(async {
             let mut keys = Vec::new();
             for (i, status) in ["valid", "revoked", "inactive", "expired"]

@@ -34,7 +34,7 @@ fn fixture(runtime: &tokio::runtime::Runtime) -> Fixture {
     runtime.block_on(async {
         let store = MemoryStore::new();
         let keys = KeyManager::new(store.clone())
-            .hash_params(HashParams::default().iterations(1).unwrap());
+            .hash_params(HashParams::default().with_iterations(1).unwrap());
         let (_, key) = keys.issue(NewKey::new("alice")).await.unwrap();
         let pem = signing_key()
             .verifying_key()

@@ -23,9 +23,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::RngError;
+use crate::random::{fill_random, RngError};
 
+mod params;
 mod pbkdf2;
+
+pub use params::HashParams;
 
 /// The largest iteration count a record may carry.
 ///
@@ -188,13 +191,13 @@ impl Pbkdf2Hash {
     /// # Errors
     /// [`RngError`] when the OS RNG fails.
     pub fn create(key: &[u8], params: &HashParams) -> Result<Self, RngError> {
-        let mut salt = vec![0u8; params.salt_len];
-        crate::key::fill_random(&mut salt)?;
-        let mut hash = vec![0u8; params.hash_len];
-        derive(params.prf, key, &salt, params.iterations, &mut hash);
+        let mut salt = vec![0u8; params.salt_len()];
+        fill_random(&mut salt)?;
+        let mut hash = vec![0u8; params.hash_len()];
+        derive(params.prf(), key, &salt, params.iterations(), &mut hash);
         // `HashParams` setters keep every field in bounds.
         Ok(Self {
-            iterations: params.iterations,
+            iterations: params.iterations(),
             salt: salt.into(),
             hash: hash.into(),
         })
@@ -313,80 +316,6 @@ fn decode_hex(field: &str, name: &'static str) -> Result<Vec<u8>, HashError> {
         .collect())
 }
 
-/// Parameters for hashing a new key: PRF, iterations, salt and hash lengths.
-///
-/// The default is the Maximo form: SHA-1, 1000 iterations, 24-byte salt and hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashParams {
-    prf: Prf,
-    iterations: u32,
-    salt_len: usize,
-    hash_len: usize,
-}
-
-impl Default for HashParams {
-    fn default() -> Self {
-        Self {
-            prf: Prf::Sha1,
-            iterations: 1000,
-            salt_len: 24,
-            hash_len: 24,
-        }
-    }
-}
-
-impl HashParams {
-    /// The PRF new records are made with.
-    pub fn prf(mut self, prf: Prf) -> Self {
-        self.prf = prf;
-        self
-    }
-
-    /// The iteration count.
-    ///
-    /// # Errors
-    /// [`HashError::ZeroIterations`] or [`HashError::TooManyIterations`].
-    pub fn iterations(mut self, iterations: u32) -> Result<Self, HashError> {
-        if iterations == 0 {
-            return Err(HashError::ZeroIterations);
-        }
-        if iterations > MAX_ITERATIONS {
-            return Err(HashError::TooManyIterations);
-        }
-        self.iterations = iterations;
-        Ok(self)
-    }
-
-    /// The salt length in bytes.
-    ///
-    /// # Errors
-    /// [`HashError::SaltLength`] outside [`MIN_SALT_LEN`]..=[`MAX_SALT_LEN`].
-    pub fn salt_len(mut self, len: usize) -> Result<Self, HashError> {
-        if !(MIN_SALT_LEN..=MAX_SALT_LEN).contains(&len) {
-            return Err(HashError::SaltLength(len));
-        }
-        self.salt_len = len;
-        Ok(self)
-    }
-
-    /// The stored hash length in bytes.
-    ///
-    /// # Errors
-    /// [`HashError::HashLength`] outside [`MIN_HASH_LEN`]..=[`MAX_HASH_LEN`].
-    pub fn hash_len(mut self, len: usize) -> Result<Self, HashError> {
-        if !(MIN_HASH_LEN..=MAX_HASH_LEN).contains(&len) {
-            return Err(HashError::HashLength(len));
-        }
-        self.hash_len = len;
-        Ok(self)
-    }
-
-    /// The PRF these parameters use.
-    pub fn prf_kind(&self) -> Prf {
-        self.prf
-    }
-}
-
 /// Fills `out` with PBKDF2-HMAC-`prf`(`password`, `salt`, `iterations`).
 ///
 /// No limits are applied here (RFC 6070 has a 16,777,216-iteration vector); records are
@@ -422,10 +351,10 @@ mod tests {
     fn create_then_verify_each_prf() {
         for prf in [Prf::Sha1, Prf::Sha256, Prf::Sha512] {
             let params = HashParams::default()
-                .prf(prf)
-                .iterations(50)
+                .with_prf(prf)
+                .with_iterations(50)
                 .unwrap()
-                .hash_len(48)
+                .with_hash_len(48)
                 .unwrap();
             let rec = Pbkdf2Hash::create(b"secret", &params).unwrap();
             assert_eq!(rec.hash().len(), 48);
@@ -460,8 +389,10 @@ mod tests {
             short_hash.parse::<Pbkdf2Hash>(),
             Err(HashError::HashLength(MIN_HASH_LEN - 1))
         );
-        assert!(HashParams::default().iterations(0).is_err());
-        assert!(HashParams::default().salt_len(MAX_SALT_LEN + 1).is_err());
+        assert!(HashParams::default().with_iterations(0).is_err());
+        assert!(HashParams::default()
+            .with_salt_len(MAX_SALT_LEN + 1)
+            .is_err());
     }
 
     #[test]

@@ -44,7 +44,6 @@
 
 mod client_address;
 mod extract;
-mod response;
 mod service;
 
 use std::sync::Arc;
@@ -52,15 +51,11 @@ use std::sync::Arc;
 use http::Request;
 use tower_layer::Layer;
 
-pub use client_address::{ClientAddress, ForwardedHeader};
-pub use extract::{ExtractError, KeyExtractor, KeySource};
-#[cfg(feature = "admin")]
-pub(crate) use response::error_body;
-#[allow(deprecated)]
-pub use response::JsonRejection;
-pub use response::{
+pub use crate::rejection::{
     DefaultRejection, GrpcRejection, MaximoRejection, Rejection, RejectionResponse,
 };
+pub use client_address::{ClientAddress, ForwardedHeader};
+pub use extract::{ExtractError, KeyExtractor, KeySource};
 pub use service::{ApiKey, ResponseFuture};
 
 use crate::identity::Identity;

@@ -10,9 +10,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::response::{Rejection, RejectionResponse};
 use super::{Config, ExtractError};
 use crate::identity::{Anonymous, Identity};
+use crate::rejection::{Rejection, RejectionResponse};
 use crate::validator::{ValidationError, Validator, Verdict};
 
 /// Middleware that authenticates requests by API key; see the [module docs](super).

@@ -1,9 +1,15 @@
-//! The store as JSON ([`Export`]), and IBM Maximo's key export ([`MaximoKey`]).
+//! The store as JSON ([`Export`]), IBM Maximo's key export ([`MaximoKey`]), and the
+//! [`KeyManager`] operations that write and read them.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::record::KeyRecord;
+use super::input::checked_principal;
+use super::{Expiry, InvalidInput, KeyManager, LifecycleError};
+use crate::hash::{HashError, Pbkdf2Hash, Prf};
+use crate::key::KeyId;
+use crate::record::{record_time, KeyRecord};
+use crate::store::KeyQuery;
 
 /// The version [`Export`] writes.
 pub const EXPORT_VERSION: u32 = 1;
@@ -104,4 +110,69 @@ pub enum MaximoExportError {
         /// The line, counted from 1.
         line: usize,
     },
+}
+
+impl KeyManager {
+    /// Every record, for [`import`](Self::import) elsewhere.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn export(&self) -> Result<Export, LifecycleError> {
+        Ok(Export {
+            version: EXPORT_VERSION,
+            exported_at: record_time(),
+            keys: self.store.query(&KeyQuery::new()).await?,
+        })
+    }
+
+    /// Adds every record of an export, all or none (the per-principal limit is not applied:
+    /// this restores what was there). Returns how many were added.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Invalid`] for another export version;
+    /// [`AlreadyExists`](LifecycleError::AlreadyExists) if any id is taken (nothing added).
+    pub async fn import(&self, export: Export) -> Result<usize, LifecycleError> {
+        if export.version != EXPORT_VERSION {
+            return Err(InvalidInput::ExportVersion {
+                found: export.version,
+            }
+            .into());
+        }
+        let n = export.keys.len();
+        self.store.insert_many(export.keys).await?;
+        Ok(n)
+    }
+
+    /// Imports Maximo keys as legacy opaque records (PBKDF2-HMAC-SHA1), all or none; each
+    /// gets a new id, and its expiry counts from now. Returns the records added.
+    ///
+    /// # Errors
+    /// [`LifecycleError::Invalid`] naming the first bad row (never echoing its record);
+    /// the store's failure.
+    pub async fn import_maximo(
+        &self,
+        rows: Vec<MaximoKey>,
+    ) -> Result<Vec<KeyRecord>, LifecycleError> {
+        let now = record_time();
+        let mut records = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let bad = |source: Box<dyn std::error::Error + Send + Sync>| InvalidInput::MaximoRow {
+                row: i + 1,
+                source,
+            };
+            let principal = checked_principal(&row.userid).map_err(|e| bad(e.into()))?;
+            let hash: Pbkdf2Hash = row
+                .apikey
+                .parse()
+                .map_err(|e: HashError| bad(format!("apikey record: {e}").into()))?;
+            let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.into()))?;
+            let mut record = KeyRecord::new(KeyId::generate()?, principal, hash, Prf::Sha1);
+            record.legacy = true;
+            record.expires_at = expiry.resolve(now).map_err(|e| bad(e.into()))?;
+            record.created_by.clone_from(&self.actor);
+            records.push(record);
+        }
+        self.store.insert_many(records.clone()).await?;
+        Ok(records)
+    }
 }

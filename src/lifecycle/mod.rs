@@ -45,13 +45,12 @@ pub use error::{InvalidInput, LifecycleError};
 #[cfg(feature = "cli")]
 pub use export::MaximoExportError;
 pub use export::{Export, MaximoKey, EXPORT_VERSION};
-use input::checked_principal;
 pub use input::{
     KeyPatch, NewKey, MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_NAME_CHARS, MAX_PERMISSIONS,
     MAX_PERMISSION_CHARS, MAX_PRINCIPAL_CHARS,
 };
 
-use crate::hash::{HashError, HashParams, Pbkdf2Hash, Prf};
+use crate::hash::{HashParams, Pbkdf2Hash};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::record_time;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
@@ -190,7 +189,7 @@ impl KeyManager {
         let params = self.params;
         let secret = key.clone();
         let hash = blocking(move || Pbkdf2Hash::create(secret.expose(), &params)).await??;
-        let mut record = KeyRecord::new(id, principal, hash, self.params.prf_kind());
+        let mut record = KeyRecord::new(id, principal, hash, self.params.prf());
         if legacy {
             record.legacy = true;
             record.lookup_digest = Some(crate::key::lookup_digest(key.expose()));
@@ -282,7 +281,7 @@ impl KeyManager {
                 // Checked again: the key may have been deactivated during the derivation.
                 require_active(record)?;
                 record.hash = hash.clone();
-                record.prf = self.params.prf_kind();
+                record.prf = self.params.prf();
                 record.legacy = false;
                 record.lookup_digest = None;
                 Ok(true)
@@ -407,69 +406,6 @@ impl KeyManager {
             return Err(LifecycleError::NotFound(id.clone()));
         }
         Ok(record)
-    }
-
-    /// Every record, for [`import`](Self::import) elsewhere.
-    ///
-    /// # Errors
-    /// The store's failure.
-    pub async fn export(&self) -> Result<Export, LifecycleError> {
-        Ok(Export {
-            version: EXPORT_VERSION,
-            exported_at: record_time(),
-            keys: self.store.query(&KeyQuery::new()).await?,
-        })
-    }
-
-    /// Adds every record of an export, all or none (the per-principal limit is not applied:
-    /// this restores what was there). Returns how many were added.
-    ///
-    /// # Errors
-    /// [`LifecycleError::Invalid`] for another export version;
-    /// [`AlreadyExists`](LifecycleError::AlreadyExists) if any id is taken (nothing added).
-    pub async fn import(&self, export: Export) -> Result<usize, LifecycleError> {
-        if export.version != EXPORT_VERSION {
-            return Err(InvalidInput::ExportVersion {
-                found: export.version,
-            }
-            .into());
-        }
-        let n = export.keys.len();
-        self.store.insert_many(export.keys).await?;
-        Ok(n)
-    }
-
-    /// Imports Maximo keys as legacy opaque records (PBKDF2-HMAC-SHA1), all or none; each
-    /// gets a new id, and its expiry counts from now. Returns the records added.
-    ///
-    /// # Errors
-    /// [`LifecycleError::Invalid`] naming the first bad row (never echoing its record);
-    /// the store's failure.
-    pub async fn import_maximo(
-        &self,
-        rows: Vec<MaximoKey>,
-    ) -> Result<Vec<KeyRecord>, LifecycleError> {
-        let now = record_time();
-        let mut records = Vec::with_capacity(rows.len());
-        for (i, row) in rows.into_iter().enumerate() {
-            let bad = |source: Box<dyn std::error::Error + Send + Sync>| InvalidInput::MaximoRow {
-                row: i + 1,
-                source,
-            };
-            let principal = checked_principal(&row.userid).map_err(|e| bad(e.into()))?;
-            let hash: Pbkdf2Hash = row
-                .apikey
-                .parse()
-                .map_err(|e: HashError| bad(format!("apikey record: {e}").into()))?;
-            let expiry = Expiry::from_minutes(row.expiration).map_err(|e| bad(e.into()))?;
-            let mut record = KeyRecord::new(KeyId::generate()?, principal, hash, Prf::Sha1);
-            record.legacy = true;
-            record.expires_at = expiry.resolve(now).map_err(|e| bad(e.into()))?;
-            record.created_by.clone_from(&self.actor);
-            records.push(record);
-        }
-        self.store.insert_many(records.clone()).await?;
-        Ok(records)
     }
 
     async fn set_status(&self, id: &KeyId, status: KeyStatus) -> Result<KeyRecord, LifecycleError> {

@@ -141,7 +141,7 @@ impl KeyRecord {
     ) -> Result<(Self, PlaintextKey), RngError> {
         let (id, key) = format.generate()?;
         let hash = Pbkdf2Hash::create(key.expose().as_bytes(), params)?;
-        Ok((Self::new(id, principal, hash, params.prf_kind()), key))
+        Ok((Self::new(id, principal, hash, params.prf()), key))
     }
 
     /// A new active record from parts, created now, with no name, permissions or expiry.

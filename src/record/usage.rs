@@ -116,7 +116,7 @@ mod tests {
         let (mut record, _) = KeyRecord::generate(
             "q",
             &KeyFormat::default(),
-            &HashParams::default().iterations(1000).unwrap(),
+            &HashParams::default().with_iterations(1000).unwrap(),
         )
         .unwrap();
         record.quota = Some(quota.parse().unwrap());

@@ -56,7 +56,7 @@ impl Cache {
         let mut digest_key = [0u8; 64];
         // Without OS randomness the digests would be predictable; a fixed key still keeps
         // the cache free of secrets, so carry on and say so.
-        if let Err(error) = crate::key::fill_random(&mut digest_key) {
+        if let Err(error) = crate::random::fill_random(&mut digest_key) {
             tracing::error!(%error, "no OS randomness for the cache digest key");
         }
         let digest_state = Sha256::new_with_prefix(digest_key);

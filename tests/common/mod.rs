@@ -43,7 +43,7 @@ pub async fn drop_after_waits<F: std::future::Future>(
 
 /// Maximo export rows for `keys` (user `USER<i>` for the i-th), hashed with `iterations`.
 pub fn maximo_rows(keys: &[String], iterations: u32) -> Vec<tower_apikey::lifecycle::MaximoKey> {
-    let params = HashParams::default().iterations(iterations).unwrap();
+    let params = HashParams::default().with_iterations(iterations).unwrap();
     keys.iter()
         .enumerate()
         .map(|(i, key)| tower_apikey::lifecycle::MaximoKey {

@@ -389,7 +389,7 @@ impl IntoResponse for ReceiverError {
             }
             _ => self.to_string(),
         };
-        let mut response: Response = crate::layer::error_body(status, code, &message);
+        let mut response: Response = crate::rejection::error_body(status, code, &message);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

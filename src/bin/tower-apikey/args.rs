@@ -349,10 +349,10 @@ pub(crate) struct HashArgs {
 impl HashArgs {
     pub(crate) fn params(&self) -> Result<HashParams, Failure> {
         HashParams::default()
-            .prf(self.prf)
-            .iterations(self.iterations)
-            .and_then(|p| p.salt_len(self.salt_bytes))
-            .and_then(|p| p.hash_len(self.hash_bytes))
+            .with_prf(self.prf)
+            .with_iterations(self.iterations)
+            .and_then(|p| p.with_salt_len(self.salt_bytes))
+            .and_then(|p| p.with_hash_len(self.hash_bytes))
             .map_err(Failure::usage)
     }
 }

@@ -3,6 +3,7 @@
 //! change follower in `follow`; one file per capability (`records`, `usage`, `outbox`), each
 //! with its SQL as named constants.
 
+mod connection;
 mod error;
 mod follow;
 mod outbox;
@@ -12,8 +13,8 @@ mod schema;
 mod tls;
 mod usage;
 
+pub use self::connection::ConnectionStringError;
 pub use self::error::PgError;
-pub use self::tls::ConnectionStringError;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use self::connection::Connection;
 use self::follow::follow;
 use self::schema::{write_lock, LOG_CHANGES, NOTIFY_AND_PRUNE, TAKE_WRITE_LOCK};
-use self::tls::Connection;
 use super::{ChangeFeed, SettingTooSmall, StoreChange, StoreError};
 use crate::key::KeyId;
 

@@ -3,7 +3,7 @@
 //! Both read the [`Identity`] that [`ApiKeyLayer`](crate::ApiKeyLayer) put in the request, so
 //! they go *inside* it. A key without the permission is [`Rejection::Forbidden`] (`403` with
 //! the crate's JSON error body by default, `PERMISSION_DENIED` with
-//! [`GrpcRejection`](crate::layer::GrpcRejection)); a request with no identity at all (the
+//! [`GrpcRejection`](crate::rejection::GrpcRejection)); a request with no identity at all (the
 //! guard was mounted without `ApiKeyLayer` in front of it) is [`Rejection::Internal`]
 //! (`500` and an error log), never the inner service.
 //!
@@ -37,15 +37,21 @@
 //! # }).unwrap();
 //! ```
 
+#[cfg(feature = "axum")]
+mod extract;
+mod layer;
+mod service;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{Response, StatusCode};
 
+#[cfg(feature = "axum")]
+pub use self::extract::{ApiKeyAdmin, Permission, Require};
+pub use self::layer::RequirePermissionLayer;
+pub use self::service::RequirePermission;
 use crate::identity::{Anonymous, MissingIdentity};
-use crate::layer::{DefaultRejection, Rejection, RejectionResponse, ResponseFuture};
+use crate::rejection::{Rejection, RejectionResponse};
 use crate::Identity;
 
 /// The permission the admin API requires, as IBM Maximo names it.
@@ -54,129 +60,6 @@ pub const API_KEY_ADMIN: &str = "apikeyAdmin";
 /// A layer that lets a request through only if its key carries `permission`.
 pub fn require_permission(permission: impl Into<Arc<str>>) -> RequirePermissionLayer {
     RequirePermissionLayer::new(permission)
-}
-
-/// Layer of [`RequirePermission`]; see the [module docs](self).
-///
-/// Refusals are answered by the same [`RejectionResponse`] as [`ApiKeyLayer`]'s
-/// ([`DefaultRejection`] unless [`rejection`](Self::rejection) says otherwise): give a tonic
-/// stack [`GrpcRejection`](crate::layer::GrpcRejection) here too, and a key without the
-/// permission gets `PERMISSION_DENIED`.
-///
-/// [`ApiKeyLayer`]: crate::ApiKeyLayer
-#[derive(Debug, Clone)]
-pub struct RequirePermissionLayer<R = DefaultRejection> {
-    permission: Arc<str>,
-    wildcards: bool,
-    rejection: R,
-}
-
-impl RequirePermissionLayer {
-    /// Requires `permission` (compared exactly, case included).
-    pub fn new(permission: impl Into<Arc<str>>) -> Self {
-        Self {
-            permission: permission.into(),
-            wildcards: false,
-            rejection: DefaultRejection::new(),
-        }
-    }
-}
-
-impl<R> RequirePermissionLayer<R> {
-    /// The responses for refused requests.
-    pub fn rejection<R2>(self, rejection: R2) -> RequirePermissionLayer<R2> {
-        RequirePermissionLayer {
-            permission: self.permission,
-            wildcards: self.wildcards,
-            rejection,
-        }
-    }
-
-    /// Whether a key's wildcard permissions count (default `false`: compared exactly). On,
-    /// a key holding `reports:*` satisfies `reports:read`, and one holding `*` satisfies
-    /// every permission ([`Identity::grants`]). Only for guards where a `*` key should pass:
-    /// the admin API's guard stays exact.
-    pub fn wildcards(mut self, wildcards: bool) -> Self {
-        self.wildcards = wildcards;
-        self
-    }
-
-    /// The permission required.
-    pub fn required_permission(&self) -> &str {
-        &self.permission
-    }
-}
-
-impl<S, R: Clone> Layer<S> for RequirePermissionLayer<R> {
-    type Service = RequirePermission<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequirePermission {
-            inner,
-            permission: Arc::clone(&self.permission),
-            wildcards: self.wildcards,
-            rejection: self.rejection.clone(),
-        }
-    }
-}
-
-/// Middleware that refuses a request unless its [`Identity`] carries a permission.
-#[derive(Debug, Clone)]
-pub struct RequirePermission<S, R = DefaultRejection> {
-    inner: S,
-    permission: Arc<str>,
-    wildcards: bool,
-    rejection: R,
-}
-
-impl<S> RequirePermission<S> {
-    /// Wraps `inner`, requiring `permission`.
-    pub fn new(inner: S, permission: impl Into<Arc<str>>) -> Self {
-        RequirePermissionLayer::new(permission).layer(inner)
-    }
-
-    /// A layer requiring `permission`.
-    pub fn layer(permission: impl Into<Arc<str>>) -> RequirePermissionLayer {
-        RequirePermissionLayer::new(permission)
-    }
-}
-
-impl<S, R> RequirePermission<S, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePermission<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: RejectionResponse<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        match PermissionDenied::check(req.extensions(), &self.permission, self.wildcards) {
-            Ok(_) => ResponseFuture::inner(self.inner.call(req)),
-            Err(denied) => ResponseFuture::ready(Ok(denied.respond(&self.rejection))),
-        }
-    }
 }
 
 /// Why a request was stopped by a permission check.
@@ -234,7 +117,7 @@ impl PermissionDenied {
         }
     }
 
-    /// The status [`DefaultRejection`] answers with.
+    /// The status [`DefaultRejection`](crate::rejection::DefaultRejection) answers with.
     pub fn status(&self) -> StatusCode {
         match self {
             PermissionDenied::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -264,116 +147,13 @@ impl PermissionDenied {
     }
 }
 
-#[cfg(feature = "axum")]
-mod extract {
-    use std::fmt;
-    use std::marker::PhantomData;
-    use std::ops::Deref;
-
-    use axum_core::body::Body;
-    use axum_core::extract::FromRequestParts;
-    use axum_core::response::{IntoResponse, Response};
-    use http::request::Parts;
-
-    use super::{PermissionDenied, API_KEY_ADMIN};
-    use crate::layer::DefaultRejection;
-    use crate::Identity;
-
-    /// A permission, named at the type level for the [`Require`] extractor.
-    ///
-    /// ```
-    /// use tower_apikey::permission::{Permission, Require};
-    ///
-    /// struct ReportsRead;
-    /// impl Permission for ReportsRead {
-    ///     const NAME: &'static str = "reports:read";
-    /// }
-    ///
-    /// async fn reports(who: Require<ReportsRead>) -> String {
-    ///     format!("reports for {}", who.principal())
-    /// }
-    /// // Behind `ApiKeyLayer`: a key without `reports:read` gets 403.
-    /// let app: axum::Router = axum::Router::new().route("/reports", axum::routing::get(reports));
-    /// ```
-    pub trait Permission {
-        /// The permission as keys carry it.
-        const NAME: &'static str;
-        /// Whether a key's wildcard permissions (`reports:*`, `*`) count
-        /// ([`Identity::grants`]); compared exactly by default.
-        const WILDCARDS: bool = false;
-    }
-
-    /// [`API_KEY_ADMIN`](super::API_KEY_ADMIN): what the admin API requires.
-    #[derive(Debug, Clone, Copy)]
-    pub struct ApiKeyAdmin;
-
-    impl Permission for ApiKeyAdmin {
-        const NAME: &'static str = API_KEY_ADMIN;
-    }
-
-    /// Extracts the caller's [`Identity`] if its key carries `P`; answers `403` otherwise.
-    ///
-    /// Dereferences to the identity.
-    pub struct Require<P> {
-        identity: Identity,
-        permission: PhantomData<fn() -> P>,
-    }
-
-    impl<P> Require<P> {
-        /// The caller.
-        pub fn into_identity(self) -> Identity {
-            self.identity
-        }
-    }
-
-    impl<P> Deref for Require<P> {
-        type Target = Identity;
-
-        fn deref(&self) -> &Identity {
-            &self.identity
-        }
-    }
-
-    impl<P: Permission> fmt::Debug for Require<P> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("Require")
-                .field("permission", &P::NAME)
-                .field("identity", &self.identity)
-                .finish()
-        }
-    }
-
-    impl IntoResponse for PermissionDenied {
-        fn into_response(self) -> Response {
-            self.respond::<Body, _>(&DefaultRejection::new())
-        }
-    }
-
-    impl<P: Permission, S: Send + Sync> FromRequestParts<S> for Require<P> {
-        type Rejection = PermissionDenied;
-
-        async fn from_request_parts(
-            parts: &mut Parts,
-            _state: &S,
-        ) -> Result<Self, Self::Rejection> {
-            let identity = PermissionDenied::check(&parts.extensions, P::NAME, P::WILDCARDS)?;
-            Ok(Self {
-                identity: identity.clone(),
-                permission: PhantomData,
-            })
-        }
-    }
-}
-
-#[cfg(feature = "axum")]
-pub use extract::{ApiKeyAdmin, Permission, Require};
-
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
 
     use bytes::Bytes;
     use http::header::CONTENT_TYPE;
+    use http::Request;
     use tower::{ServiceBuilder, ServiceExt};
 
     use super::*;
@@ -385,7 +165,7 @@ mod tests {
         let (mut record, _key) = KeyRecord::generate(
             "carol",
             &KeyFormat::default(),
-            &HashParams::default().iterations(1).unwrap(),
+            &HashParams::default().with_iterations(1).unwrap(),
         )
         .unwrap();
         record.permissions = permissions.iter().map(|p| (*p).to_owned()).collect();
@@ -468,7 +248,9 @@ mod tests {
     #[tokio::test]
     async fn answers_with_the_rejection_it_is_given() {
         let service = ServiceBuilder::new()
-            .layer(require_permission(API_KEY_ADMIN).rejection(crate::layer::GrpcRejection::new()))
+            .layer(
+                require_permission(API_KEY_ADMIN).rejection(crate::rejection::GrpcRejection::new()),
+            )
             .service_fn(|_req: Request<()>| async {
                 Ok::<_, Infallible>(Response::new(Bytes::from_static(b"inner")))
             });

@@ -1,5 +1,8 @@
-//! The responses a refused request gets — from the key check, the permission check, or a
-//! handler that found no identity — and the trait to supply your own.
+//! Rejections: the responses a refused request gets — from the key check, the permission
+//! check, or a handler that found no identity — and the trait to supply your own.
+//!
+//! The vocabulary the layer, the permission guard and the identity extractor share, so each
+//! answers a refusal the same way; usable without the layer (a handler, a gRPC interceptor).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -83,10 +86,6 @@ where
 pub struct DefaultRejection {
     challenge: HeaderValue,
 }
-
-/// The old name of [`DefaultRejection`], which clashed with axum's `JsonRejection`.
-#[deprecated(since = "0.2.0", note = "renamed `DefaultRejection`")]
-pub type JsonRejection = DefaultRejection;
 
 impl Default for DefaultRejection {
     fn default() -> Self {
