@@ -60,6 +60,13 @@ impl MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn rates(&self) -> std::sync::MutexGuard<'_, RateTotals> {
+        self.inner
+            .rates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn changed(&self, id: KeyId) {
         self.inner.feed.publish(&StoreChange::Changed(id));
     }
@@ -90,6 +97,8 @@ impl KeyStore for MemoryStore {
     async fn delete(&self, id: &KeyId) -> Result<bool, StoreError> {
         let existed = self.write().delete(id);
         if existed {
+            // Its rate-limit total goes with it, as PostgreSQL's row does.
+            self.rates().retain(|x| x != id);
             self.changed(id.clone());
         }
         Ok(existed)

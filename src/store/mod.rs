@@ -34,8 +34,10 @@
 //! The type-erased store ([`BoxKeyStore`]) and the test forwarding wrapper
 //! (`test_util::Forward`) are generated from the one list of methods each capability keeps
 //! beside its trait. Adding a method to a capability touches its trait (and list) and the
-//! backends that implement it; adding a capability adds a trait file, one line in the
-//! erasure and one in the forwarding wrapper, and its conformance suite.
+//! backends that implement it, nothing else. Adding a capability adds its trait file and its
+//! conformance suite, and registers it where every capability is named: the erasure
+//! (`erased.rs`: its line, and the bound of a store with every capability) and the
+//! forwarding wrapper (`test_util/forward.rs`: its link in the chain, and the same bound).
 //!
 //! Each capability has its conformance suite in `test_util` (feature `test-util`), run
 //! against every backend here and public for stores of your own:
