@@ -91,6 +91,7 @@ mod streak;
 pub mod sweeper;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub mod usage;
 pub mod validator;
 #[cfg(feature = "webhooks")]
 pub mod webhook;

@@ -14,6 +14,7 @@ use tower_apikey::store::{
     StoreError, UsageStore,
 };
 use tower_apikey::test_util::{check_key_store, check_store_contract, check_usage_store};
+use tower_apikey::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
 use tower_apikey::KeyRecord;
 
 /// Records in a `Vec` kept sorted by id, the outbox and the rate totals, behind one mutex:
@@ -40,6 +41,7 @@ struct State {
     records: Vec<KeyRecord>,
     outbox: Outbox,
     rates: BTreeMap<KeyId, u64>,
+    usage: UsageTable,
 }
 
 impl VecStore {
@@ -249,6 +251,43 @@ impl UsageStore for VecStore {
                     (id, *total)
                 })
                 .collect()
+        }))
+    }
+
+    async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
+        self.with(|state| state.usage.add(batch, Timestamp::now()));
+        Ok(())
+    }
+
+    async fn read_usage(&self, id: &KeyId, range: UsageRange) -> Result<Vec<Bucket>, StoreError> {
+        Ok(self.with(|state| state.usage.read(id, &range)))
+    }
+
+    async fn top_usage(
+        &self,
+        principal: Option<&str>,
+        range: UsageRange,
+        limit: usize,
+    ) -> Result<Vec<KeyTotal>, StoreError> {
+        Ok(self.with(|state| {
+            let counted = |id: &KeyId| {
+                Self::position(&state.records, id)
+                    .is_ok_and(|at| principal.is_none_or(|p| state.records[at].principal == p))
+            };
+            state.usage.top(&range, counted, limit)
+        }))
+    }
+
+    async fn prune_usage(
+        &self,
+        hourly_before: Timestamp,
+        daily_before: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        Ok(self.with(|state| {
+            state
+                .usage
+                .prune(hourly_before, daily_before, Timestamp::now(), limit)
         }))
     }
 }

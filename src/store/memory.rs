@@ -15,6 +15,7 @@ use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
+use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
 
 /// A store in memory, with every capability: for tests, and for applications that load keys
 /// themselves.
@@ -30,6 +31,7 @@ pub struct MemoryStore {
 struct Inner {
     records: RwLock<RecordMap>,
     rates: Mutex<RateTotals>,
+    usage: Mutex<UsageTable>,
     feed: ChangeFeed,
 }
 
@@ -57,6 +59,13 @@ impl MemoryStore {
         self.inner
             .records
             .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn usage(&self) -> std::sync::MutexGuard<'_, UsageTable> {
+        self.inner
+            .usage
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -147,12 +156,42 @@ impl UsageStore for MemoryStore {
         &self,
         admitted: Vec<(KeyId, u64)>,
     ) -> Result<Vec<(KeyId, u64)>, StoreError> {
-        let mut rates = self
-            .inner
-            .rates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(rates.add(admitted))
+        Ok(self.rates().add(admitted))
+    }
+
+    async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
+        self.usage().add(batch, Timestamp::now());
+        Ok(())
+    }
+
+    async fn read_usage(&self, id: &KeyId, range: UsageRange) -> Result<Vec<Bucket>, StoreError> {
+        Ok(self.usage().read(id, &range))
+    }
+
+    async fn top_usage(
+        &self,
+        principal: Option<&str>,
+        range: UsageRange,
+        limit: usize,
+    ) -> Result<Vec<KeyTotal>, StoreError> {
+        let records = self.read();
+        let counted = |id: &KeyId| {
+            records
+                .get(id)
+                .is_some_and(|r| principal.is_none_or(|p| r.principal == p))
+        };
+        Ok(self.usage().top(&range, counted, limit))
+    }
+
+    async fn prune_usage(
+        &self,
+        hourly_before: Timestamp,
+        daily_before: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .usage()
+            .prune(hourly_before, daily_before, Timestamp::now(), limit))
     }
 }
 

@@ -71,7 +71,7 @@ mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod query;
-mod rate_totals;
+pub(crate) mod rate_totals;
 mod records;
 mod usage;
 

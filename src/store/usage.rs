@@ -1,5 +1,6 @@
 //! The usage capability: what traffic writes to a store, never per request. Last use, quota
-//! leases, and rate-limit counts shared by every validator on the store.
+//! leases, rate-limit counts shared by every validator on the store, and requests counted per
+//! key, hour and outcome.
 
 use std::future::Future;
 
@@ -7,9 +8,11 @@ use jiff::Timestamp;
 
 use super::{KeyStore, QuotaGrant, StoreError};
 use crate::key::KeyId;
+use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange};
 
 /// What a [`Validator`](crate::Validator) writes as keys are used: last use, quota leases,
-/// and rate-limit counts shared across every validator on the store.
+/// rate-limit counts shared across every validator on the store, and requests counted per
+/// key, hour and outcome ([`usage`](crate::usage)); and what reads those counts back.
 ///
 /// None of it is a change: usage publishes nothing to the change feed and writes no event
 /// but one (a quota running out, [`take_quota`](Self::take_quota)), and
@@ -72,6 +75,44 @@ pub trait UsageStore: KeyStore {
         &'a self,
         admitted: Vec<(KeyId, u64)>,
     ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send + 'a;
+
+    /// Adds one validator's counts to the hourly buckets and to the UTC days' (the rule is
+    /// [`UsageTable::add`](crate::usage::UsageTable::add)), once per batch id: a batch tried
+    /// again (a write whose answer was lost) is not counted twice. Atomic: a batch is added
+    /// whole or not at all.
+    fn add_usage<'a>(
+        &'a self,
+        batch: UsageBatch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+
+    /// `id`'s requests over `range`: every bucket of it in order, those without traffic as
+    /// zeros ([`UsageRange::zero_filled`]). An id with no usage (or no record) reads as zeros.
+    fn read_usage<'a>(
+        &'a self,
+        id: &'a KeyId,
+        range: UsageRange,
+    ) -> impl Future<Output = Result<Vec<Bucket>, StoreError>> + Send + 'a;
+
+    /// The keys with records (of `principal`, if given) and their requests over `range`,
+    /// those with the most requests first (ties by id), at most `limit`; keys without
+    /// traffic in the range left out.
+    fn top_usage<'a>(
+        &'a self,
+        principal: Option<&'a str>,
+        range: UsageRange,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<KeyTotal>, StoreError>> + Send + 'a;
+
+    /// Removes hourly buckets that start before `hourly_before` and daily ones before
+    /// `daily_before`, at most `limit` of each in one call, and batch ids older than a day;
+    /// returns how many buckets went. Bounded work: what a validator runs at most once a
+    /// minute for its retention.
+    fn prune_usage<'a>(
+        &'a self,
+        hourly_before: Timestamp,
+        daily_before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send + 'a;
 }
 
 /// [`UsageStore`]'s methods, the one list the type-erased store and the test forwarding
@@ -84,6 +125,10 @@ macro_rules! usage_store_methods {
                 take_quota(id: &'a $crate::key::KeyId, want: u64) -> $crate::store::QuotaGrant;
                 return_quota(id: &'a $crate::key::KeyId, uses: u64, period_start: jiff::Timestamp) -> bool;
                 share_rate_usage(admitted: Vec<($crate::key::KeyId, u64)>) -> Vec<($crate::key::KeyId, u64)>;
+                add_usage(batch: $crate::usage::UsageBatch) -> ();
+                read_usage(id: &'a $crate::key::KeyId, range: $crate::usage::UsageRange) -> Vec<$crate::usage::Bucket>;
+                top_usage(principal: Option<&'a str>, range: $crate::usage::UsageRange, limit: usize) -> Vec<$crate::usage::KeyTotal>;
+                prune_usage(hourly_before: jiff::Timestamp, daily_before: jiff::Timestamp, limit: usize) -> usize;
             }
         }
     };

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{blocking, disk, FileStore};
+use super::sidecar::{RATES, USAGE};
+use super::{blocking, FileStore};
 use crate::events::{Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
+use crate::store::rate_totals::RateTotals;
 use crate::store::{ChangeListener, KeyQuery, KeyStore, OutboxStore, StoreError, UsageStore};
+use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
 
 impl KeyStore for FileStore {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
@@ -86,15 +89,75 @@ impl UsageStore for FileStore {
         &self,
         admitted: Vec<(KeyId, u64)>,
     ) -> Result<Vec<(KeyId, u64)>, StoreError> {
-        // Beside the store, in `<path>.rates`, under the same lock: every process on the
-        // file shares its counts, and a share never rewrites the records.
+        // Beside the store, in `<path>.rates`: every process on the file shares its counts.
+        // Totals of keys gone are dropped (a key just made elsewhere and not read here yet
+        // loses one share: its servers see the total start again).
         let inner = Arc::clone(&self.inner);
         blocking(move || {
-            disk::share_rates(&inner.path, &inner.lock_path, admitted, |id| {
-                inner.state().records.contains(id)
+            RATES.update(&inner.path, &inner.lock_path, |totals: &mut RateTotals| {
+                let listed: Vec<KeyId> = admitted.iter().map(|(id, _)| id.clone()).collect();
+                let state = inner.state();
+                totals.retain(|id| state.records.contains(id) || listed.contains(id));
+                totals.add(admitted)
             })
         })
         .await
+    }
+
+    async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
+        // Beside the store, in `<path>.usage`, synced: counts are kept for their retention.
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            USAGE.update(&inner.path, &inner.lock_path, |table: &mut UsageTable| {
+                table.add(batch, Timestamp::now());
+            })
+        })
+        .await
+    }
+
+    async fn read_usage(&self, id: &KeyId, range: UsageRange) -> Result<Vec<Bucket>, StoreError> {
+        let table = self.usage_table().await?;
+        Ok(table.read(id, &range))
+    }
+
+    async fn top_usage(
+        &self,
+        principal: Option<&str>,
+        range: UsageRange,
+        limit: usize,
+    ) -> Result<Vec<KeyTotal>, StoreError> {
+        let table = self.usage_table().await?;
+        let state = self.read();
+        let counted = |id: &KeyId| {
+            state
+                .records
+                .get(id)
+                .is_some_and(|r| principal.is_none_or(|p| r.principal == p))
+        };
+        Ok(table.top(&range, counted, limit))
+    }
+
+    async fn prune_usage(
+        &self,
+        hourly_before: Timestamp,
+        daily_before: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            USAGE.update(&inner.path, &inner.lock_path, |table: &mut UsageTable| {
+                table.prune(hourly_before, daily_before, Timestamp::now(), limit)
+            })
+        })
+        .await
+    }
+}
+
+impl FileStore {
+    /// The usage counts as the file holds them now.
+    async fn usage_table(&self) -> Result<UsageTable, StoreError> {
+        let path = self.inner.path.clone();
+        blocking(move || USAGE.load(&path)).await
     }
 }
 

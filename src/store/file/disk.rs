@@ -9,10 +9,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::super::map::RecordMap;
-use super::super::rate_totals::RateTotals;
 use super::super::StoreError;
 use crate::events::Outbox;
-use crate::key::KeyId;
+
 use crate::record::KeyRecord;
 
 /// The format version written to the file.
@@ -163,7 +162,7 @@ pub(super) fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
 
 /// Takes the exclusive lock on `lock_path` (creating the file), held until the file is
 /// dropped: every writer, in this process or another, takes it.
-fn lock(lock_path: &Path) -> Result<File, StoreError> {
+pub(super) fn lock(lock_path: &Path) -> Result<File, StoreError> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -253,37 +252,4 @@ pub(super) fn write_file(path: &Path, contents: &Contents) -> io::Result<()> {
     file.write_all(b"\n")?;
     let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()
-}
-
-/// Under the file lock: adds one validator's rate-limit counts to `<path>.rates` and returns
-/// the totals (see [`RateTotals`]), dropping the totals of keys `exists` says are gone. The
-/// counts are not worth a sync: a crash loses at most one share of them, which every
-/// validator reads as totals starting again.
-pub(super) fn share_rates(
-    path: &Path,
-    lock_path: &Path,
-    admitted: Vec<(KeyId, u64)>,
-    exists: impl Fn(&KeyId) -> bool,
-) -> Result<Vec<(KeyId, u64)>, StoreError> {
-    let lock = lock(lock_path)?;
-    let rates_path = sibling(path, ".rates");
-    // Unreadable (a writer killed mid-write, another tool): the totals start again.
-    let mut totals: RateTotals = fs::read(&rates_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default();
-    let listed: Vec<KeyId> = admitted.iter().map(|(id, _)| id.clone()).collect();
-    totals.retain(|id| exists(id) || listed.contains(id));
-    let result = totals.add(admitted);
-    let tmp = sibling(path, &format!(".tmp.rates.{}", std::process::id()));
-    let written = serde_json::to_vec(&totals)
-        .map_err(io::Error::from)
-        .and_then(|bytes| fs::write(&tmp, bytes))
-        .and_then(|()| fs::rename(&tmp, &rates_path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(io_error(&rates_path)(e));
-    }
-    drop(lock);
-    Ok(result)
 }

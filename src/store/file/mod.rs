@@ -4,6 +4,7 @@
 
 mod capabilities;
 mod disk;
+mod sidecar;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
@@ -31,8 +32,9 @@ use crate::key::KeyId;
 /// - A writer killed mid-write leaves `<path>.tmp.<pid>` behind; the next write removes it.
 /// - A file that does not parse is never overwritten: writes fail with
 ///   [`StoreError::Corrupt`] and the last good contents stay in use.
-/// - Validators on the file share their rate-limit counts through `<path>.rates`, under the
-///   same lock, so servers sharing the file share their keys' rate limits too.
+/// - Validators on the file share their rate-limit counts through `<path>.rates`, and write
+///   their usage counts to `<path>.usage`, both under the same lock: servers sharing the file
+///   share their keys' rate limits and usage too.
 ///
 /// The file is created on the first write, readable by its owner only. Cloning gives another
 /// handle to the same store.

@@ -70,6 +70,31 @@ CREATE INDEX tower_apikey_events_pending ON tower_apikey_events (seq) WHERE deli
 -- What the expiry sweeper reads.
 CREATE INDEX tower_apikey_keys_expires ON tower_apikey_keys (expires_at) WHERE expires_at IS NOT NULL;
 ",
+    r"
+-- Requests per key, hour and outcome (issue 23), and the same by UTC day; the batches added,
+-- so a batch tried again is not counted twice.
+CREATE TABLE tower_apikey_usage_hourly (
+    key_id            TEXT NOT NULL,
+    bucket            TIMESTAMPTZ NOT NULL,
+    valid             BIGINT NOT NULL DEFAULT 0,
+    wrong_secret      BIGINT NOT NULL DEFAULT 0,
+    expired           BIGINT NOT NULL DEFAULT 0,
+    inactive          BIGINT NOT NULL DEFAULT 0,
+    revoked           BIGINT NOT NULL DEFAULT 0,
+    rate_limited      BIGINT NOT NULL DEFAULT 0,
+    usage_exceeded    BIGINT NOT NULL DEFAULT 0,
+    ip_not_allowed    BIGINT NOT NULL DEFAULT 0,
+    permission_denied BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, bucket)
+);
+CREATE INDEX tower_apikey_usage_hourly_bucket ON tower_apikey_usage_hourly (bucket);
+CREATE TABLE tower_apikey_usage_daily (LIKE tower_apikey_usage_hourly INCLUDING ALL);
+CREATE TABLE tower_apikey_usage_batches (
+    id       TEXT PRIMARY KEY,
+    added_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX tower_apikey_usage_batches_added ON tower_apikey_usage_batches (added_at);
+",
 ];
 
 /// The NOTIFY channel a commit notifies and followers LISTEN on; the log holds what changed.

@@ -1,12 +1,14 @@
 //! The usage capability of [`PgKeyStore`]: one statement per call, no change logged (usage
-//! changes no key's validity).
+//! changes no key's validity); requests per key in `tower_apikey_usage_hourly` and `_daily`.
 
 use jiff::Timestamp;
+use tokio_postgres::types::ToSql;
 
 use super::{unavailable, PgKeyStore};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::store::{StoreError, UsageStore};
+use crate::usage::{Bucket, Counts, Granularity, KeyTotal, Outcome, UsageBatch, UsageRange};
 
 /// A later time replaces an earlier one, never the reverse.
 const RECORD_LAST_USED: &str = "UPDATE tower_apikey_keys AS k \
@@ -65,6 +67,67 @@ const SHARE_RATE_USAGE: &str = "INSERT INTO tower_apikey_rate_usage AS u (id, ad
      SELECT id, n FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(id, n) ORDER BY id \
      ON CONFLICT (id) DO UPDATE SET admitted = u.admitted + excluded.admitted \
      RETURNING id, admitted";
+
+/// The outcome columns, in [`Outcome::ALL`](crate::usage::Outcome::ALL)'s order.
+macro_rules! outcomes {
+    () => {
+        "valid, wrong_secret, expired, inactive, revoked, rate_limited, usage_exceeded, ip_not_allowed, permission_denied"
+    };
+}
+
+/// A batch, once: its id is recorded in the same statement, and a batch already recorded adds
+/// nothing. Each line adds to its hour and to its UTC day; rows are written in key order, so
+/// two servers' batches never deadlock.
+const ADD_USAGE: &str = concat!(
+    "WITH batch AS (INSERT INTO tower_apikey_usage_batches (id) VALUES ($1) \
+       ON CONFLICT (id) DO NOTHING RETURNING id), \
+     line AS (SELECT * FROM unnest($2::TEXT[], $3::TIMESTAMPTZ[], $4::BIGINT[], $5::BIGINT[], \
+       $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], \
+       $12::BIGINT[]) AS l(key_id, hour, ",
+    outcomes!(),
+    ") WHERE EXISTS (SELECT 1 FROM batch)), \
+     hourly AS (INSERT INTO tower_apikey_usage_hourly AS u (key_id, bucket, ",
+    outcomes!(),
+    ") SELECT key_id, date_trunc('hour', hour), ",
+    outcomes!(),
+    " FROM line ORDER BY key_id, hour \
+       ON CONFLICT (key_id, bucket) DO UPDATE SET valid = u.valid + excluded.valid, wrong_secret = u.wrong_secret + excluded.wrong_secret, expired = u.expired + excluded.expired, inactive = u.inactive + excluded.inactive, revoked = u.revoked + excluded.revoked, rate_limited = u.rate_limited + excluded.rate_limited, usage_exceeded = u.usage_exceeded + excluded.usage_exceeded, ip_not_allowed = u.ip_not_allowed + excluded.ip_not_allowed, permission_denied = u.permission_denied + excluded.permission_denied) \
+     INSERT INTO tower_apikey_usage_daily AS u (key_id, bucket, ",
+    outcomes!(),
+    ") SELECT key_id, date_trunc('day', hour, 'UTC'), sum(valid)::BIGINT, sum(wrong_secret)::BIGINT, sum(expired)::BIGINT, sum(inactive)::BIGINT, sum(revoked)::BIGINT, sum(rate_limited)::BIGINT, sum(usage_exceeded)::BIGINT, sum(ip_not_allowed)::BIGINT, sum(permission_denied)::BIGINT \
+       FROM line GROUP BY 1, 2 ORDER BY 1, 2 \
+       ON CONFLICT (key_id, bucket) DO UPDATE SET valid = u.valid + excluded.valid, wrong_secret = u.wrong_secret + excluded.wrong_secret, expired = u.expired + excluded.expired, inactive = u.inactive + excluded.inactive, revoked = u.revoked + excluded.revoked, rate_limited = u.rate_limited + excluded.rate_limited, usage_exceeded = u.usage_exceeded + excluded.usage_exceeded, ip_not_allowed = u.ip_not_allowed + excluded.ip_not_allowed, permission_denied = u.permission_denied + excluded.permission_denied"
+);
+
+const READ_HOURLY: &str = concat!(
+    "SELECT bucket, ",
+    outcomes!(),
+    " FROM tower_apikey_usage_hourly WHERE key_id = $1 AND bucket >= $2 AND bucket < $3 \
+     ORDER BY bucket"
+);
+const READ_DAILY: &str = concat!(
+    "SELECT bucket, ",
+    outcomes!(),
+    " FROM tower_apikey_usage_daily WHERE key_id = $1 AND bucket >= $2 AND bucket < $3 \
+     ORDER BY bucket"
+);
+
+/// The busiest keys of a range: `{table}` and `{principal}` are filled in (the principal
+/// filter only when given, so a generic plan never reads every principal's rows).
+const TOP_USAGE: &str = "SELECT u.key_id, sum(valid)::BIGINT, sum(wrong_secret)::BIGINT, sum(expired)::BIGINT, sum(inactive)::BIGINT, sum(revoked)::BIGINT, sum(rate_limited)::BIGINT, sum(usage_exceeded)::BIGINT, sum(ip_not_allowed)::BIGINT, sum(permission_denied)::BIGINT \
+     FROM {table} AS u JOIN tower_apikey_keys AS k ON k.id = u.key_id \
+     WHERE u.bucket >= $1 AND u.bucket < $2{principal} \
+     GROUP BY u.key_id ORDER BY sum(valid + wrong_secret + expired + inactive + revoked + rate_limited + usage_exceeded + ip_not_allowed + permission_denied) DESC, u.key_id LIMIT $3";
+const BY_PRINCIPAL: &str = " AND k.principal = $4";
+
+/// At most `$3` buckets of each granularity, and batch ids past their day, a call.
+const PRUNE_USAGE: &str =
+    "WITH h AS (DELETE FROM tower_apikey_usage_hourly WHERE ctid = ANY(ARRAY( \
+       SELECT ctid FROM tower_apikey_usage_hourly WHERE bucket < $1 LIMIT $3)) RETURNING 1), \
+     d AS (DELETE FROM tower_apikey_usage_daily WHERE ctid = ANY(ARRAY( \
+       SELECT ctid FROM tower_apikey_usage_daily WHERE bucket < $2 LIMIT $3)) RETURNING 1), \
+     b AS (DELETE FROM tower_apikey_usage_batches WHERE added_at < now() - interval '1 day') \
+     SELECT (SELECT count(*) FROM h) + (SELECT count(*) FROM d)";
 
 impl UsageStore for PgKeyStore {
     async fn record_last_used(&self, used: Vec<(KeyId, Timestamp)>) -> Result<(), StoreError> {
@@ -140,4 +203,113 @@ impl UsageStore for PgKeyStore {
             })
             .collect()
     }
+
+    async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
+        if batch.lines.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = batch.lines.iter().map(|l| l.key.as_str()).collect();
+        let hours: Vec<Timestamp> = batch.lines.iter().map(|l| l.hour).collect();
+        let columns: Vec<Vec<i64>> = Outcome::ALL
+            .iter()
+            .map(|o| {
+                batch
+                    .lines
+                    .iter()
+                    .map(|l| clamp(l.counts.get(*o)))
+                    .collect()
+            })
+            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&batch.id, &keys, &hours];
+        params.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+        let client = self.client().await?;
+        client
+            .execute(ADD_USAGE, &params)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn read_usage(&self, id: &KeyId, range: UsageRange) -> Result<Vec<Bucket>, StoreError> {
+        let sql = match range.granularity() {
+            Granularity::Hour => READ_HOURLY,
+            Granularity::Day => READ_DAILY,
+        };
+        let client = self.client().await?;
+        let rows = client
+            .query(sql, &[&id.as_str(), &range.from(), &range.to()])
+            .await
+            .map_err(unavailable)?;
+        let stored = rows
+            .iter()
+            .map(|row| Bucket::new(row.get(0), counts_of(row, 1)));
+        Ok(range.zero_filled(stored))
+    }
+
+    async fn top_usage(
+        &self,
+        principal: Option<&str>,
+        range: UsageRange,
+        limit: usize,
+    ) -> Result<Vec<KeyTotal>, StoreError> {
+        let table = match range.granularity() {
+            Granularity::Hour => "tower_apikey_usage_hourly",
+            Granularity::Day => "tower_apikey_usage_daily",
+        };
+        let sql = TOP_USAGE.replace("{table}", table).replace(
+            "{principal}",
+            if principal.is_some() {
+                BY_PRINCIPAL
+            } else {
+                ""
+            },
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (from, to) = (range.from(), range.to());
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &to, &limit];
+        if let Some(principal) = &principal {
+            params.push(principal);
+        }
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params).await.map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.get(0);
+                let id = KeyId::new(id).map_err(|e| StoreError::InvalidRecord {
+                    id: id.to_owned(),
+                    source: e.into(),
+                })?;
+                Ok(KeyTotal::new(id, counts_of(row, 1)))
+            })
+            .collect()
+    }
+
+    async fn prune_usage(
+        &self,
+        hourly_before: Timestamp,
+        daily_before: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let pruned: i64 = client
+            .query_one(PRUNE_USAGE, &[&hourly_before, &daily_before, &limit])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        Ok(usize::try_from(pruned).unwrap_or(0))
+    }
+}
+
+/// The outcome columns of `row`, from column `first` on.
+fn counts_of(row: &tokio_postgres::Row, first: usize) -> Counts {
+    let mut counts = [0u64; 9];
+    for (i, slot) in counts.iter_mut().enumerate() {
+        *slot = u64::try_from(row.get::<_, i64>(first + i)).unwrap_or(0);
+    }
+    Counts::from_array(counts)
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -1,6 +1,7 @@
 //! The store conformance suites, one per capability: every rule of the contract, checked on
 //! fresh stores. Each suite's documented rule list is generated from the list it runs.
 
+mod counts;
 mod listing;
 mod outbox;
 mod records;

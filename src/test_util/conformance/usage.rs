@@ -36,6 +36,10 @@ suite! {
         quota_refills_as_the_record_rule_says: "`take_quota` refills and grants as `KeyRecord::take_quota` does: on period boundaries, whole periods skipped",
         rate_counts_add_up_across_handles: "`share_rate_usage` adds each call's counts once and returns the totals of every handle's counts, also under concurrent calls on two handles",
         usage_is_no_change: "usage (`record_last_used`, `take_quota`, `return_quota`, `share_rate_usage`) is no change: subscribers hear nothing of it",
+        super::counts::usage_adds_up_by_hour_and_day: "`add_usage` adds each batch to its hours and UTC days, once however many times it is tried; `read_usage` answers every bucket of a range, zeros included, for a key with no usage too",
+        super::counts::usage_from_two_handles_adds_up: "`add_usage` from 8 writers on two handles at once adds every batch once",
+        super::counts::top_usage_lists_the_busiest: "`top_usage` lists the keys with records and the most requests first, of one principal if asked, at most the limit, by hour or by day",
+        super::counts::usage_prunes_in_bounded_steps: "`prune_usage` removes hourly and daily buckets before their times, at most its limit of each a call, and keeps the rest",
     }
 }
 
