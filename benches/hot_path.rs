@@ -98,14 +98,16 @@ fn ok(_: Request<Body>) -> std::future::Ready<Result<Response<Body>, Infallible>
 
 /// A validator with `n` keys issued and validated (so cached), and the keys as header values.
 fn cached_keys(runtime: &tokio::runtime::Runtime, n: usize) -> (Validator, Vec<HeaderValue>) {
-    cached_keys_limited(runtime, n, None)
+    cached_keys_with(runtime, n, None, true)
 }
 
-/// As [`cached_keys`], each key with `rate_limit` (one high enough never to refuse here).
-fn cached_keys_limited(
+/// As [`cached_keys`], each key with `rate_limit` (one high enough never to refuse here),
+/// and requests counted per key (usage) or not.
+fn cached_keys_with(
     runtime: &tokio::runtime::Runtime,
     n: usize,
     rate_limit: Option<RateLimit>,
+    counted: bool,
 ) -> (Validator, Vec<HeaderValue>) {
     let format = KeyFormat::default();
     // One iteration: filling the cache is setup, not what is measured.
@@ -113,6 +115,7 @@ fn cached_keys_limited(
     let store = MemoryStore::new();
     let validator = Validator::builder(store.clone())
         .max_cached_keys(n as u64 * 2)
+        .usage_flush_interval(counted.then_some(std::time::Duration::from_secs(60)))
         .build();
     let mut keys = Vec::with_capacity(n);
     runtime.block_on(async {
@@ -145,10 +148,12 @@ fn hot_path(c: &mut Criterion) {
         .unwrap();
 
     let (validator_1k, keys_1k) = cached_keys(&runtime, 1_000);
-    // A rate limit no bench run reaches: every request is counted and admitted. Made next
-    // to the plain 1k set, before the 100k one, so both sets lie alike in memory.
+    // Without usage counting: what counting costs a cached key. A rate limit no bench run
+    // reaches: every request is counted and admitted. Both made next to the plain 1k set,
+    // before the 100k one, so the sets lie alike in memory.
+    let (validator_uncounted, keys_uncounted) = cached_keys_with(&runtime, 1_000, None, false);
     let limit = "1000000000/1s".parse().unwrap();
-    let (validator_limited, keys_limited) = cached_keys_limited(&runtime, 1_000, Some(limit));
+    let (validator_limited, keys_limited) = cached_keys_with(&runtime, 1_000, Some(limit), true);
     let (validator_100k, keys_100k) = cached_keys(&runtime, 100_000);
 
     let mut group = c.benchmark_group("hot_path");
@@ -183,6 +188,11 @@ fn hot_path(c: &mut Criterion) {
 
     for (name, validator, keys) in [
         ("apikey_layer_cached_1k", validator_1k, keys_1k),
+        (
+            "apikey_layer_cached_1k_uncounted",
+            validator_uncounted,
+            keys_uncounted,
+        ),
         (
             "apikey_layer_cached_1k_rate_limited",
             validator_limited,

@@ -13,6 +13,7 @@ use serde::ser::SerializeStruct;
 use crate::key::KeyId;
 use crate::policy::{IpNet, PolicyState, RateLimitStatus};
 use crate::record::KeyRecord;
+use crate::usage::{KeyTally, Outcome};
 
 /// Who called: the principal a key belongs to, the key's id, its permissions and expiry.
 ///
@@ -31,16 +32,28 @@ struct Inner {
     last_used: AtomicI64,
     /// The key's policies and their state; `None` for a key with none (which pays nothing).
     usage: Option<Arc<PolicyState>>,
+    /// Where the validator that made this identity counts the key's requests; `None` when
+    /// it counts none.
+    tally: Option<Arc<KeyTally>>,
 }
 
 impl Identity {
     /// The identity a record grants (with its policies' state starting afresh).
     pub fn from_record(record: &KeyRecord) -> Self {
-        Self::with_usage(record, PolicyState::of(record.policies()).map(Arc::new))
+        Self::with_state(
+            record,
+            PolicyState::of(record.policies()).map(Arc::new),
+            None,
+        )
     }
 
-    /// The identity a record grants, sharing `usage` (a validator's state for the key).
-    pub(crate) fn with_usage(record: &KeyRecord, usage: Option<Arc<PolicyState>>) -> Self {
+    /// The identity a record grants, sharing `usage` (a validator's state for the key) and
+    /// `tally` (where it counts the key's requests).
+    pub(crate) fn with_state(
+        record: &KeyRecord,
+        usage: Option<Arc<PolicyState>>,
+        tally: Option<Arc<KeyTally>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             key_id: record.id.clone(),
             principal: record.principal.as_str().into(),
@@ -49,7 +62,24 @@ impl Identity {
             expires_at: record.expires_at,
             last_used: AtomicI64::new(0),
             usage,
+            tally,
         }))
+    }
+
+    /// Counts one request with this key as `outcome`, where the validator counts.
+    #[inline]
+    pub(crate) fn count(&self, outcome: Outcome) {
+        if let Some(tally) = &self.0.tally {
+            tally.count(outcome);
+        }
+    }
+
+    /// Moves one request with this key, counted valid, to `refusal` (a policy's, a
+    /// permission guard's).
+    pub(crate) fn refuse_after_valid(&self, refusal: Outcome) {
+        if let Some(tally) = &self.0.tally {
+            tally.refuse_after_valid(refusal);
+        }
     }
 
     /// The key's policies and their state, if it has any.

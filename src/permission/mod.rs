@@ -52,6 +52,7 @@ pub use self::layer::RequirePermissionLayer;
 pub use self::service::RequirePermission;
 use crate::identity::{Anonymous, MissingIdentity};
 use crate::rejection::{Rejection, RejectionResponse};
+use crate::usage::Outcome;
 use crate::Identity;
 
 /// The permission the admin API requires, as IBM Maximo names it.
@@ -97,10 +98,14 @@ impl PermissionDenied {
         match extensions.get::<Identity>() {
             Some(who) if who.has_permission(permission) => Ok(who),
             Some(who) if wildcards && who.grants(permission) => Ok(who),
-            Some(who) => Err(PermissionDenied::Forbidden {
-                key_id: who.key_id().as_str().into(),
-                permission: permission.into(),
-            }),
+            Some(who) => {
+                // The key's request, counted valid when it validated, is this refusal.
+                who.refuse_after_valid(Outcome::PermissionDenied);
+                Err(PermissionDenied::Forbidden {
+                    key_id: who.key_id().as_str().into(),
+                    permission: permission.into(),
+                })
+            }
             None if extensions.get::<Anonymous>().is_some() => Err(PermissionDenied::NoKey {
                 permission: permission.into(),
             }),

@@ -29,6 +29,7 @@
 
 mod range;
 mod table;
+mod tally;
 
 use std::fmt;
 
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use range::{Granularity, RangeError, UnknownGranularity, UsageRange};
 pub use table::UsageTable;
+pub(crate) use tally::KeyTally;
 
 use crate::key::KeyId;
 

@@ -6,9 +6,12 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use jiff::SignedDuration;
+
 use super::admission::Admission;
 use super::cache::Cache;
 use super::counters::Counters;
+use super::counting::{Counting, Retention};
 use super::last_use::LastUse;
 use super::legacy::Legacy;
 use super::{Inner, Validator};
@@ -30,6 +33,8 @@ pub struct ValidatorBuilder {
     legacy_scan_rate: NonZeroU32,
     last_used_flush: Option<Duration>,
     rate_limit_sync: Option<Duration>,
+    usage_flush: Option<Duration>,
+    usage_retention: Retention,
 }
 
 impl fmt::Debug for ValidatorBuilder {
@@ -49,6 +54,8 @@ impl fmt::Debug for ValidatorBuilder {
             .field("legacy_scan_rate", &self.legacy_scan_rate)
             .field("last_used_flush", &self.last_used_flush)
             .field("rate_limit_sync", &self.rate_limit_sync)
+            .field("usage_flush", &self.usage_flush)
+            .field("usage_retention", &self.usage_retention)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +147,31 @@ impl ValidatorBuilder {
         self
     }
 
+    /// How often the requests counted per key, hour and outcome are written to the store
+    /// (default every 60 s; `None` counts nothing). See [`usage`](crate::usage).
+    ///
+    /// Each request with a real key adds one to its key's tally (one relaxed atomic add);
+    /// the tallies go to the store as one batch per interval
+    /// ([`UsageStore::add_usage`](crate::store::UsageStore::add_usage)), and
+    /// [`Validator::shutdown`] writes the last one. A server killed without it loses what it
+    /// counted since its last write; a write tried again is never counted twice.
+    pub fn usage_flush_interval(mut self, interval: Option<Duration>) -> Self {
+        self.usage_flush = interval;
+        self
+    }
+
+    /// How long usage is kept: hourly buckets `hourly` (default 90 days), UTC days `daily`
+    /// (default 2 years). Each validator prunes what is older, in bounded steps, at most once
+    /// a minute ([`UsageStore::prune_usage`](crate::store::UsageStore::prune_usage)).
+    pub fn usage_retention(mut self, hourly: Duration, daily: Duration) -> Self {
+        let span = |d: Duration| SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+        self.usage_retention = Retention {
+            hourly: span(hourly),
+            daily: span(daily),
+        };
+        self
+    }
+
     /// Builds the validator and subscribes it to the store's changes.
     pub fn build(self) -> Validator {
         let last_use = LastUse::new(self.last_used_flush);
@@ -170,6 +202,7 @@ impl ValidatorBuilder {
             legacy,
             last_use,
             policies: Default::default(),
+            counting: Counting::new(self.usage_flush, self.usage_retention),
             rate_share: super::rate_share::RateShare::new(self.rate_limit_sync),
             counters: Counters::default(),
             store_outage: Streak::default(),
@@ -200,6 +233,8 @@ impl ValidatorBuilder {
             legacy_scan_rate: NonZeroU32::new(2_000).unwrap_or(NonZeroU32::MIN),
             last_used_flush: Some(Duration::from_secs(60)),
             rate_limit_sync: Some(Duration::from_millis(200)),
+            usage_flush: Some(Duration::from_secs(60)),
+            usage_retention: Retention::default(),
         }
     }
 }

@@ -11,11 +11,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::counters::Counters;
+use super::counting::outcome_of;
 use super::RejectReason;
 use crate::identity::Identity;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::StoreChange;
+use crate::usage::{KeyTally, Outcome};
 
 /// Held inline in moka's entry: one allocation and one pointer chase fewer than an `Arc`
 /// (the identity already is one), and a get copies 40 bytes.
@@ -25,10 +27,18 @@ pub(super) struct ValidEntry {
     pub(super) identity: Identity,
 }
 
+/// A refused id, cached for the negative TTL: why, and where the key's requests are
+/// counted (an id with no record has no tally).
+#[derive(Clone)]
+pub(super) struct Refusal {
+    pub(super) reason: RejectReason,
+    pub(super) tally: Option<Arc<KeyTally>>,
+}
+
 /// What a cold lookup found, to cache.
 pub(super) enum Fill {
     Valid(ValidEntry),
-    Refused(RejectReason),
+    Refused(Refusal),
 }
 
 pub(super) struct Cache {
@@ -37,7 +47,7 @@ pub(super) struct Cache {
     valid: moka::sync::Cache<KeyId, ValidEntry, foldhash::fast::RandomState>,
     /// Refused ids, for the negative TTL. Callers choose these ids, so the hasher stays
     /// SipHash, which resists collisions crafted to slow the table down.
-    refused: moka::sync::Cache<KeyId, RejectReason>,
+    refused: moka::sync::Cache<KeyId, Refusal>,
     /// SHA-256 state that has absorbed one random 64-byte block; cloned per digest.
     digest_key: Sha256,
     /// Bumped by every store change; a cold fill that saw it move is not cached.
@@ -111,10 +121,14 @@ impl Cache {
         counters: &Counters,
     ) -> Option<Result<Identity, RejectReason>> {
         let Some(entry) = self.valid.get(id) else {
-            let reason = self.refused.get(id)?;
-            return Some(Err(counters.rejected(Some(id), reason)));
+            let refusal = self.refused.get(id)?;
+            if let (Some(tally), Some(outcome)) = (&refusal.tally, outcome_of(refusal.reason)) {
+                tally.count(outcome);
+            }
+            return Some(Err(counters.rejected(Some(id), refusal.reason)));
         };
         if !digests_equal(&self.digest(secret), &entry.digest) {
+            entry.identity.count(Outcome::WrongSecret);
             return Some(Err(counters.rejected(Some(id), RejectReason::WrongSecret)));
         }
         Some(check_expiry(&entry, counters))
@@ -140,9 +154,9 @@ impl Cache {
                 self.refused.invalidate(id.as_str());
                 self.valid.insert(id.clone(), entry);
             }
-            Fill::Refused(reason) => {
+            Fill::Refused(refusal) => {
                 self.valid.invalidate(id.as_str());
-                self.refused.insert(id.clone(), reason);
+                self.refused.insert(id.clone(), refusal);
             }
         }
         // A change that landed between the check and the insert: its invalidation may have
@@ -197,6 +211,7 @@ pub(super) fn check_expiry(
         .expires_at()
         .is_some_and(|at| at <= Timestamp::now())
     {
+        entry.identity.count(Outcome::Expired);
         return Err(counters.rejected(
             Some(entry.identity.key_id().as_str()),
             RejectReason::Expired,

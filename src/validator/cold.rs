@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use tokio::sync::OnceCell;
 use tracing::Instrument;
 
-use super::cache::{refusal_of, Fill, ValidEntry};
+use super::cache::{refusal_of, Fill, Refusal, ValidEntry};
 use super::{Inner, RejectReason, ValidationError};
 use crate::hash::{Pbkdf2Hash, Prf};
 use crate::identity::Identity;
@@ -53,9 +53,12 @@ impl Inner {
         };
         let record = match (record, refusal) {
             (Some(record), None) => record,
-            (_, reason) => {
+            (record, reason) => {
                 let reason = reason.unwrap_or(RejectReason::UnknownKey);
-                self.cache.fill(id.clone(), Fill::Refused(reason), epoch);
+                // Only a real key's refusals are counted against it.
+                let tally = record.and_then(|_| self.counted_refusal(&id, reason));
+                self.cache
+                    .fill(id.clone(), Fill::Refused(Refusal { reason, tally }), epoch);
                 return reject(&id, reason);
             }
         };
@@ -77,6 +80,7 @@ impl Inner {
             .await
             .copied()?;
         if !matched {
+            self.counted_refusal(&id, RejectReason::WrongSecret);
             return reject(&id, RejectReason::WrongSecret);
         }
         let identity = self.identity_of(&record);

@@ -109,12 +109,13 @@ impl LastUse {
 }
 
 impl Inner {
-    /// Starts the clock thread (and with it last-use tracking) once, if a runtime is there.
+    /// Starts the clock thread (and with it last-use tracking and usage counting) once, if
+    /// a runtime is there.
     pub(super) fn start_clock(self: &Arc<Self>) {
         let last_use = &self.last_use;
-        let Some(flush) = last_use.flush else {
+        if last_use.flush.is_none() && self.counting.flush.is_none() {
             return;
-        };
+        }
         if last_use.clock.load(Ordering::Relaxed) != 0
             || last_use.clock_started.swap(true, Ordering::SeqCst)
         {
@@ -124,38 +125,62 @@ impl Inner {
             last_use.clock_started.store(false, Ordering::SeqCst);
             return;
         };
-        last_use
-            .clock
-            .store(Timestamp::now().as_second(), Ordering::Relaxed);
+        if last_use.flush.is_some() {
+            // Only a clock that runs notes uses: without last use, none are noted.
+            last_use
+                .clock
+                .store(Timestamp::now().as_second(), Ordering::Relaxed);
+        }
         let inner = Arc::downgrade(self);
         let started = std::thread::Builder::new()
             .name("tower-apikey-clock".into())
-            .spawn(move || keep_time(inner, runtime, flush));
+            .spawn(move || keep_time(inner, runtime));
         if let Err(error) = started {
-            tracing::warn!(%error, "no thread for the last-use clock; last use is not recorded");
+            tracing::warn!(%error, "no thread for the clock; last use and usage are not written");
             last_use.clock.store(0, Ordering::Relaxed);
         }
     }
 }
 
-/// Keeps the coarse clock that stamps uses, and has the runtime flush them every `flush`,
-/// for as long as the validator lives.
+/// Keeps the coarse clock that stamps uses, cuts the usage counts at each hour's turn, and
+/// has the runtime write last uses and usage every interval, for as long as the validator
+/// lives.
 ///
 /// A thread of its own, not a Tokio timer: the runtime it serves may have no time driver.
-fn keep_time(inner: Weak<Inner>, runtime: tokio::runtime::Handle, flush: Duration) {
-    let mut flushed = std::time::Instant::now();
+fn keep_time(inner: Weak<Inner>, runtime: tokio::runtime::Handle) {
+    let started = std::time::Instant::now();
+    let (mut uses_written, mut usage_written) = (started, started);
     loop {
         std::thread::sleep(Duration::from_secs(1));
         let Some(inner) = inner.upgrade() else { return };
+        let now = Timestamp::now();
         inner
             .last_use
             .clock
-            .store(Timestamp::now().as_second(), Ordering::Relaxed);
-        if flushed.elapsed() >= flush {
-            flushed = std::time::Instant::now();
+            .store(now.as_second(), Ordering::Relaxed);
+        inner.counting.tick(now);
+        if inner
+            .last_use
+            .flush
+            .is_some_and(|every| uses_written.elapsed() >= every)
+        {
+            uses_written = std::time::Instant::now();
+            let inner = Arc::clone(&inner);
             runtime.spawn(async move {
                 if let Err(error) = inner.last_use.flush(&inner.cache, &*inner.store).await {
                     tracing::warn!(%error, "last use of API keys not written; kept for the next flush");
+                }
+            });
+        }
+        if inner
+            .counting
+            .flush
+            .is_some_and(|every| usage_written.elapsed() >= every)
+        {
+            usage_written = std::time::Instant::now();
+            runtime.spawn(async move {
+                if let Err(error) = inner.counting.flush(&*inner.store).await {
+                    tracing::warn!(%error, "API key usage not written; kept for the next flush");
                 }
             });
         }

@@ -21,6 +21,7 @@ use crate::identity::Identity;
 use crate::key::{KeyId, PresentedKey};
 use crate::record::KeyRecord;
 use crate::store::{KeyQuery, StoreChange, StoreError};
+use crate::usage::Outcome;
 
 /// The legacy side of a validator's state.
 pub(super) struct Legacy {
@@ -185,7 +186,10 @@ impl Inner {
             Some((_, entry)) if digests_equal(&digest, &entry.digest) => {
                 Some(check_expiry(&entry, &self.counters))
             }
-            Some((id, _)) => rejected(Some(id.as_str()), RejectReason::WrongSecret),
+            Some((id, entry)) => {
+                entry.identity.count(Outcome::WrongSecret);
+                rejected(Some(id.as_str()), RejectReason::WrongSecret)
+            }
             None if self.legacy.refused.contains_key(&digest) => {
                 rejected(None, RejectReason::UnknownKey)
             }
@@ -213,6 +217,7 @@ impl Inner {
             let record = record.clone();
             if let Some(reason) = refusal_of(&record, Timestamp::now()) {
                 self.legacy.refused.insert(digest, ());
+                self.counted_refusal(&record.id, reason);
                 return Err(ValidationError::Rejected(
                     self.counters.rejected(Some(record.id.as_str()), reason),
                 ));
@@ -285,6 +290,7 @@ impl Inner {
             Err(error) => return Err(self.store_failed(error)),
         };
         if let Some(reason) = refusal_of(&record, Timestamp::now()) {
+            self.counted_refusal(&record.id, reason);
             return Err(ValidationError::Rejected(
                 self.counters.rejected(Some(record.id.as_str()), reason),
             ));

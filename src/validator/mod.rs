@@ -51,12 +51,14 @@ use crate::store::{
     usage_handle, ChangeListener, ErasedUsageStore, StoreChange, StoreError, UsageStore,
 };
 use crate::streak::Streak;
+use crate::usage::Outcome;
 
 mod admission;
 mod builder;
 mod cache;
 mod cold;
 mod counters;
+mod counting;
 mod error;
 mod last_use;
 mod leak;
@@ -115,6 +117,8 @@ struct Inner {
     last_use: LastUse,
     /// Each key's rate-limit state and quota lease (`policies.rs`).
     policies: policies::Policies,
+    /// Requests counted per key, hour and outcome, written in batches (`counting.rs`).
+    counting: counting::Counting,
     /// Rate-limit use shared with a fleet (`rate_share.rs`).
     rate_share: rate_share::RateShare,
     counters: Counters,
@@ -159,6 +163,7 @@ impl Validator {
         Some(answer.inspect(|identity| {
             inner.counters.hit();
             inner.last_use.note(identity);
+            identity.count(Outcome::Valid);
         }))
     }
 
@@ -200,6 +205,7 @@ impl Validator {
             }
         };
         inner.last_use.note(&identity);
+        identity.count(Outcome::Valid);
         if identity.usage().is_some_and(|usage| usage.rate.is_some()) {
             inner.start_rate_share();
         }
@@ -214,6 +220,16 @@ impl Validator {
     pub async fn flush_last_used(&self) -> Result<(), StoreError> {
         let inner = &self.inner;
         inner.last_use.flush(&inner.cache, &*inner.store).await
+    }
+
+    /// Writes the requests counted since the last flush to the store, as one batch per key
+    /// and hour ([`usage`](crate::usage)). Call it on shutdown ([`shutdown`](Self::shutdown)
+    /// does); a batch that fails is kept, under its id, for the next flush.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn flush_usage(&self) -> Result<(), StoreError> {
+        self.inner.counting.flush(&*self.inner.store).await
     }
 
     /// Whether the store answers now: one read of an id no key has, bounded by `timeout`.

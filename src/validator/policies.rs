@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::counting::outcome_of_refusal;
 use super::{Inner, PolicyError, Validator};
 use crate::identity::Identity;
 use crate::key::KeyId;
@@ -94,7 +95,11 @@ impl Policies {
 impl Inner {
     /// The identity `record` grants, sharing the key's policy state.
     pub(super) fn identity_of(&self, record: &KeyRecord) -> Identity {
-        Identity::with_usage(record, self.policies.usage_for(record))
+        Identity::with_state(
+            record,
+            self.policies.usage_for(record),
+            self.counting.tally_for(&record.id),
+        )
     }
 }
 
@@ -134,10 +139,17 @@ impl Validator {
     }
 
     fn refused(&self, identity: &Identity, refusal: PolicyRefusal) -> Verdict {
+        self.refuse(identity, refusal);
+        Verdict::Refused(refusal)
+    }
+
+    /// Counts a valid key's request refused by a policy: in the totals, and against the key
+    /// (moved from valid to the refusal).
+    fn refuse(&self, identity: &Identity, refusal: PolicyRefusal) {
         self.inner
             .counters
             .policy_refused(identity.key_id(), refusal);
-        Verdict::Refused(refusal)
+        identity.refuse_after_valid(outcome_of_refusal(&refusal));
     }
 
     /// Spends one quota use after [`Verdict::Lease`]: takes a lease from the store (one
@@ -170,18 +182,18 @@ impl Validator {
                     let refusal = PolicyRefusal::UsageExceeded {
                         retry_after: wait.map(Duration::from_secs),
                     };
-                    self.inner
-                        .counters
-                        .policy_refused(identity.key_id(), refusal);
+                    self.refuse(identity, refusal);
                     return Err(PolicyError::Refused(refusal));
                 }
                 Spend::Lease => {}
             }
         }
         // Others kept spending every block first: the key is busy enough to wait.
-        Err(PolicyError::Refused(PolicyRefusal::UsageExceeded {
+        let refusal = PolicyRefusal::UsageExceeded {
             retry_after: Some(Duration::from_secs(1)),
-        }))
+        };
+        self.refuse(identity, refusal);
+        Err(PolicyError::Refused(refusal))
     }
 
     /// Applies a valid key's policies to one request from `client`: its allow-list, its rate
@@ -209,8 +221,9 @@ impl Validator {
     }
 
     /// Call when the server stops: gives unspent quota leases back to the store, then writes
-    /// the last uses ([`flush_last_used`](Self::flush_last_used)). Requests still running
-    /// may take new leases; they are not given back.
+    /// the last uses ([`flush_last_used`](Self::flush_last_used)) and the last usage counts
+    /// ([`flush_usage`](Self::flush_usage)). Requests still running may take new leases;
+    /// they are not given back.
     ///
     /// # Errors
     /// The store's first failure; every lease and the last-use batch are still tried.
@@ -223,9 +236,10 @@ impl Validator {
             }
         }
         let flushed = self.flush_last_used().await;
+        let counted = self.flush_usage().await;
         match first_error {
             Some(error) => Err(error),
-            None => flushed,
+            None => flushed.and(counted),
         }
     }
 }
