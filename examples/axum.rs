@@ -20,6 +20,9 @@
 //! connection's peer, or, with `$TRUSTED_PROXIES` (comma-separated CIDRs of your load
 //! balancers), against the address they forward in `X-Forwarded-For`.
 //!
+//! Each key's requests are counted by outcome and written to the store once a minute
+//! (`$USAGE_FLUSH_MS` sets how often) and on SIGTERM; `tower-apikey usage ID` shows them.
+//!
 //! `$ADDR` sets the listening address (default `127.0.0.1:3000`). Beside `/whoami` it serves,
 //! without a key: `/health` (liveness), `/ready` (503 while the key store does not answer) and
 //! `/metrics` (Prometheus text; the crate's counters appear with the `metrics` feature:
@@ -98,7 +101,11 @@ async fn serve<S: UsageStore>(
         issue_demo_key(&store, addr).await?;
     }
 
-    let validator = Validator::builder(store).build();
+    // Requests are counted per key and written once a minute (`$USAGE_FLUSH_MS` sets how
+    // often); the last batch on SIGTERM.
+    let validator = Validator::builder(store)
+        .usage_flush_interval(Some(usage_flush_interval()?))
+        .build();
     let probe = validator.clone();
     let app = Router::new()
         .route("/whoami", get(whoami))
@@ -128,6 +135,14 @@ async fn serve<S: UsageStore>(
     // Give unspent quota leases back and write the last batch of last uses.
     validator.shutdown().await?;
     Ok(())
+}
+
+/// How often usage counts are written: `$USAGE_FLUSH_MS`, or a minute.
+fn usage_flush_interval() -> Result<Duration, Box<dyn Error + Send + Sync>> {
+    match std::env::var("USAGE_FLUSH_MS") {
+        Ok(ms) => Ok(Duration::from_millis(ms.parse()?)),
+        Err(_) => Ok(Duration::from_secs(60)),
+    }
 }
 
 /// The peer address, or the forwarded one from `$TRUSTED_PROXIES`.

@@ -6,7 +6,7 @@ use jiff::{Span, Timestamp};
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, PresentedKey};
 use tower_apikey::lifecycle::{Expiry, Export, MaximoKey};
-use tower_apikey::store::{KeyQuery, UsageStore};
+use tower_apikey::store::{KeyQuery, OutboxStore, UsageStore};
 use tower_apikey::test_util::{Forward, StoreDouble};
 use tower_apikey::validator::RejectReason;
 use tower_apikey::{
@@ -27,7 +27,7 @@ async fn accepted(validator: &Validator, key: &str) -> bool {
 }
 
 /// Every rule of the lifecycle, on one backend.
-async fn lifecycle_rules<S: UsageStore + Clone>(store: S) {
+async fn lifecycle_rules<S: UsageStore + OutboxStore + Clone>(store: S) {
     // One iteration: these tests are about rules, not hashing cost.
     let params = HashParams::default().with_iterations(1).unwrap();
     let keys = KeyManager::new(store.clone())

@@ -17,6 +17,8 @@
 //! | `POST` | `/keys/{id}/regenerate` | a new secret for the same id (`409` while inactive) |
 //! | `GET` | `/principals/{principal}/keys` | one principal's keys |
 //! | `POST` | `/principals/{principal}/keys` | create for that principal, within its limit |
+//! | `GET` | `/keys/{id}/usage` | its requests by outcome: `?from=&to=&granularity=hour\|day` |
+//! | `GET` | `/usage` | the busiest keys: `?principal=&from=&to=&granularity=&limit=` |
 //!
 //! Every route needs a key carrying the permission (`403` otherwise). Errors are JSON,
 //! `{"error": code, "message": text}`, with codes `bad_request`, `payload_too_large` (a body
@@ -55,6 +57,7 @@
 
 mod model;
 pub mod secret_scanning;
+mod usage;
 
 use std::sync::Arc;
 
@@ -75,6 +78,7 @@ use crate::store::StoreError;
 use crate::Identity;
 
 pub use model::{CreateKey, IssuedKey, KeyPage, KeyView, ListQuery, PatchKey};
+pub use usage::{TopItem, TopUsage, UsageQuery, UsageView};
 
 /// The OpenAPI 3 document of this API, as served at `/openapi.json` (where its `servers`
 /// entry is set to the path the router is mounted under).
@@ -117,6 +121,8 @@ where
             .route("/keys", get(list).post(create))
             .route("/keys/{id}", get(show).patch(patch).delete(delete))
             .route("/keys/{id}/regenerate", post(regenerate))
+            .route("/keys/{id}/usage", get(usage::key_usage))
+            .route("/usage", get(usage::top_usage))
             .route(
                 "/principals/{principal}/keys",
                 get(list_principal).post(create_principal),
@@ -163,7 +169,7 @@ pub enum AdminError {
 }
 
 impl AdminError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         AdminError::BadRequest {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -454,6 +460,8 @@ mod tests {
             ("/keys/{id}", &["get", "patch", "delete"]),
             ("/keys/{id}/regenerate", &["post"]),
             ("/principals/{principal}/keys", &["get", "post"]),
+            ("/keys/{id}/usage", &["get"]),
+            ("/usage", &["get"]),
         ] {
             let item = paths
                 .get(path)
@@ -467,7 +475,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            5,
+            7,
             "a documented path the router does not serve"
         );
     }

@@ -35,6 +35,7 @@ mod error;
 mod expiry;
 mod export;
 mod input;
+mod usage;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ use crate::hash::{HashParams, Pbkdf2Hash};
 use crate::key::{KeyFormat, KeyId, PlaintextKey, PresentedKey, RngError};
 use crate::record::record_time;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
-use crate::store::{records_handle, ErasedKeyStore, KeyQuery, KeyStore, StoreError};
+use crate::store::{full_handle, ErasedStore, KeyQuery, OutboxStore, StoreError, UsageStore};
 pub use expiry::{Expiry, ExpiryError};
 
 /// Runs the key lifecycle on a store. See the [module docs](self).
@@ -62,7 +63,7 @@ pub use expiry::{Expiry, ExpiryError};
 /// Cloning is cheap: the store is shared.
 #[derive(Debug, Clone)]
 pub struct KeyManager {
-    store: Arc<dyn ErasedKeyStore>,
+    store: Arc<dyn ErasedStore>,
     format: KeyFormat,
     params: HashParams,
     max_keys: usize,
@@ -71,10 +72,12 @@ pub struct KeyManager {
 
 impl KeyManager {
     /// A manager over `store` with the default key format, Maximo's PBKDF2 parameters and a
-    /// limit of two live keys per principal.
-    pub fn new(store: impl KeyStore) -> Self {
+    /// limit of two live keys per principal. The manager is an operator's whole view of the
+    /// keys — their changes, their usage and their audit trail — so it takes a store with
+    /// every capability.
+    pub fn new(store: impl UsageStore + OutboxStore) -> Self {
         Self {
-            store: records_handle(store),
+            store: full_handle(store),
             format: KeyFormat::default(),
             params: HashParams::default(),
             max_keys: 2,

@@ -83,6 +83,12 @@ pub(crate) trait ErasedStore: ErasedUsageStore + ErasedOutboxStore {}
 
 impl<S: UsageStore + OutboxStore> ErasedStore for S {}
 
+impl fmt::Debug for dyn ErasedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn store")
+    }
+}
+
 /// Any store with every capability ([`KeyStore`], [`UsageStore`], [`OutboxStore`]) behind an
 /// [`Arc`]: clone it freely, pass it where a store is wanted. What an application holds when
 /// it picks its backend at run time (the CLI, the admin example).
@@ -134,10 +140,10 @@ fn boxed<S: KeyStore>(store: &S) -> Option<&BoxKeyStore> {
     (store as &dyn Any).downcast_ref::<BoxKeyStore>()
 }
 
-/// `store` as the records handle a part holds (a [`BoxKeyStore`] hands over what it holds).
-pub(crate) fn records(store: impl KeyStore) -> Arc<dyn ErasedKeyStore> {
+/// `store` as the handle of a part that needs every capability (the key manager).
+pub(crate) fn full(store: impl UsageStore + OutboxStore) -> Arc<dyn ErasedStore> {
     match boxed(&store) {
-        Some(boxed) => Arc::clone(&boxed.inner) as Arc<dyn ErasedKeyStore>,
+        Some(boxed) => Arc::clone(&boxed.inner),
         None => Arc::new(store),
     }
 }

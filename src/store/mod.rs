@@ -14,16 +14,16 @@
 //!
 //! | trait | what | who needs it |
 //! |---|---|---|
-//! | [`KeyStore`] | records, read and written atomically; the change feed | everything: [`KeyManager`](crate::KeyManager), the admin API, the CLI |
-//! | [`UsageStore`] | last use, quota leases, rate-limit counts shared by every validator | a [`Validator`](crate::Validator) |
-//! | [`OutboxStore`] | key events written with their change; claims for delivery | a webhook sender, the expiry sweeper |
+//! | [`KeyStore`] | records, read and written atomically; the change feed | everything |
+//! | [`UsageStore`] | last use, quota leases, rate-limit counts shared by every validator, requests per key and hour | a [`Validator`](crate::Validator); a [`KeyManager`](crate::KeyManager), which reads usage |
+//! | [`OutboxStore`] | key events written with their change; claims for delivery | a webhook sender, the expiry sweeper; a [`KeyManager`](crate::KeyManager), which reads the audit trail |
 //!
 //! Why these seams: records are what an operator changes, and every change is a
 //! compare-and-swap, a feed notification and (with an outbox) an event. Usage is what traffic
 //! writes, batched and never a change: it has its own write paths (one statement per batch on
-//! PostgreSQL), and a store that only serves reads to a key manager has none. The outbox is
-//! delivery state that only a sender reads. A trait keeps at most eight methods, each either
-//! required or correct by default for every store.
+//! PostgreSQL), and a store that only holds keys (a read-only one, a cache in front of
+//! another system) has none. The outbox is delivery state a sender claims. A trait keeps at
+//! most eight methods, each either required or correct by default for every store.
 //!
 //! A part that needs a capability takes it as a bound, so a store without it does not
 //! compile there: `Validator::builder` takes a [`UsageStore`], `WebhookSender::new` an
@@ -77,8 +77,8 @@ mod usage;
 
 pub use erased::BoxKeyStore;
 pub(crate) use erased::{
-    outbox as outbox_handle, records as records_handle, usage as usage_handle, ErasedKeyStore,
-    ErasedOutboxStore, ErasedUsageStore,
+    full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedOutboxStore,
+    ErasedStore, ErasedUsageStore,
 };
 pub(crate) use error::SettingTooSmall;
 pub use error::StoreError;

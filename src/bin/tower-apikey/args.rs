@@ -7,6 +7,7 @@ use tower_apikey::hash::{HashParams, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
 use tower_apikey::lifecycle::Expiry;
 use tower_apikey::policy::{Quota, RateLimit};
+use tower_apikey::usage::Granularity;
 use tower_apikey::RevocationReason;
 
 use crate::terminal::Failure;
@@ -199,6 +200,23 @@ pub(crate) enum Command {
         /// ones too), with the reason `leaked` and where it was found.
         #[arg(long)]
         revoke: bool,
+    },
+    /// Show a key's requests by outcome, hour by hour (or day by day), with a bar each.
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id.
+        id: KeyId,
+        /// How far back (`24h`, `7d`, `P30D`; default 24 hours by the hour, 30 days by the
+        /// day), up to the current hour or day.
+        #[arg(long)]
+        since: Option<jiff::Span>,
+        /// `hour` or `day` (UTC days).
+        #[arg(long, default_value = "hour")]
+        granularity: Granularity,
+        /// Print the JSON the admin API answers (`{"buckets": [...]}`).
+        #[arg(long)]
+        json: bool,
     },
     /// Read records from stdin and add them all, or none.
     Import {

@@ -8,6 +8,7 @@ mod args;
 mod scan;
 mod store;
 mod terminal;
+mod usage;
 
 use std::io::{self, Read};
 use std::process::ExitCode;
@@ -333,6 +334,13 @@ fn run(command: Command) -> Result<(), Failure> {
             },
             revoke,
         ),
+        Command::Usage {
+            store,
+            id,
+            since,
+            granularity,
+            json,
+        } => usage::show(&store, &id, since, granularity, json),
         Command::Import { store, format } => {
             let mut input = Vec::new();
             io::stdin()
