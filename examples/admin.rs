@@ -64,6 +64,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     });
     if !has_admin {
         let (_, key) = keys
+            .acting_as("bootstrap")
             .issue(
                 NewKey::new("admin")
                     .name("bootstrap admin key")

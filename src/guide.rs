@@ -10,6 +10,7 @@
 //! | [`admin`] | The admin REST API, permission guards and rejections |
 //! | [`cli`] | The `tower-apikey` command-line tool |
 //! | [`events`] | Key events, webhooks and expiry warnings |
+//! | [`usage`] | Requests per key by outcome, and the audit trail |
 //! | [`leaks`] | The key format, and finding and revoking leaked keys |
 //! | [`legacy`] | Imported IBM Maximo keys |
 //! | [`integrations`] | tonic, hyper, tracing, metrics |
@@ -39,6 +40,10 @@ pub mod cli {
 
 pub mod events {
     #![doc = include_str!("docs/events.md")]
+}
+
+pub mod usage {
+    #![doc = include_str!("docs/usage.md")]
 }
 
 pub mod leaks {

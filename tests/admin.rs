@@ -113,6 +113,7 @@ fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
 async fn key_lifecycle_through_the_admin_api() {
     let (mut api, admin) = Api::start();
     let admin = admin.as_str();
+    let by_admin = format!("admin:admin/{}", admin.split('_').nth(1).unwrap());
 
     // Create: 201, the key once, a Location, the caller recorded as the creator.
     let created = api
@@ -134,7 +135,7 @@ async fn key_lifecycle_through_the_admin_api() {
     let record = &created.json["record"];
     assert_eq!(record["principal"], "bob");
     assert_eq!(record["status"], "active");
-    assert_eq!(record["created_by"], "admin");
+    assert_eq!(record["created_by"], by_admin.as_str());
     assert_eq!(record["expired"], false);
     assert!(record["expires_at"].is_string());
     assert!(
@@ -160,7 +161,7 @@ async fn key_lifecycle_through_the_admin_api() {
     assert_eq!(patched.json["name"], "billing v2");
     assert_eq!(patched.json["description"], "nightly job");
     assert_eq!(patched.json["expires_at"], Value::Null);
-    assert_eq!(patched.json["updated_by"], "admin");
+    assert_eq!(patched.json["updated_by"], by_admin.as_str());
     assert_eq!(
         api.get("/whoami", &key).await.json["permissions"],
         json!(["read", "write"])

@@ -445,11 +445,40 @@ fn three_servers_on_one_postgres_refuse_a_reported_key_within_a_second() {
     }
     eprintln!("a reported key was refused by all three servers {slowest:.2?} after the answer");
 
-    let record = runtime.block_on(async {
+    let (record, trail) = runtime.block_on(async {
+        use tower_apikey::events::AuditQuery;
+        use tower_apikey::store::OutboxStore;
+
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         let id = tower_apikey::key::KeyId::new(leaked.split('_').nth(1).unwrap()).unwrap();
-        store.get(&id).await.unwrap().unwrap()
+        let trail = store
+            .read_events(&AuditQuery::new().key_id(id.clone()))
+            .await
+            .unwrap();
+        (store.get(&id).await.unwrap().unwrap(), trail)
     });
+    // The audit trail says who revoked it, why and where.
+    let said: Vec<(&str, Option<&str>, Option<&str>)> = trail
+        .iter()
+        .map(|e| {
+            let event = &e.event;
+            (
+                event.kind.as_str(),
+                event.actor.as_deref(),
+                event.location.as_deref(),
+            )
+        })
+        .collect();
+    let at = Some("https://github.com/octocat/leaky/blob/abc/config0.env");
+    let by = Some("github-secret-scanning");
+    assert_eq!(
+        said,
+        [
+            ("key.leaked", by, at),
+            ("key.revoked", by, at),
+            ("key.issued", None, None)
+        ]
+    );
     let revocation = record.revocation.expect("a revocation");
     assert_eq!(revocation.reason, RevocationReason::Leaked);
     assert_eq!(

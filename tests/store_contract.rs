@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tower_apikey::events::{Delivery, KeyEvent, Outbox, OutboxEntry};
+use tower_apikey::events::{
+    AuditEntry, AuditLog, AuditQuery, Delivery, KeyEvent, Outbox, OutboxEntry,
+};
 use tower_apikey::key::KeyId;
 use tower_apikey::store::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, QuotaGrant, StoreChange,
@@ -42,6 +44,30 @@ struct State {
     outbox: Outbox,
     rates: BTreeMap<KeyId, u64>,
     usage: UsageTable,
+    audit: AuditLog,
+}
+
+impl State {
+    /// Writes `events` to the outbox and the audit trail, in the same step as their change.
+    fn emit(&mut self, events: Vec<KeyEvent>) {
+        self.audit.record(
+            &events,
+            Timestamp::now(),
+            tower_apikey::events::AUDIT_RETENTION,
+        );
+        self.outbox.push(events);
+    }
+
+    /// Writes the events the outbox does not hold yet; how many.
+    fn emit_new(&mut self, events: Vec<KeyEvent>) -> usize {
+        let fresh: Vec<KeyEvent> = events
+            .into_iter()
+            .filter(|e| !self.outbox.contains(&e.id))
+            .collect();
+        let added = fresh.len();
+        self.emit(fresh);
+        added
+    }
 }
 
 impl VecStore {
@@ -83,7 +109,7 @@ impl VecStore {
     fn issue(state: &mut State, record: KeyRecord) -> Result<(), StoreError> {
         let events = KeyEvent::for_change(None, Some(&record));
         Self::add(&mut state.records, record)?;
-        state.outbox.push(events);
+        state.emit(events);
         Ok(())
     }
 }
@@ -164,10 +190,9 @@ impl KeyStore for VecStore {
                 return Err(StoreError::Conflict(current.id.clone()));
             }
             let new = new.keeping_usage(stored, current);
-            state
-                .outbox
-                .push(KeyEvent::for_change(Some(stored), Some(&new)));
+            let events = KeyEvent::for_change(Some(stored), Some(&new));
             *stored = new;
+            state.emit(events);
             Ok(())
         })?;
         self.changed(&current.id);
@@ -178,7 +203,7 @@ impl KeyStore for VecStore {
         let existed = self.with(|state| match Self::position(&state.records, id) {
             Ok(at) => {
                 let old = state.records.remove(at);
-                state.outbox.push(KeyEvent::for_change(Some(&old), None));
+                state.emit(KeyEvent::for_change(Some(&old), None));
                 true
             }
             Err(_) => false,
@@ -213,9 +238,8 @@ impl UsageStore for VecStore {
                 let record = &mut state.records[at];
                 let grant = record.take_quota(want, Timestamp::now());
                 if let (0, Some(start)) = (grant.remaining, grant.period_start) {
-                    state
-                        .outbox
-                        .push_new(vec![KeyEvent::quota_exhausted(record, start)]);
+                    let event = KeyEvent::quota_exhausted(record, start);
+                    state.emit_new(vec![event]);
                 }
                 grant
             }
@@ -307,7 +331,11 @@ impl OutboxStore for VecStore {
     }
 
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
-        Ok(self.with(|state| state.outbox.push_new(events)))
+        Ok(self.with(|state| state.emit_new(events)))
+    }
+
+    async fn read_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.with(|state| state.audit.read(query)))
     }
 }
 

@@ -354,6 +354,19 @@ fn a_server_killed_mid_delivery_and_started_again_loses_no_event() {
     );
 }
 
+/// The admin example on `url`'s database, sending webhooks to `receiver`.
+#[cfg(feature = "postgres")]
+fn admin_on_postgres(url: &str, dir: &std::path::Path, receiver: &Receiver) -> Command {
+    let mut command = Command::new(common::example_binary("admin"));
+    command
+        .env("DATABASE_URL", url)
+        .env("APIKEY_STORE", dir.join("unused.json"))
+        .env("WEBHOOK_URL", &receiver.url)
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("WEBHOOK_RETRY_MS", "200");
+    command
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn three_servers_on_one_postgres_send_each_event_once_and_warn_of_expiry_once() {
@@ -362,24 +375,15 @@ fn three_servers_on_one_postgres_send_each_event_once_and_warn_of_expiry_once() 
     use tower_apikey::{KeyManager, NewKey};
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(db) = runtime.block_on(common::pg::database()) else {
+    let Some((db, _)) = runtime.block_on(common::pg::migrated_store()) else {
         return;
     };
-    runtime.block_on(async {
-        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
-        store.migrate().await.unwrap();
-    });
     let receiver = start_receiver(&runtime, UP);
     let dir = tempfile::tempdir().unwrap();
     let servers: Vec<common::Server> = (0..3)
         .map(|_| {
-            let mut command = Command::new(common::example_binary("admin"));
+            let mut command = admin_on_postgres(&db.url, dir.path(), &receiver);
             command
-                .env("DATABASE_URL", &db.url)
-                .env("APIKEY_STORE", dir.path().join("unused.json"))
-                .env("WEBHOOK_URL", &receiver.url)
-                .env("WEBHOOK_SECRET", SECRET)
-                .env("WEBHOOK_RETRY_MS", "200")
                 .env("EXPIRY_WARNINGS", "2s")
                 .env("EXPIRY_SWEEP_MS", "100");
             common::start_example(command).0
@@ -428,4 +432,209 @@ fn three_servers_on_one_postgres_send_each_event_once_and_warn_of_expiry_once() 
         );
     }
     drop(servers);
+}
+
+/// The CLI on `url`'s database as the user `auditor`; what it printed.
+#[cfg(feature = "postgres")]
+fn cli_on(url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tower-apikey"))
+        .args(args)
+        .args(["--database-url", url])
+        .env("USER", "auditor")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() || args[0] == "scan",
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn the_audit_trail_names_who_did_what_after_delivery_and_the_outboxs_week() {
+    use tower_apikey::events::AuditQuery;
+    use tower_apikey::store::{OutboxStore, PgKeyStore};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some((db, _)) = runtime.block_on(common::pg::migrated_store()) else {
+        return;
+    };
+    let receiver = start_receiver(&runtime, UP);
+    let dir = tempfile::tempdir().unwrap();
+    let command = admin_on_postgres(&db.url, dir.path(), &receiver);
+    let (_server, addr, admin) = common::start_example(command);
+    let admin = admin.expect("the admin key is printed on an empty store");
+    let by_admin = format!("admin:admin/{}", admin.split('_').nth(1).unwrap());
+
+    // The CLI: issue, deactivate, activate.
+    let key = cli_on(
+        &db.url,
+        &["issue", "--principal", "alice", "--iterations", "1"],
+    );
+    let alice = key.split('_').nth(1).unwrap().to_owned();
+    cli_on(&db.url, &["deactivate", &alice]);
+    cli_on(&db.url, &["activate", &alice]);
+    // The admin API: create bob's key, switch it off.
+    let headers = [("apikey", admin.as_str())];
+    let (status, body) = common::http_request(
+        "POST",
+        &addr,
+        "/admin/keys",
+        &headers,
+        br#"{"principal": "bob"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bob = created["record"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = common::http_request(
+        "PATCH",
+        &addr,
+        &format!("/admin/keys/{bob}"),
+        &headers,
+        br#"{"status": "inactive"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    // A scan finds alice's key in a file and revokes it as leaked.
+    let leaky = dir.path().join("config.env");
+    std::fs::write(&leaky, format!("# settings\nAPI_KEY={key}\n")).unwrap();
+    let found = cli_on(&db.url, &["scan", leaky.to_str().unwrap(), "--revoke"]);
+    assert!(found.contains("revoked now"), "{found}");
+
+    // Every change delivered: 8 events (the bootstrap key's issue among them).
+    wait_for(
+        &receiver,
+        Duration::from_secs(20),
+        "every event delivered",
+        |seen| seen.accepted.len() == 8,
+    );
+    // A week and a day later, as far as the outbox knows: a sender's idle claim prunes it.
+    let client = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    });
+    let outbox_rows = |client: &tokio_postgres::Client| -> i64 {
+        runtime
+            .block_on(client.query_one("SELECT count(*) FROM tower_apikey_events", &[]))
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(outbox_rows(&client), 8);
+    runtime
+        .block_on(client.execute(
+            "UPDATE tower_apikey_events SET delivered_at = now() - interval '8 days'",
+            &[],
+        ))
+        .unwrap();
+    runtime.block_on(async {
+        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
+        let claimed = store
+            .claim_events(10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(claimed.is_empty());
+        let trail = store.read_events(&AuditQuery::new()).await.unwrap();
+        assert_eq!(trail.len(), 8, "the trail outlives the outbox");
+    });
+    assert_eq!(outbox_rows(&client), 0, "delivered a week ago: pruned");
+
+    // The trail through the admin API, three at a time, newest first.
+    let mut items: Vec<serde_json::Value> = Vec::new();
+    let mut target = "/admin/events?limit=3".to_owned();
+    loop {
+        let (status, body) = common::http_get(&addr, &target, Some(&admin));
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let on_page = page["items"].as_array().unwrap();
+        assert!(on_page.len() <= 3);
+        items.extend(on_page.iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => target = format!("/admin/events?limit=3&after={next}"),
+            None => break,
+        }
+    }
+    let seen: Vec<(&str, &str, &str)> = items
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["key_id"].as_str().unwrap(),
+                e["actor"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    let admin_id = admin.split('_').nth(1).unwrap();
+    let want = [
+        ("key.leaked", alice.as_str(), "cli:auditor"),
+        ("key.revoked", alice.as_str(), "cli:auditor"),
+        ("key.deactivated", bob.as_str(), by_admin.as_str()),
+        ("key.issued", bob.as_str(), by_admin.as_str()),
+        ("key.activated", alice.as_str(), "cli:auditor"),
+        ("key.deactivated", alice.as_str(), "cli:auditor"),
+        ("key.issued", alice.as_str(), "cli:auditor"),
+        ("key.issued", admin_id, "bootstrap"),
+    ];
+    assert_eq!(seen, want);
+    let location = format!("{}:2", leaky.display());
+    assert_eq!(items[0]["location"], location.as_str());
+    assert_eq!(items[0]["reason"], "leaked");
+
+    // Filters; the CLI reads the same trail.
+    let (_, body) = common::http_get(
+        &addr,
+        &format!("/admin/events?key={alice}&type=revoked"),
+        Some(&admin),
+    );
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(page["items"][0], items[1]);
+    let (_, body) = common::http_get(
+        &addr,
+        &format!("/admin/events?actor={}", by_admin.replace('/', "%2F")),
+        Some(&admin),
+    );
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["items"].as_array().unwrap()[..], items[2..4]);
+    let cli: serde_json::Value =
+        serde_json::from_str(&cli_on(&db.url, &["events", "--json", "--limit", "100"])).unwrap();
+    assert_eq!(cli["items"].as_array().unwrap(), &items);
+    let table = cli_on(&db.url, &["events", "--key", &alice]);
+    assert_eq!(table.lines().count(), 1 + 5, "{table}");
+    assert!(table.contains(&location), "{table}");
+    for (target, what) in [
+        ("/admin/events?type=stolen", "type"),
+        ("/admin/events?after=x", "after"),
+        ("/admin/events?limit=0", "limit"),
+        ("/admin/events?since=yesterday", "since"),
+    ] {
+        let (status, body) = common::http_get(&addr, target, Some(&admin));
+        assert_eq!(status, 400, "{target}: {body}");
+        assert!(body.contains(what), "{target}: {body}");
+    }
+    // Past its retention an event goes from the trail too.
+    runtime.block_on(async {
+        client
+            .execute(
+                "UPDATE tower_apikey_audit SET at = now() - interval '401 days' \
+                 WHERE key_id = $1",
+                &[&bob],
+            )
+            .await
+            .unwrap();
+        let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
+        store
+            .claim_events(10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let trail = store.read_events(&AuditQuery::new()).await.unwrap();
+        assert_eq!(trail.len(), 6, "bob's two events are past 400 days");
+    });
+    let secret = &key[key.len() - 20..];
+    for item in &items {
+        assert!(!item.to_string().contains(secret), "a key in the trail");
+    }
 }

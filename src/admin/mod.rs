@@ -19,14 +19,15 @@
 //! | `POST` | `/principals/{principal}/keys` | create for that principal, within its limit |
 //! | `GET` | `/keys/{id}/usage` | its requests by outcome: `?from=&to=&granularity=hour\|day` |
 //! | `GET` | `/usage` | the busiest keys: `?principal=&from=&to=&granularity=&limit=` |
+//! | `GET` | `/events` | the audit trail, newest first: `?key=&principal=&type=&actor=&since=&limit=&after=` |
 //!
 //! Every route needs a key carrying the permission (`403` otherwise). Errors are JSON,
 //! `{"error": code, "message": text}`, with codes `bad_request`, `payload_too_large` (a body
 //! over 64 KiB), `unsupported_media_type`, `invalid_body`, `forbidden`, `not_found`, `limit_reached`, `inactive`, `revoked`,
 //! `protected`, `already_exists`, `conflict` (changed by someone else at the same moment;
 //! retry), `unavailable` and `internal`; a message names ids and
-//! principals, never a key. Changes are recorded as made by the calling key's principal
-//! (`created_by`, `updated_by`).
+//! principals, never a key. Changes are recorded as made by the calling key,
+//! `admin:<principal>/<key id>` (`created_by`, `updated_by`, and the audit trail's `actor`).
 //!
 //! # Example
 //! ```
@@ -55,6 +56,7 @@
 //! # }).unwrap();
 //! ```
 
+mod events;
 mod model;
 pub mod secret_scanning;
 mod usage;
@@ -77,6 +79,7 @@ use crate::permission::{RequirePermissionLayer, API_KEY_ADMIN};
 use crate::store::StoreError;
 use crate::Identity;
 
+pub use events::{EventPage, EventView, EventsQuery};
 pub use model::{CreateKey, IssuedKey, KeyPage, KeyView, ListQuery, PatchKey};
 pub use usage::{TopItem, TopUsage, UsageQuery, UsageView};
 
@@ -123,6 +126,7 @@ where
             .route("/keys/{id}/regenerate", post(regenerate))
             .route("/keys/{id}/usage", get(usage::key_usage))
             .route("/usage", get(usage::top_usage))
+            .route("/events", get(events::events))
             .route(
                 "/principals/{principal}/keys",
                 get(list_principal).post(create_principal),
@@ -290,6 +294,12 @@ fn mount_path(original: &Uri, local: &Uri) -> String {
         .to_owned()
 }
 
+/// Who a change through the API is recorded as made by: `admin:<principal>/<key id>` of the
+/// calling key, in the record's stamps and in the audit trail.
+fn actor(who: &Identity) -> String {
+    format!("admin:{}/{}", who.principal(), who.key_id())
+}
+
 async fn openapi(OriginalUri(original): OriginalUri, uri: Uri) -> Response {
     static DOCUMENT: std::sync::OnceLock<Option<serde_json::Value>> = std::sync::OnceLock::new();
     // The document is a constant, checked by this module's tests: this branch is for a bad
@@ -388,7 +398,7 @@ async fn issue(
     body: CreateKey,
 ) -> Result<Response, AdminError> {
     let new: NewKey = body.into_new_key(principal)?;
-    let (record, key) = keys.acting_as(who.principal()).issue(new).await?;
+    let (record, key) = keys.acting_as(actor(who)).issue(new).await?;
     tracing::info!(key_id = %record.id, principal = %record.principal, by = who.principal(), "API key created");
     let location = format!("{}/keys/{}", mount_path(original, local), record.id);
     let mut response = (
@@ -410,7 +420,7 @@ async fn patch(
 ) -> Result<Json<KeyView>, AdminError> {
     let id = key_id(&id)?;
     let patch = body.into_patch()?;
-    let record = keys.acting_as(who.principal()).update(&id, patch).await?;
+    let record = keys.acting_as(actor(&who)).update(&id, patch).await?;
     tracing::info!(key_id = %record.id, status = record.status.as_str(), by = who.principal(), "API key changed");
     Ok(Json(KeyView::new(&record, jiff::Timestamp::now())))
 }
@@ -429,7 +439,7 @@ async fn delete(
 ) -> Result<StatusCode, AdminError> {
     let id = key_id(&id)?;
     let force = query(q)?.force;
-    keys.delete(&id, force).await?;
+    keys.acting_as(actor(&who)).delete(&id, force).await?;
     tracing::info!(key_id = %id, by = who.principal(), "API key deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -440,7 +450,7 @@ async fn regenerate(
     Path(id): Path<String>,
 ) -> Result<Json<IssuedKey>, AdminError> {
     let id = key_id(&id)?;
-    let (record, key) = keys.acting_as(who.principal()).regenerate(&id).await?;
+    let (record, key) = keys.acting_as(actor(&who)).regenerate(&id).await?;
     tracing::info!(key_id = %id, by = who.principal(), "API key regenerated");
     Ok(Json(IssuedKey::new(&record, key, jiff::Timestamp::now())))
 }
@@ -462,6 +472,7 @@ mod tests {
             ("/principals/{principal}/keys", &["get", "post"]),
             ("/keys/{id}/usage", &["get"]),
             ("/usage", &["get"]),
+            ("/events", &["get"]),
         ] {
             let item = paths
                 .get(path)
@@ -475,7 +486,7 @@ mod tests {
         }
         assert_eq!(
             paths.len(),
-            7,
+            8,
             "a documented path the router does not serve"
         );
     }

@@ -15,11 +15,13 @@
 //! running out (`key.quota_exhausted`, once a period); neither does an import (a migration of
 //! many records, not a change to keys in use).
 
+mod audit;
 mod outbox;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditLog, AuditQuery, AUDIT_RETENTION};
 pub use outbox::{Delivery, Outbox, OutboxEntry};
 
 use crate::key::KeyId;
@@ -71,6 +73,22 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order listed here.
+    pub const ALL: [EventKind; 12] = [
+        EventKind::Issued,
+        EventKind::Rotated,
+        EventKind::Regenerated,
+        EventKind::Updated,
+        EventKind::Deactivated,
+        EventKind::Activated,
+        EventKind::Revoked,
+        EventKind::Leaked,
+        EventKind::Deleted,
+        EventKind::QuotaExhausted,
+        EventKind::Expiring,
+        EventKind::Expired,
+    ];
+
     /// The Standard Webhooks `type`: `key.issued`, `key.revoked`, ….
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -87,6 +105,31 @@ impl EventKind {
             EventKind::Expiring => "key.expiring",
             EventKind::Expired => "key.expired",
         }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `type` that is not one of [`EventKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type (one of key.issued, key.rotated, key.regenerated, key.updated, key.deactivated, key.activated, key.revoked, key.leaked, key.deleted, key.quota_exhausted, key.expiring, key.expired)")]
+#[non_exhaustive]
+pub struct UnknownEventKind;
+
+impl std::str::FromStr for EventKind {
+    type Err = UnknownEventKind;
+
+    /// `key.revoked` and the like, or the part after `key.` (`revoked`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let name = |kind: &EventKind| kind.as_str();
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| name(kind) == text || name(kind).strip_prefix("key.") == Some(text))
+            .ok_or(UnknownEventKind)
     }
 }
 
@@ -175,9 +218,11 @@ impl KeyEvent {
             }
             (None, Some(new)) => vec![KeyEvent::new(EventKind::Issued, new)],
             (Some(old), None) => {
+                // Who deleted it is who stamped it last: the key manager stamps a record
+                // before deleting it.
                 let mut event = KeyEvent::new(EventKind::Deleted, old);
                 event.at = crate::record::record_time();
-                event.actor = None;
+                event.actor.clone_from(&old.updated_by);
                 vec![event]
             }
             (Some(old), Some(new)) => {
@@ -242,4 +287,24 @@ fn new_event_id() -> String {
         id.push(char::from(ALPHABET[usize::from(b) % 62]));
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_parses_from_its_type_and_the_error_names_them_all() {
+        let message = UnknownEventKind.to_string();
+        for kind in EventKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""), "as_str agrees with serde");
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+            let short = kind.as_str().strip_prefix("key.").unwrap();
+            assert_eq!(short.parse::<EventKind>(), Ok(kind));
+            assert!(message.contains(kind.as_str()), "{message} lacks {kind}");
+        }
+        assert_eq!("key.stolen".parse::<EventKind>(), Err(UnknownEventKind));
+        assert_eq!("".parse::<EventKind>(), Err(UnknownEventKind));
+    }
 }

@@ -84,6 +84,11 @@ impl Outbox {
         added
     }
 
+    /// Whether an event with this id is in the outbox (delivered ones count).
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|e| e.event.id == id)
+    }
+
     /// Every entry, oldest first.
     pub fn entries(&self) -> &[OutboxEntry] {
         &self.0

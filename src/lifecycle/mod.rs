@@ -1,4 +1,4 @@
-//! The key lifecycle as IBM Maximo, MAS and BMC Helix run it, on any [`KeyStore`].
+//! The key lifecycle as IBM Maximo, MAS and BMC Helix run it, on any [`KeyStore`](crate::KeyStore).
 //!
 //! [`KeyManager`] is what the CLI and an admin API call: issue within a per-principal limit,
 //! rotate with a grace period, regenerate a secret, deactivate, activate, revoke, delete
@@ -145,7 +145,7 @@ impl KeyManager {
             .await?)
     }
 
-    /// One page of records, as [`KeyStore::query`] reads it.
+    /// One page of records, as [`KeyStore::query`](crate::KeyStore::query) reads it.
     ///
     /// # Errors
     /// The store's failure.
@@ -404,6 +404,13 @@ impl KeyManager {
         let record = self.get(id).await?;
         if record.protected && !force {
             return Err(LifecycleError::Protected(id.clone()));
+        }
+        // Stamped first, so the deletion's event names who deleted it (a stamp alone is no
+        // event). A change made meanwhile wins: the delete is then refused as a conflict.
+        let mut stamped = record.clone();
+        self.stamp(&mut stamped, record_time());
+        if stamped != record {
+            self.store.replace(&record, stamped).await?;
         }
         if !self.store.delete(id).await? {
             return Err(LifecycleError::NotFound(id.clone()));

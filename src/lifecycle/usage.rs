@@ -1,7 +1,8 @@
-//! Reading what keys did, through the key manager: a key's requests by hour or day, and the
-//! busiest keys.
+//! Reading what keys did and what was done to them, through the key manager: a key's
+//! requests by hour or day, the busiest keys, and the audit trail.
 
 use super::{KeyManager, LifecycleError};
+use crate::events::{AuditEntry, AuditQuery};
 use crate::key::KeyId;
 use crate::record::KeyRecord;
 use crate::usage::{Bucket, Counts, UsageRange};
@@ -42,5 +43,15 @@ impl KeyManager {
             }
         }
         Ok(top)
+    }
+
+    /// The audit trail's events `query` asks for, newest first: who changed which key, when,
+    /// and why (`actor`, `reason`, `location`), kept
+    /// [400 days](crate::events::AUDIT_RETENTION) by default whether delivered or not.
+    ///
+    /// # Errors
+    /// The store's failure.
+    pub async fn events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, LifecycleError> {
+        Ok(self.store.read_events(query).await?)
     }
 }

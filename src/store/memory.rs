@@ -11,7 +11,7 @@ use super::{
     ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, StoreChange, StoreError,
     UsageStore,
 };
-use crate::events::{Delivery, KeyEvent, OutboxEntry};
+use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -215,6 +215,10 @@ impl OutboxStore for MemoryStore {
     }
 
     async fn add_events(&self, events: Vec<KeyEvent>) -> Result<usize, StoreError> {
-        Ok(self.write().outbox_mut().push_new(events))
+        Ok(self.write().emit_new(events))
+    }
+
+    async fn read_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.read().audit().read(query))
     }
 }

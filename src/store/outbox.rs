@@ -1,11 +1,12 @@
 //! The outbox capability: key events written with the changes that make them, claimed by
-//! senders, kept for a while once delivered.
+//! senders, kept for a while once delivered; and the audit trail, every event kept apart
+//! from its delivery for much longer.
 
 use std::future::Future;
 use std::time::Duration;
 
 use super::{KeyStore, StoreError};
-use crate::events::{Delivery, KeyEvent, OutboxEntry};
+use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 
 /// A store that keeps key events in an outbox: every change writes its events
 /// ([`KeyEvent::for_change`]) in the same atomic step as the change itself, and senders
@@ -13,8 +14,10 @@ use crate::events::{Delivery, KeyEvent, OutboxEntry};
 ///
 /// Which writes add events: `insert`, `insert_limited`, `replace` and `delete` (not
 /// `insert_many`, an import; nor usage, but for a quota running out). Delivered events are
-/// kept 7 days. [`Outbox`](crate::events::Outbox) is the rule a store that keeps its events
-/// in memory applies.
+/// kept 7 days. Every event written also goes to the audit trail, in the same step, kept
+/// [400 days](crate::events::AUDIT_RETENTION) whatever its delivery.
+/// [`Outbox`](crate::events::Outbox) and [`AuditLog`](crate::events::AuditLog) are the rules
+/// a store that keeps its events in memory applies.
 ///
 /// Every method is required. A webhook sender and the expiry sweeper need this capability:
 /// they do not compile for a store without it.
@@ -50,6 +53,13 @@ pub trait OutboxStore: KeyStore {
         &'a self,
         events: Vec<KeyEvent>,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send + 'a;
+
+    /// The audit trail's events `query` asks for, newest first: each with its place (`seq`,
+    /// higher for newer events), whether delivered or not, for the trail's retention.
+    fn read_events<'a>(
+        &'a self,
+        query: &'a AuditQuery,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send + 'a;
 }
 
 /// [`OutboxStore`]'s methods, the one list the type-erased store and the test forwarding
@@ -61,6 +71,7 @@ macro_rules! outbox_store_methods {
                 claim_events(limit: usize, lease: std::time::Duration) -> Vec<$crate::events::OutboxEntry>;
                 finish_event(id: &'a str, outcome: $crate::events::Delivery) -> ();
                 add_events(events: Vec<$crate::events::KeyEvent>) -> usize;
+                read_events(query: &'a $crate::events::AuditQuery) -> Vec<$crate::events::AuditEntry>;
             }
         }
     };

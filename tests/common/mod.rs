@@ -375,6 +375,17 @@ pub fn http_get(addr: &str, target: &str, apikey: Option<&str>) -> (u16, String)
 
 /// Status and body of a raw HTTP/1.1 POST of `body` to `target`, with `headers`.
 pub fn http_post(addr: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    http_request("POST", addr, target, headers, body)
+}
+
+/// Status and body of a raw HTTP/1.1 `method` request of `target` with a JSON `body`.
+pub fn http_request(
+    method: &str,
+    addr: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
 
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -382,7 +393,7 @@ pub fn http_post(addr: &str, target: &str, headers: &[(&str, &str)], body: &[u8]
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     let mut head = format!(
-        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );

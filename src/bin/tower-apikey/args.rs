@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tower_apikey::events::EventKind;
 use tower_apikey::hash::{HashParams, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
 use tower_apikey::lifecycle::Expiry;
@@ -215,6 +216,32 @@ pub(crate) enum Command {
         #[arg(long, default_value = "hour")]
         granularity: Granularity,
         /// Print the JSON the admin API answers (`{"buckets": [...]}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the audit trail, newest first: what was done to which key, by whom, and why.
+    Events {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only events about this key.
+        #[arg(long)]
+        key: Option<KeyId>,
+        /// Only events about this principal's keys.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only events of this type (`key.revoked`, or `revoked`).
+        #[arg(long = "type")]
+        kind: Option<EventKind>,
+        /// Only events this actor caused (`cli:alice`, `admin:ops/KEY_ID`, …).
+        #[arg(long)]
+        actor: Option<String>,
+        /// How far back (`24h`, `30d`, `P1Y`).
+        #[arg(long, default_value = "30d")]
+        since: jiff::Span,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// Print the JSON the admin API answers (`{"items": [...]}`).
         #[arg(long)]
         json: bool,
     },

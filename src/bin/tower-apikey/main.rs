@@ -5,6 +5,7 @@
 //! bad input; the reason goes to stderr, never a key.
 
 mod args;
+mod events;
 mod scan;
 mod store;
 mod terminal;
@@ -341,6 +342,26 @@ fn run(command: Command) -> Result<(), Failure> {
             granularity,
             json,
         } => usage::show(&store, &id, since, granularity, json),
+        Command::Events {
+            store,
+            key,
+            principal,
+            kind,
+            actor,
+            since,
+            limit,
+            json,
+        } => {
+            let filters = events::Filters {
+                key,
+                principal,
+                kind,
+                actor,
+                since,
+                limit: limit as usize,
+            };
+            events::show(&store, filters, json)
+        }
         Command::Import { store, format } => {
             let mut input = Vec::new();
             io::stdin()

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use super::sidecar::{RATES, USAGE};
 use super::{blocking, FileStore};
-use crate::events::{Delivery, KeyEvent, OutboxEntry};
+use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
@@ -197,7 +197,11 @@ impl OutboxStore for FileStore {
         if known {
             return Ok(0);
         }
-        self.modify(move |records| Ok(records.outbox_mut().push_new(events)))
+        self.modify(move |records| Ok(records.emit_new(events)))
             .await
+    }
+
+    async fn read_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.read().records.audit().read(query))
     }
 }

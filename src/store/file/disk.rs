@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::map::RecordMap;
 use super::super::StoreError;
-use crate::events::Outbox;
+use crate::events::{AuditLog, Outbox};
 
 use crate::record::KeyRecord;
 
@@ -54,6 +54,9 @@ pub(super) struct Contents {
     /// The outbox: events written with the changes, until delivered (and a week after).
     #[serde(default, skip_serializing_if = "outbox_is_empty")]
     events: Outbox,
+    /// The audit trail: every event, for 400 days.
+    #[serde(default, skip_serializing_if = "AuditLog::is_empty")]
+    audit: AuditLog,
 }
 
 pub(super) fn outbox_is_empty(outbox: &Outbox) -> bool {
@@ -144,6 +147,7 @@ pub(super) fn read_snapshot(path: &Path) -> Result<Snapshot, StoreError> {
     }
     let mut records = RecordMap::default();
     records.load_outbox(contents.events);
+    records.load_audit(contents.audit);
     for record in contents.keys {
         let id = record.id.clone();
         if records.load(record).is_some() {
@@ -192,6 +196,7 @@ pub(super) fn write_locked<T, I>(
         revision: snapshot.revision,
         keys: snapshot.records.records().cloned().collect(),
         events: snapshot.records.outbox().clone(),
+        audit: snapshot.records.audit().clone(),
     };
     let tmp = sibling(path, &format!(".tmp.{}", std::process::id()));
     let written = write_file(&tmp, &contents).and_then(|()| fs::rename(&tmp, path));

@@ -78,6 +78,8 @@ struct Inner {
     /// When delivered events were last pruned (Unix seconds): at most once a minute, not
     /// on every idle claim.
     pruned_at: std::sync::atomic::AtomicI64,
+    /// How long the audit trail keeps an event.
+    audit_retention: Duration,
 }
 
 impl std::fmt::Debug for Inner {
@@ -99,6 +101,7 @@ pub struct PgKeyStoreBuilder {
     listen: bool,
     follow: bool,
     connect_timeout: Duration,
+    audit_retention: Duration,
 }
 
 impl std::fmt::Debug for PgKeyStoreBuilder {
@@ -110,6 +113,7 @@ impl std::fmt::Debug for PgKeyStoreBuilder {
             .field("listen", &self.listen)
             .field("follow", &self.follow)
             .field("connect_timeout", &self.connect_timeout)
+            .field("audit_retention", &self.audit_retention)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +144,13 @@ impl PgKeyStoreBuilder {
     /// handle's own writes: for short-lived tools such as the CLI.
     pub fn follow_changes(mut self, follow: bool) -> Self {
         self.follow = follow;
+        self
+    }
+
+    /// How long the audit trail keeps an event (default 400 days), whatever its delivery:
+    /// older ones are pruned, at most once a minute, by a webhook sender's idle claim.
+    pub fn audit_retention(mut self, retention: Duration) -> Self {
+        self.audit_retention = retention;
         self
     }
 
@@ -187,6 +198,7 @@ impl PgKeyStoreBuilder {
             tls,
             feed: ChangeFeed::default(),
             pruned_at: std::sync::atomic::AtomicI64::new(0),
+            audit_retention: self.audit_retention,
         });
         if self.follow {
             tokio::spawn(follow(
@@ -210,6 +222,7 @@ impl PgKeyStore {
             listen: true,
             follow: true,
             connect_timeout: Duration::from_secs(2),
+            audit_retention: Duration::from_secs(400 * 86_400),
         }
     }
 

@@ -9,12 +9,39 @@ use jiff::Timestamp;
 
 use super::rows::outbox_entry_of;
 use super::{unavailable, PgKeyStore};
-use crate::events::{Delivery, KeyEvent, OutboxEntry};
+use tokio_postgres::types::ToSql;
+
+use crate::events::{AuditEntry, AuditQuery, Delivery, EventKind, KeyEvent, OutboxEntry};
+use crate::key::KeyId;
 use crate::store::{OutboxStore, StoreError};
 
-/// Ids already in the outbox are skipped.
-const PUSH_EVENTS: &str = "INSERT INTO tower_apikey_events (id, event) \
-     SELECT * FROM unnest($1::TEXT[], $2::TEXT[]) ON CONFLICT (id) DO NOTHING";
+/// Ids already in the outbox are skipped; each event added goes to the audit trail too, in
+/// the same statement. Answers how many were added.
+const PUSH_EVENTS: &str = "WITH ev AS (SELECT * FROM unnest($1::TEXT[], $2::TEXT[], \
+       $3::TIMESTAMPTZ[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[]) \
+       AS e(id, event, at, type, key_id, principal, actor)), \
+     added AS (INSERT INTO tower_apikey_events (id, event) SELECT id, event FROM ev \
+       ON CONFLICT (id) DO NOTHING RETURNING id), \
+     audited AS (INSERT INTO tower_apikey_audit (id, at, type, key_id, principal, actor, event) \
+       SELECT ev.id, at, type, key_id, principal, actor, event FROM ev JOIN added USING (id) \
+       ON CONFLICT (id) DO NOTHING) \
+     SELECT count(*) FROM added";
+
+/// A page of the audit trail: the filters given are added to it, each with its parameter.
+const READ_EVENTS: &str = "SELECT seq, id, event FROM tower_apikey_audit WHERE TRUE";
+const BY_KEY: &str = " AND key_id = $";
+const BY_PRINCIPAL: &str = " AND principal = $";
+const BY_TYPE: &str = " AND type = $";
+const BY_ACTOR: &str = " AND actor = $";
+const BEFORE: &str = " AND seq < $";
+const SINCE: &str = " AND at >= $";
+const NEWEST_FIRST: &str = " ORDER BY seq DESC";
+const LIMIT: &str = " LIMIT $";
+
+/// At most 10,000 audit rows past the retention (`$1` seconds) a call.
+const PRUNE_AUDIT: &str = "DELETE FROM tower_apikey_audit WHERE seq = ANY(ARRAY( \
+     SELECT seq FROM tower_apikey_audit WHERE at < now() - make_interval(secs => $1) \
+     ORDER BY seq LIMIT 10000))";
 
 /// `SKIP LOCKED`: senders on other servers claiming at the same moment take other rows.
 const CLAIM_EVENTS: &str = "UPDATE tower_apikey_events \
@@ -53,11 +80,20 @@ pub(super) async fn push_events(
         .map(serde_json::to_string)
         .collect::<Result<Vec<String>, _>>()
         .map_err(|e| StoreError::Internal(e.into()))?;
-    let added = tx
-        .execute(PUSH_EVENTS, &[&ids, &bodies])
+    let at: Vec<Timestamp> = events.iter().map(|e| e.at).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let keys: Vec<&str> = events.iter().map(|e| e.key_id.as_str()).collect();
+    let principals: Vec<&str> = events.iter().map(|e| e.principal.as_str()).collect();
+    let actors: Vec<Option<&str>> = events.iter().map(|e| e.actor.as_deref()).collect();
+    let added: i64 = tx
+        .query_one(
+            PUSH_EVENTS,
+            &[&ids, &bodies, &at, &kinds, &keys, &principals, &actors],
+        )
         .await
-        .map_err(unavailable)?;
-    Ok(usize::try_from(added).unwrap_or(usize::MAX))
+        .map_err(unavailable)?
+        .get(0);
+    Ok(usize::try_from(added).unwrap_or(0))
 }
 
 impl OutboxStore for PgKeyStore {
@@ -80,6 +116,11 @@ impl OutboxStore for PgKeyStore {
         if prune {
             client
                 .execute(PRUNE_DELIVERED, &[])
+                .await
+                .map_err(unavailable)?;
+            let retention = self.inner.audit_retention.as_secs_f64();
+            client
+                .execute(PRUNE_AUDIT, &[&retention])
                 .await
                 .map_err(unavailable)?;
         }
@@ -112,5 +153,49 @@ impl OutboxStore for PgKeyStore {
         let added = push_events(&tx, events).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(added)
+    }
+
+    async fn read_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let key = query.key_id.as_ref().map(KeyId::as_str);
+        let kind = query.kind.map(EventKind::as_str);
+        let before = query
+            .before
+            .map(|seq| i64::try_from(seq).unwrap_or(i64::MAX));
+        let limit = query.limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let mut sql = READ_EVENTS.to_owned();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let filters: [(&str, Option<&(dyn ToSql + Sync)>); 6] = [
+            (BY_KEY, key.as_ref().map(|v| v as _)),
+            (BY_PRINCIPAL, query.principal.as_ref().map(|v| v as _)),
+            (BY_TYPE, kind.as_ref().map(|v| v as _)),
+            (BY_ACTOR, query.actor.as_ref().map(|v| v as _)),
+            (BEFORE, before.as_ref().map(|v| v as _)),
+            (SINCE, query.since.as_ref().map(|v| v as _)),
+        ];
+        for (clause, param) in filters {
+            if let Some(param) = param {
+                params.push(param);
+                sql.push_str(&clause.replace('$', &format!("${}", params.len())));
+            }
+        }
+        sql.push_str(NEWEST_FIRST);
+        if let Some(limit) = &limit {
+            params.push(limit);
+            sql.push_str(&LIMIT.replace('$', &format!("${}", params.len())));
+        }
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params).await.map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let seq = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+                let id: String = row.get(1);
+                let event: KeyEvent =
+                    serde_json::from_str(row.get(2)).map_err(|e| StoreError::InvalidRecord {
+                        id,
+                        source: e.into(),
+                    })?;
+                Ok(AuditEntry::new(seq, event))
+            })
+            .collect()
     }
 }

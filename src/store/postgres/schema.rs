@@ -94,6 +94,21 @@ CREATE TABLE tower_apikey_usage_batches (
     added_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX tower_apikey_usage_batches_added ON tower_apikey_usage_batches (added_at);
+-- The audit trail: every event, written with the outbox's row, kept 400 days whatever its
+-- delivery (the outbox drops delivered events after a week).
+CREATE TABLE tower_apikey_audit (
+    seq       BIGSERIAL PRIMARY KEY,
+    id        TEXT NOT NULL UNIQUE,
+    at        TIMESTAMPTZ NOT NULL,
+    type      TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    actor     TEXT,
+    event     TEXT NOT NULL
+);
+CREATE INDEX tower_apikey_audit_key ON tower_apikey_audit (key_id, seq);
+CREATE INDEX tower_apikey_audit_principal ON tower_apikey_audit (principal, seq);
+CREATE INDEX tower_apikey_audit_at ON tower_apikey_audit (at);
 ",
 ];
 

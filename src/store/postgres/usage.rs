@@ -53,6 +53,11 @@ const TAKE_QUOTA: &str = "WITH cur AS ( \
        FROM upd AS u, LATERAL (SELECT 'evt_quota_' || u.id || '_' \
            || floor(extract(epoch FROM u.period_start))::BIGINT AS id) AS e \
        WHERE u.remaining = 0 \
+       ON CONFLICT (id) DO NOTHING RETURNING id, event \
+     ), audited AS ( \
+       INSERT INTO tower_apikey_audit (id, at, type, key_id, principal, actor, event) \
+       SELECT id, now(), 'key.quota_exhausted', event::json->>'key_id', \
+         event::json->>'principal', NULL, event FROM exhausted \
        ON CONFLICT (id) DO NOTHING \
      ) \
      SELECT granted, remaining, period_start, refills_at FROM upd";

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{broken, ensure, expect, record, suite};
-use crate::events::{Delivery, EventKind, KeyEvent, OutboxEntry};
+use super::{broken, ensure, expect, id, record, suite};
+use crate::events::{AuditEntry, AuditQuery, Delivery, EventKind, KeyEvent, OutboxEntry};
 use crate::record::{KeyStatus, Revocation, RevocationReason};
 use crate::store::OutboxStore;
 
@@ -27,7 +27,8 @@ suite! {
     pub async fn check_outbox_store<S: [OutboxStore]> {
         outbox_holds_each_changes_events: "each change writes its events (`KeyEvent::for_change`) in order, with their details and distinct ids; an import (`insert_many`) or a refused write writes none",
         outbox_claims_are_exclusive: "an event is claimed by one sender at a time (8 claiming at once take 20 events exactly once), retried when due with its attempt counted, gone once delivered, claimable again when its lease lapses; finishing an unknown or delivered event is no error",
-        added_events_are_added_once: "`add_events` adds each id once, whoever adds it at the same moment (8 adders of 10 events add 10), and never again once delivered",
+        added_events_are_added_once: "`add_events` adds each id once, whoever adds it at the same moment (8 adders of 10 events add 10, and the audit trail holds each once), and never again once delivered",
+        audit_trail_keeps_every_event: "`read_events` reads every event written, delivered or not, from either handle: newest first, each with its actor, reason and location; by key, principal, kind, actor and time; page by page through `before` with nothing skipped or repeated",
     }
 }
 
@@ -245,6 +246,159 @@ async fn added_events_are_added_once<S: OutboxStore>((store, _): (S, S)) {
         again == 0,
         RULE,
         format!("{again} delivered events were added again"),
+    );
+    let trail = expect(
+        store.read_events(&AuditQuery::new()).await,
+        RULE,
+        "read_events",
+    );
+    ensure(
+        trail.len() == 10,
+        RULE,
+        format!("the audit trail holds {} of 10 events", trail.len()),
+    );
+}
+
+async fn audit_trail_keeps_every_event<S: OutboxStore>((store, other): (S, S)) {
+    const RULE: &str = "the audit trail holds every event, newest first, filtered and paged";
+    let since = Timestamp::now() - SignedDuration::from_secs(1);
+    let mut a = record("a1", "alice");
+    a.created_by = Some("cli:root".into());
+    expect(store.insert(a.clone()).await, RULE, "insert");
+    let mut b = record("b1", "bob");
+    b.created_by = Some("admin:ops/k1".into());
+    expect(store.insert(b.clone()).await, RULE, "insert");
+    let mut gone = a.clone();
+    gone.status = KeyStatus::Revoked;
+    gone.revocation = Some(Revocation::leaked_at("https://example.com/x.env"));
+    gone.updated_at = Some(Timestamp::now());
+    gone.updated_by = Some("github-secret-scanning".into());
+    expect(store.replace(&a, gone).await, RULE, "replace");
+    let mut stamped = b.clone();
+    stamped.updated_at = Some(Timestamp::now());
+    stamped.updated_by = Some("cli:root".into());
+    expect(store.replace(&b, stamped).await, RULE, "replace");
+    expect(other.delete(&b.id).await, RULE, "delete");
+    // Delivered: gone from the outbox, still in the trail.
+    for entry in drain(&store, RULE).await {
+        expect(
+            store
+                .finish_event(&entry.event.id, Delivery::Delivered)
+                .await,
+            RULE,
+            "finish_event",
+        );
+    }
+
+    let read = |query: AuditQuery| {
+        let store = &store;
+        async move { expect(store.read_events(&query).await, RULE, "read_events") }
+    };
+    let kinds = |entries: &[AuditEntry]| -> Vec<(EventKind, String, Option<String>)> {
+        entries
+            .iter()
+            .map(|e| {
+                let event = &e.event;
+                (event.kind, event.key_id.to_string(), event.actor.clone())
+            })
+            .collect()
+    };
+    let all = read(AuditQuery::new()).await;
+    let actor = |a: &str| Some(a.to_owned());
+    let want = vec![
+        (EventKind::Deleted, "b1".to_owned(), actor("cli:root")),
+        (
+            EventKind::Leaked,
+            "a1".to_owned(),
+            actor("github-secret-scanning"),
+        ),
+        (
+            EventKind::Revoked,
+            "a1".to_owned(),
+            actor("github-secret-scanning"),
+        ),
+        (EventKind::Issued, "b1".to_owned(), actor("admin:ops/k1")),
+        (EventKind::Issued, "a1".to_owned(), actor("cli:root")),
+    ];
+    ensure(
+        kinds(&all) == want,
+        RULE,
+        format!("the trail read {:?}, want {want:?}", kinds(&all)),
+    );
+    ensure(
+        all.windows(2).all(|w| w[0].seq > w[1].seq),
+        RULE,
+        "the trail's places do not fall from newest to oldest",
+    );
+    let leaked = &all[1].event;
+    ensure(
+        leaked.reason == Some(RevocationReason::Leaked)
+            && leaked.location.as_deref() == Some("https://example.com/x.env"),
+        RULE,
+        format!("the leak lost its details in the trail: {leaked:?}"),
+    );
+    let from_other = expect(
+        other.read_events(&AuditQuery::new()).await,
+        RULE,
+        "read_events",
+    );
+    ensure(
+        from_other == all,
+        RULE,
+        "the other handle reads another trail",
+    );
+
+    // Filters, one at a time.
+    let filtered = [
+        (AuditQuery::new().key_id(id("a1")), vec![1, 2, 4]),
+        (AuditQuery::new().principal("bob"), vec![0, 3]),
+        (AuditQuery::new().kind(EventKind::Issued), vec![3, 4]),
+        (AuditQuery::new().actor("cli:root"), vec![0, 4]),
+        (AuditQuery::new().since(since), vec![0, 1, 2, 3, 4]),
+        (
+            AuditQuery::new().since(Timestamp::now() + SignedDuration::from_hours(1)),
+            vec![],
+        ),
+        (
+            AuditQuery::new().principal("bob").kind(EventKind::Deleted),
+            vec![0],
+        ),
+    ];
+    for (query, want) in filtered {
+        let got = read(query.clone()).await;
+        let want: Vec<AuditEntry> = want.iter().map(|&i| all[i].clone()).collect();
+        ensure(
+            got == want,
+            RULE,
+            format!("{query:?} read {:?}, want {:?}", kinds(&got), kinds(&want)),
+        );
+    }
+
+    // Pages of two: every event once, in order.
+    let mut paged: Vec<AuditEntry> = Vec::new();
+    let mut before = None;
+    loop {
+        let mut query = AuditQuery::new().limit(2);
+        if let Some(seq) = before {
+            query = query.before(seq);
+        }
+        let page = read(query).await;
+        ensure(
+            page.len() <= 2,
+            RULE,
+            format!("a page of 2 held {}", page.len()),
+        );
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        paged.extend(page);
+        if paged.len() > all.len() {
+            break;
+        }
+    }
+    ensure(
+        paged == all,
+        RULE,
+        format!("pages of two read {:?}", kinds(&paged)),
     );
 }
 
