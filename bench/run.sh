@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and prints the ratios the performance guide quotes
 # (src/docs/performance.md), each side measured in one run.
-#   bench/run.sh          full run (a few minutes)
+#   bench/run.sh          full run (about a quarter of an hour: PostgreSQL at a million keys)
 #   bench/run.sh smoke    build and run each benchmark once, in the test profile (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."

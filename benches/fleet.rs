@@ -1,7 +1,8 @@
 //! What a fleet costs its PostgreSQL database, counted by the server itself
 //! (`pg_stat_statements`) in a throwaway cluster: statements and rows for one cold lookup, one
-//! change (the write, the NOTIFY and every follower's read) and one idle poll, with 1 and 10
-//! validators (each with its own pool and follower connection), notifications on and off.
+//! change (the write, the NOTIFY and every follower's read), one idle poll, and a last-use and
+//! a usage flush, with 1 and 10 validators (each with its own pool and follower connection),
+//! notifications on and off; and the bytes a usage row takes, for the capacity guide.
 //!
 //! `cargo bench --bench fleet --features postgres` (`-- --test`: a quick pass, as CI runs it).
 
@@ -34,6 +35,10 @@ fn kind(query: &str) -> &'static str {
         "key read"
     } else if query.contains("last_used_at") && query.starts_with("UPDATE") {
         "last-use write"
+    } else if query.contains("INSERT INTO tower_apikey_usage_batches") {
+        "usage write"
+    } else if query.contains("DELETE FROM tower_apikey_usage_hourly") {
+        "usage prune"
     } else if query.contains("pg_stat_statements") {
         "bench"
     } else {
@@ -48,6 +53,23 @@ async fn admin(url: &str) -> tokio_postgres::Client {
         .unwrap();
     tokio::spawn(connection);
     client
+}
+
+/// Has each server validate its own `per_server` of `keys` (server `i` the `i`th share);
+/// returns how many were validated.
+async fn validate_each(
+    validators: &[Validator],
+    keys: &[PresentedKey],
+    per_server: usize,
+) -> usize {
+    let mut n = 0;
+    for (i, validator) in validators.iter().enumerate() {
+        for key in keys.iter().skip(i * per_server).take(per_server) {
+            validator.validate(key).await.unwrap();
+            n += 1;
+        }
+    }
+    n
 }
 
 async fn reset(stats: &tokio_postgres::Client) {
@@ -110,6 +132,9 @@ struct Bench {
     writer: KeyManager,
     /// Keys to revoke, from the end (lookups use keys from the start).
     changed: Vec<tower_apikey::key::KeyId>,
+    /// The first key the next fleet looks up: each fleet its own keys, so its usage rows are
+    /// new ones.
+    next_key: usize,
 }
 
 async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
@@ -120,7 +145,10 @@ async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
         keys,
         writer,
         changed,
+        next_key,
     } = bench;
+    let ours = &keys[*next_key..];
+    *next_key += servers * sizes.lookups_per_server;
     let (url, stats, sizes) = (url.as_str(), &*stats, &*sizes);
     let mut validators = Vec::new();
     for _ in 0..servers {
@@ -155,17 +183,7 @@ async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
     // Cold lookups: each server validates keys it has not seen.
     reset(stats).await;
     let started = Instant::now();
-    let mut n = 0;
-    for (i, validator) in validators.iter().enumerate() {
-        for key in keys
-            .iter()
-            .skip(i * sizes.lookups_per_server)
-            .take(sizes.lookups_per_server)
-        {
-            validator.validate(key).await.unwrap();
-            n += 1;
-        }
-    }
+    let n = validate_each(&validators, ours, sizes.lookups_per_server).await;
     let cold = read(stats).await;
     let seconds = started.elapsed().as_secs_f64();
     let reads = get(&cold, "key read");
@@ -230,14 +248,128 @@ async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
         last.calls / servers as f64,
         last.rows / servers as f64,
     );
+    // Usage: one statement per server per flush, adding each key's hour to its hourly and
+    // daily rows. First flush: the keys each server looked up, new rows; then the same keys
+    // again in the same hour, rows updated in place.
+    for round in ["new key-hours", "the same key-hours again"] {
+        if round != "new key-hours" {
+            validate_each(&validators, ours, sizes.lookups_per_server).await;
+        }
+        let before = usage_rows(stats).await;
+        reset(stats).await;
+        for validator in &validators {
+            validator.flush_usage().await.unwrap();
+        }
+        let flushed = read(stats).await;
+        let write = get(&flushed, "usage write");
+        let prune = get(&flushed, "usage prune");
+        let grown = usage_rows(stats).await - before;
+        println!(
+            "{label}: usage flush ({round}), {:.1} statements per server ({:.1} prune), {:.0} daily rows upserted and {:.0} rows added per server ({} keys each)",
+            write.calls / servers as f64,
+            prune.calls / servers as f64,
+            write.rows / servers as f64,
+            grown as f64 / servers as f64,
+            sizes.lookups_per_server,
+        );
+    }
     drop(validators);
+}
+
+/// Rows in the usage tables (hourly, daily, batch ids).
+async fn usage_rows(stats: &tokio_postgres::Client) -> i64 {
+    stats
+        .query_one(
+            "SELECT (SELECT count(*) FROM tower_apikey_usage_hourly) \
+                  + (SELECT count(*) FROM tower_apikey_usage_daily) \
+                  + (SELECT count(*) FROM tower_apikey_usage_batches)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// What usage costs at a fleet's size: `batches` batches of `lines` fresh key-hours each (one
+/// server's flush of that many distinct keys), written one after another, then again. The
+/// database's mean time per batch each time, and the bytes an hourly and a daily row take on
+/// disk with their indexes (measured after the first pass, vacuumed).
+async fn usage_at_size(
+    url: &str,
+    stats: &tokio_postgres::Client,
+    batches: usize,
+    lines: usize,
+) -> UsageAtSize {
+    use tower_apikey::store::UsageStore;
+    use tower_apikey::usage::{Counts, HourCounts, Outcome, UsageBatch};
+
+    let store = PgKeyStore::builder(url)
+        .follow_changes(false)
+        .connect()
+        .await
+        .unwrap();
+    let hour = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * 30);
+    let mut counts = Counts::default();
+    counts.add(Outcome::Valid, 1_000);
+    counts.add(Outcome::WrongSecret, 3);
+    let size = "SELECT pg_total_relation_size('tower_apikey_usage_hourly')::FLOAT8, \
+         pg_total_relation_size('tower_apikey_usage_daily')::FLOAT8";
+    let mean_ms = "SELECT sum(total_exec_time) / sum(calls) FROM pg_stat_statements \
+         WHERE query LIKE '%INSERT INTO tower_apikey_usage_batches%'";
+    stats.batch_execute("VACUUM").await.unwrap();
+    let before = stats.query_one(size, &[]).await.unwrap();
+    // The first pass adds rows; the second, the same key-hours under new batch ids, adds to
+    // them in place (a fleet's steady state: the same keys, hour after hour).
+    let mut timings = Vec::new();
+    let mut after = None;
+    for pass in 0..2 {
+        reset(stats).await;
+        for b in 0..batches {
+            let batch = (0..lines).map(|i| {
+                let id = format!("sizing{b:05}x{i:07}");
+                HourCounts::new(tower_apikey::key::KeyId::new(&id).unwrap(), hour, counts)
+            });
+            store
+                .add_usage(UsageBatch::new(format!("sizing-{pass}-{b}"), batch))
+                .await
+                .unwrap();
+        }
+        timings.push(
+            stats
+                .query_one(mean_ms, &[])
+                .await
+                .unwrap()
+                .get::<_, f64>(0),
+        );
+        if pass == 0 {
+            stats.batch_execute("VACUUM").await.unwrap();
+            after = Some(stats.query_one(size, &[]).await.unwrap());
+        }
+    }
+    let after = after.unwrap();
+    let rows = (batches * lines) as f64;
+    let per_row = |i: usize| (after.get::<_, f64>(i) - before.get::<_, f64>(i)) / rows;
+    UsageAtSize {
+        new_ms: timings[0],
+        update_ms: timings[1],
+        hourly_bytes: per_row(0),
+        daily_bytes: per_row(1),
+    }
+}
+
+/// What [`usage_at_size`] measured.
+struct UsageAtSize {
+    new_ms: f64,
+    update_ms: f64,
+    hourly_bytes: f64,
+    daily_bytes: f64,
 }
 
 fn main() {
     let test = std::env::args().any(|a| a == "--test");
     let sizes = if test {
         Sizes {
-            keys: 300,
+            keys: 500,
             idle: Duration::from_secs(2),
             lookups_per_server: 20,
             changes: 3,
@@ -298,9 +430,17 @@ fn main() {
             keys,
             writer: KeyManager::new(store),
             changed: ids,
+            next_key: 0,
         };
         for (servers, listen) in [(1, true), (10, true), (10, false)] {
             fleet(&mut bench, servers, listen).await;
         }
+        // One server's minute at the capacity guide's load: 5,000 distinct keys.
+        let (batches, lines) = if test { (2, 5_000) } else { (20, 5_000) };
+        let at = usage_at_size(&bench.url, &bench.stats, batches, lines).await;
+        println!(
+            "fleet: usage at size, {:.1} ms of database time per batch of {lines} new key-hours, {:.1} ms per batch adding to them (means of {batches}); on disk with the indexes, {:.0} bytes an hourly row, {:.0} bytes a daily row",
+            at.new_ms, at.update_ms, at.hourly_bytes, at.daily_bytes,
+        );
     });
 }

@@ -12,8 +12,13 @@
 //!   1000 iterations) scans them all, uncapped here; its time against one cold lookup of a
 //!   key in this crate's format, measured alternately.
 //!
-//! `cargo bench --bench scale` runs at 1M (about a minute); `-- --test` (as `bench/run.sh
-//! smoke` passes) at 10k.
+//! - **PostgreSQL**: cold lookups at 1k and 1M records; what the admin console asks at 1M
+//!   records (a page of the listing, first, by principal, searched; a key's usage over 90
+//!   days by the hour and by the day; the busiest keys of 30 days) against 90 days of hourly
+//!   usage for 1,000 keys and an hour of it for every key, each timed alone (target 50 ms).
+//!
+//! `cargo bench --bench scale` runs at 1M (a few minutes with PostgreSQL; `-- postgres` for
+//! that part alone); `-- --test` (as `bench/run.sh smoke` passes) at 10k.
 
 use std::time::{Duration, Instant};
 
@@ -168,9 +173,10 @@ async fn postgres(large: usize, probes: &[(KeyRecord, String)]) {
             return;
         }
     };
-    let mut stores = Vec::new();
+    let (mut stores, mut urls) = (Vec::new(), Vec::new());
     for n in [1_000, large] {
         let url = cluster.fresh_database().await.unwrap();
+        urls.push(url.clone());
         let store = PgKeyStore::connect(url).await.unwrap();
         store.migrate().await.unwrap();
         let started = Instant::now();
@@ -196,6 +202,101 @@ async fn postgres(large: usize, probes: &[(KeyRecord, String)]) {
     )
     .await;
     admin_page("postgres", &stores[1], large).await;
+    console(&stores[1], &urls[1], large, &probes[0].0).await;
+}
+
+/// What the admin console asks of PostgreSQL at `n` records, each timed alone (median of
+/// [`ROUNDS`]), with usage seeded in SQL: 90 days by the hour (and by the day) for 1,000
+/// keys (20 in a quick pass), `probe` among them, and one hour for every key.
+#[cfg(feature = "postgres")]
+async fn console(store: &tower_apikey::store::PgKeyStore, url: &str, n: usize, probe: &KeyRecord) {
+    use tower_apikey::usage::{Granularity, UsageRange};
+
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let started = Instant::now();
+    let busy = if n >= 100_000 { 1_000 } else { 20 };
+    let counts = "(random() * 1000)::BIGINT, (random() * 3)::BIGINT, 0, 0, 0, 0, 0, 0, 0";
+    client
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE busy AS SELECT id FROM tower_apikey_keys WHERE id <> '{probe}' LIMIT {others}; \
+             INSERT INTO busy VALUES ('{probe}'); \
+             INSERT INTO tower_apikey_usage_hourly SELECT b.id, h, {counts} FROM busy AS b, \
+               generate_series(date_trunc('hour', now()) - interval '90 days', date_trunc('hour', now()) - interval '2 hours', interval '1 hour') AS h; \
+             INSERT INTO tower_apikey_usage_hourly SELECT id, date_trunc('hour', now()) - interval '1 hour', {counts} \
+               FROM tower_apikey_keys; \
+             INSERT INTO tower_apikey_usage_daily SELECT b.id, d, {counts} FROM busy AS b, \
+               generate_series(date_trunc('day', now(), 'UTC') - interval '90 days', date_trunc('day', now(), 'UTC') - interval '1 day', interval '1 day') AS d; \
+             INSERT INTO tower_apikey_usage_daily SELECT id, date_trunc('day', now(), 'UTC'), {counts} \
+               FROM tower_apikey_keys; \
+             ANALYZE",
+            probe = probe.id,
+            others = busy - 1,
+        ))
+        .await
+        .unwrap();
+    let rows: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM tower_apikey_usage_hourly) + (SELECT count(*) FROM tower_apikey_usage_daily)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "scale postgres console: {n} records, {rows} usage rows seeded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let now = jiff::Timestamp::now();
+    let days = |d: i64| now - jiff::SignedDuration::from_hours(24 * d);
+    let hours_90 = UsageRange::new(days(90), now, Granularity::Hour).unwrap();
+    let days_90 = UsageRange::new(days(90), now, Granularity::Day).unwrap();
+    let days_30 = UsageRange::last(Granularity::Day, now);
+    let rare = probe.id.as_str().to_lowercase();
+    let mut lines = Vec::new();
+    macro_rules! timed {
+        ($what:expr, $call:expr) => {{
+            let mut times = Vec::new();
+            for _ in 0..ROUNDS {
+                let started = Instant::now();
+                let _ = $call.await.unwrap();
+                times.push(started.elapsed());
+            }
+            lines.push(($what, median(times)));
+        }};
+    }
+    timed!(
+        "listing, first page of 50",
+        store.query(&KeyQuery::new().limit(51))
+    );
+    timed!(
+        "listing, a principal's keys",
+        store.query(&KeyQuery::new().principal("user500000").limit(51))
+    );
+    timed!(
+        "listing, searched for one key's id",
+        store.query(&KeyQuery::new().search(&rare).limit(51))
+    );
+    timed!(
+        "a key's usage, 90 days by the hour",
+        store.read_usage(&probe.id, hours_90)
+    );
+    timed!(
+        "a key's usage, 90 days by the day",
+        store.read_usage(&probe.id, days_90)
+    );
+    timed!(
+        "the 10 busiest keys of 30 days",
+        store.top_usage(None, days_30, 10)
+    );
+    for (what, time) in lines {
+        println!(
+            "scale postgres console: {what} at {n} records, {:.1} ms (target <= 50 ms)",
+            time.as_secs_f64() * 1e3
+        );
+    }
 }
 
 /// One full scan of `n` legacy records against one cold lookup, alternating.
@@ -243,6 +344,8 @@ async fn legacy_scan(n: usize, probes: &[(KeyRecord, String)]) {
 
 fn main() {
     let test = std::env::args().any(|a| a == "--test");
+    // `-- postgres`: the PostgreSQL part alone.
+    let only_postgres = std::env::args().skip(1).any(|a| a == "postgres");
     // cargo bench passes `--bench`; anything else is a filter this bench has no use for.
     let large = if test { 10_000 } else { 1_000_000 };
     let small = 1_000;
@@ -253,6 +356,11 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let probes = probes();
+        if only_postgres {
+            #[cfg(feature = "postgres")]
+            postgres(large, &probes).await;
+            return;
+        }
 
         // Memory per cached key first, before other phases leave freed memory for the
         // allocator to reuse (which would hide growth from the RSS): a validator caches every
@@ -327,6 +435,6 @@ fn main() {
         legacy_scan(if test { 50 } else { 1_000 }, &probes).await;
 
         #[cfg(feature = "postgres")]
-        postgres(if test { 5_000 } else { 100_000 }, &probes).await;
+        postgres(if test { 5_000 } else { large }, &probes).await;
     });
 }

@@ -617,9 +617,6 @@ async fn a_store_outage_is_logged_as_two_lines_not_one_per_request() {
         .await
         .unwrap();
 
-    // The throwaway cluster commits asynchronously (synchronous_commit=off) and is stopped
-    // as a crash would stop it: give the WAL writer time to flush the schema first.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.stop().unwrap();
     let addr2 = addr.clone();
     let refused = tokio::task::spawn_blocking(move || {

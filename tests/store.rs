@@ -362,3 +362,67 @@ async fn a_poll_interval_that_would_spin_is_refused_not_clamped() {
         .await
         .unwrap();
 }
+
+/// The search's trigram indexes where pg_trgm can be had; where it cannot (a role that may
+/// not create extensions), the migration still applies and the search still finds keys.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_search_uses_trigram_indexes_and_works_without_them() {
+    use tower_apikey::store::PgKeyStore;
+
+    let Some((db, store)) = common::pg::migrated_store().await else {
+        return;
+    };
+    let search_indexes = |url: String| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'tower_apikey_keys_search_%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        n
+    };
+    assert_eq!(search_indexes(db.url.clone()).await, 4);
+    let finds = |store: PgKeyStore| async move {
+        let mut named = record("alice");
+        named.name = Some("Nightly_Export 100%".into());
+        store.insert(named.clone()).await.unwrap();
+        store.insert(record("bob")).await.unwrap();
+        for (text, want) in [("_export 100%", 1), ("LICE", 1), ("y_e", 1), ("zzz", 0)] {
+            let found = store.query(&KeyQuery::new().search(text)).await.unwrap();
+            assert_eq!(found.len(), want, "search {text:?}");
+        }
+    };
+    finds(store).await;
+
+    // Without pg_trgm: a role that owns nothing but its schema rights.
+    let Some(cluster) = db.cluster.as_ref() else {
+        return; // DATABASE_URL's server: its roles are not ours to make.
+    };
+    let url = cluster.fresh_database().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE ROLE limited LOGIN; GRANT CREATE, USAGE ON SCHEMA public TO limited; \
+             DROP EXTENSION IF EXISTS pg_trgm",
+        )
+        .await
+        .unwrap();
+    let limited = url.replace("user=postgres", "user=limited");
+    let store = PgKeyStore::connect(limited.as_str()).await.unwrap();
+    store
+        .migrate()
+        .await
+        .expect("the migration applies without pg_trgm");
+    assert_eq!(search_indexes(limited.clone()).await, 0);
+    finds(store).await;
+}

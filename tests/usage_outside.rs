@@ -161,3 +161,126 @@ fn a_server_killed_loses_at_most_what_it_counted_since_its_last_write() {
         "4 requests before a write and 3 after, then SIGKILL: {valid} counted"
     );
 }
+
+/// Three axum servers on one PostgreSQL database, each serving its share of known requests:
+/// after SIGTERM the stored counts are exactly the requests served, by outcome.
+#[cfg(feature = "postgres")]
+#[test]
+fn three_servers_on_one_postgres_count_exactly_what_they_served() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some((db, _)) = runtime.block_on(common::pg::migrated_store()) else {
+        return;
+    };
+    let url = db.url.as_str();
+    let issue = |principal: &str, more: &[&str]| -> String {
+        let mut args = vec![
+            "issue",
+            "--database-url",
+            url,
+            "--principal",
+            principal,
+            "--iterations",
+            "1",
+        ];
+        args.extend(more);
+        cli(&args).trim().to_owned()
+    };
+    let key = issue("alice", &[]);
+    let limited = issue("bob", &["--rate-limit", "2/1h"]);
+    let revoked = issue("carol", &[]);
+    let id_of = |key: &str| key.split('_').nth(1).unwrap().to_owned();
+    cli(&["revoke", "--database-url", url, &id_of(&revoked)]);
+
+    let mut servers: Vec<(common::Server, String)> = (0..3)
+        .map(|_| {
+            let mut command = Command::new(common::example_binary("axum"));
+            command
+                .env("DATABASE_URL", url)
+                .env("USAGE_FLUSH_MS", "60000");
+            let (server, addr, _) = common::start_example(command);
+            (server, addr)
+        })
+        .collect();
+    // Server i: 3 + i valid, 1 + i wrong secret, 2 revoked; server 1 alone: 10 for the key
+    // limited to 2 an hour (a limit one server enforces alone, so the split is exact).
+    let mut want = [0u64; 4]; // valid, wrong secret, revoked
+    for (i, (_, addr)) in servers.iter().enumerate() {
+        for _ in 0..3 + i {
+            assert_eq!(common::http_get(addr, "/whoami", Some(&key)).0, 200);
+            want[0] += 1;
+        }
+        for _ in 0..1 + i {
+            assert_eq!(common::http_get(addr, "/whoami", Some(&wrong(&key))).0, 401);
+            want[1] += 1;
+        }
+        for _ in 0..2 {
+            assert_eq!(common::http_get(addr, "/whoami", Some(&revoked)).0, 401);
+            want[2] += 1;
+        }
+    }
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| common::http_get(&servers[1].1, "/whoami", Some(&limited)).0)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        8,
+        "{statuses:?}"
+    );
+    for (server, _) in &mut servers {
+        assert!(server.terminate(Duration::from_secs(10)).success());
+    }
+
+    // Read through the admin API of a fourth server on the same database.
+    let mut command = Command::new(common::example_binary("admin"));
+    command.env("DATABASE_URL", url);
+    let (_admin, admin_addr, admin_key) = common::start_example(command);
+    let admin_key = admin_key.expect("the admin example issues an admin key");
+    let usage = |key: &str| -> Value {
+        let (status, body) = common::http_get(
+            &admin_addr,
+            &format!("/admin/keys/{}/usage", id_of(key)),
+            Some(&admin_key),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let (a, b, c) = (usage(&key), usage(&limited), usage(&revoked));
+    assert_eq!(
+        (total(&a, "valid"), total(&a, "wrong_secret")),
+        (want[0], want[1]),
+        "{a}"
+    );
+    assert_eq!(total(&c, "revoked"), want[2], "{c}");
+    assert_eq!(
+        (total(&b, "valid"), total(&b, "rate_limited")),
+        (2, 8),
+        "{b}"
+    );
+    let every = |answer: &Value| -> u64 {
+        busy(answer)
+            .iter()
+            .flat_map(|(_, counts)| counts.as_object().unwrap().values())
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (every(&a), every(&b), every(&c)),
+        (want[0] + want[1], 10, want[2]),
+        "nothing else counted"
+    );
+    // The CLI reads the same.
+    let by_cli: Value = serde_json::from_str(&cli(&[
+        "usage",
+        "--database-url",
+        url,
+        &id_of(&key),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(busy(&by_cli), busy(&a));
+}

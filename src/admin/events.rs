@@ -6,8 +6,9 @@ use axum::Json;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{key_id, query, AdminError, Manager};
+use super::{query, AdminError, Manager};
 use crate::events::{AuditQuery, EventKind, KeyEvent};
+use crate::key::KeyId;
 
 /// The most events a page holds, and the default.
 const MAX_PAGE: usize = 500;
@@ -52,7 +53,10 @@ impl EventsQuery {
         };
         let mut q = AuditQuery::new().limit(limit + 1);
         if let Some(key) = nonempty(&self.key) {
-            q = q.key_id(key_id(key)?);
+            // A filter, not a resource: a key deleted long ago still has events, and a
+            // malformed id is a bad parameter.
+            let id = KeyId::new(key).map_err(|e| AdminError::bad_request(format!("key: {e}")))?;
+            q = q.key_id(id);
         }
         if let Some(principal) = nonempty(&self.principal) {
             q = q.principal(principal);

@@ -241,7 +241,7 @@ pub(crate) enum Command {
         /// At most this many events.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         limit: u32,
-        /// Print the JSON the admin API answers (`{"items": [...]}`).
+        /// Print one JSON array of the events, each as the admin API shows it.
         #[arg(long)]
         json: bool,
     },

@@ -36,8 +36,7 @@ pub(crate) fn show(store: &StoreArgs, filters: Filters, json: bool) -> Result<()
     let entries = with_manager(store, None, |keys| async move { keys.events(&query).await })?;
     if json {
         let items: Vec<serde_json::Value> = entries.iter().map(as_json).collect();
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "items": items }))
-            .map_err(Failure::usage)?;
+        let text = serde_json::to_string_pretty(&items).map_err(Failure::usage)?;
         return print_line(&text);
     }
     write_stdout(table(&entries).as_bytes())

@@ -148,7 +148,8 @@ impl PgKeyStoreBuilder {
     }
 
     /// How long the audit trail keeps an event (default 400 days), whatever its delivery:
-    /// older ones are pruned, at most once a minute, by a webhook sender's idle claim.
+    /// older ones are pruned, bounded, at most once a minute, by a webhook sender's idle claim
+    /// or a validator's usage prune.
     pub fn audit_retention(mut self, retention: Duration) -> Self {
         self.audit_retention = retention;
         self

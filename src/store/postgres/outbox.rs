@@ -96,6 +96,34 @@ pub(super) async fn push_events(
     Ok(usize::try_from(added).unwrap_or(0))
 }
 
+impl PgKeyStore {
+    /// Drops delivered events past their week and audit rows past their retention, bounded,
+    /// at most once a minute per store: on a sender's idle claim, and with the usage prune a
+    /// validator runs (so a deployment without a sender still keeps its trail's retention).
+    pub(super) async fn prune_events(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now().as_second();
+        let pruned_at = &self.inner.pruned_at;
+        let due = now - pruned_at.load(Ordering::Relaxed) >= PRUNE_EVERY_SECS
+            && pruned_at.swap(now, Ordering::Relaxed) != now;
+        if !due {
+            return Ok(());
+        }
+        client
+            .execute(PRUNE_DELIVERED, &[])
+            .await
+            .map_err(unavailable)?;
+        let retention = self.inner.audit_retention.as_secs_f64();
+        client
+            .execute(PRUNE_AUDIT, &[&retention])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
 impl OutboxStore for PgKeyStore {
     async fn claim_events(
         &self,
@@ -108,21 +136,8 @@ impl OutboxStore for PgKeyStore {
             .query(CLAIM_EVENTS, &[&limit, &lease.as_secs_f64()])
             .await
             .map_err(unavailable)?;
-        let now = Timestamp::now().as_second();
-        let pruned_at = &self.inner.pruned_at;
-        let prune = rows.is_empty()
-            && now - pruned_at.load(Ordering::Relaxed) >= PRUNE_EVERY_SECS
-            && pruned_at.swap(now, Ordering::Relaxed) != now;
-        if prune {
-            client
-                .execute(PRUNE_DELIVERED, &[])
-                .await
-                .map_err(unavailable)?;
-            let retention = self.inner.audit_retention.as_secs_f64();
-            client
-                .execute(PRUNE_AUDIT, &[&retention])
-                .await
-                .map_err(unavailable)?;
+        if rows.is_empty() {
+            self.prune_events(&client).await?;
         }
         let mut rows: Vec<_> = rows
             .iter()

@@ -109,6 +109,24 @@ CREATE TABLE tower_apikey_audit (
 CREATE INDEX tower_apikey_audit_key ON tower_apikey_audit (key_id, seq);
 CREATE INDEX tower_apikey_audit_principal ON tower_apikey_audit (principal, seq);
 CREATE INDEX tower_apikey_audit_at ON tower_apikey_audit (at);
+-- Trigram indexes for the listing's search (a substring of id, principal, name or
+-- description), so a search at a million keys reads what matches, not the table. Where
+-- pg_trgm cannot be had (not installed, not allowed), the search reads the table, as before.
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX tower_apikey_keys_search_id ON tower_apikey_keys
+        USING gin (lower(id) gin_trgm_ops);
+    CREATE INDEX tower_apikey_keys_search_principal ON tower_apikey_keys
+        USING gin (lower(principal) gin_trgm_ops);
+    CREATE INDEX tower_apikey_keys_search_name ON tower_apikey_keys
+        USING gin (lower(coalesce(name, '')) gin_trgm_ops);
+    CREATE INDEX tower_apikey_keys_search_description ON tower_apikey_keys
+        USING gin (lower(coalesce(description, '')) gin_trgm_ops);
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'tower-apikey: no trigram index (%): a key search reads the whole table', SQLERRM;
+END
+$$;
 ",
 ];
 

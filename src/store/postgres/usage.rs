@@ -302,6 +302,7 @@ impl UsageStore for PgKeyStore {
             .await
             .map_err(unavailable)?
             .get(0);
+        self.prune_events(&client).await?;
         Ok(usize::try_from(pruned).unwrap_or(0))
     }
 }
