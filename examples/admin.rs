@@ -1,7 +1,9 @@
-//! The admin REST API beside a protected API, in one axum server.
+//! The admin REST API beside a protected API, in one axum server; with the `console`
+//! feature, the admin console in the browser at `/console` too.
 //!
 //! ```text
 //! cargo run --release --features admin --example admin
+//! cargo run --release --features console --example admin   # http://127.0.0.1:3000/console
 //! curl -H "apikey: <admin key>" http://127.0.0.1:3000/admin/keys
 //! curl -H "apikey: <admin key>" -H 'content-type: application/json' \
 //!      -d '{"principal": "bob", "permissions": ["read"], "expires": "90d"}' \
@@ -12,6 +14,11 @@
 //! When no key in the store carries `apikeyAdmin`, the server issues one (protected, for the
 //! principal `admin`) and prints it once. The API's OpenAPI document is at
 //! `/admin/openapi.json` (it needs the admin key too).
+//!
+//! `$USAGE_FLUSH_MS` sets how often each key's request counts are written (a minute).
+//!
+//! The console signs in with an admin key; `$CONSOLE_SECURE_COOKIES` (set when it is served
+//! over HTTPS, say behind a proxy) makes its cookie `Secure` with the `__Host-` prefix.
 //!
 //! `$ADDR` sets the listening address (default `127.0.0.1:3000`), `$APIKEY_STORE` the key file
 //! (default `./apikeys.json`), `$MAX_KEYS_PER_PRINCIPAL` the live keys one principal may hold
@@ -42,7 +49,7 @@ use axum::{Json, Router};
 use tower_apikey::admin::secret_scanning::{GithubPublicKeys, SecretScanningReceiver};
 use tower_apikey::admin::AdminApi;
 use tower_apikey::permission::API_KEY_ADMIN;
-use tower_apikey::store::KeyQuery;
+use tower_apikey::store::{BoxSessionStore, KeyQuery};
 use tower_apikey::sweeper::ExpirySweeper;
 use tower_apikey::{
     ApiKeyLayer, BoxKeyStore, FileStore, Identity, KeyManager, KeyStore, NewKey, Validator,
@@ -54,7 +61,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let path = std::env::var("APIKEY_STORE").unwrap_or_else(|_| "./apikeys.json".to_owned());
 
-    let (store, place) = open_store(&path).await?;
+    let (store, sessions, place) = open_store(&path).await?;
     let mut keys = KeyManager::new(store.clone());
     if let Ok(limit) = std::env::var("MAX_KEYS_PER_PRINCIPAL") {
         keys = keys.max_keys_per_principal(limit.parse()?);
@@ -91,13 +98,29 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         let _ = sweeping.await;
     }));
     // One validator for both: a change made through the admin API reaches it at once.
-    let validator = Validator::builder(store).build();
+    let mut validator = Validator::builder(store);
+    // `$USAGE_FLUSH_MS`: how often request counts are written (a minute by default).
+    if let Ok(ms) = std::env::var("USAGE_FLUSH_MS") {
+        validator =
+            validator.usage_flush_interval(Some(std::time::Duration::from_millis(ms.parse()?)));
+    }
+    let validator = validator.build();
     let auth = ApiKeyLayer::new(validator.clone());
     let mut app = Router::new()
         .route("/whoami", get(whoami))
         .layer(auth.clone())
         .nest("/admin", AdminApi::new(keys.clone(), auth).into_router())
         .route("/health", get(|| async { "ok" }));
+    #[cfg(feature = "console")]
+    {
+        let secure = std::env::var_os("CONSOLE_SECURE_COOKIES").is_some();
+        let console =
+            tower_apikey::console::Console::new(keys.clone(), validator.clone(), sessions)
+                .secure_cookies(secure);
+        app = app.nest("/console", console.into_router());
+    }
+    #[cfg(not(feature = "console"))]
+    drop(sessions);
     if let Ok(file) = std::env::var("GITHUB_SECRET_SCANNING_KEYS") {
         let github = GithubPublicKeys::from_json(&std::fs::read(&file)?)?;
         let receiver = SecretScanningReceiver::new(validator.clone(), keys, github);
@@ -108,8 +131,13 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let console = if cfg!(feature = "console") {
+        "; console at /console"
+    } else {
+        ""
+    };
     println!(
-        "listening on http://{} (keys in {place}; admin API under /admin)",
+        "listening on http://{} (keys in {place}; admin API under /admin{console})",
         listener.local_addr()?
     );
     let (stop, deadline) = shutdown::signal_and_deadline();
@@ -191,15 +219,26 @@ fn expiry_sweeper(store: &BoxKeyStore) -> Result<ExpirySweeper, Box<dyn Error + 
 }
 
 /// PostgreSQL when `$DATABASE_URL` is set (and the `postgres` feature is on), else the file.
-async fn open_store(path: &str) -> Result<(BoxKeyStore, String), Box<dyn Error + Send + Sync>> {
+/// The store holds the console's sessions too, so a fleet shares them.
+async fn open_store(
+    path: &str,
+) -> Result<(BoxKeyStore, BoxSessionStore, String), Box<dyn Error + Send + Sync>> {
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("DATABASE_URL") {
         let store = tower_apikey::store::PgKeyStore::connect(url).await?;
         store.migrate().await?;
-        return Ok((BoxKeyStore::new(store), "PostgreSQL".to_owned()));
+        return Ok((
+            BoxKeyStore::new(store.clone()),
+            BoxSessionStore::new(store),
+            "PostgreSQL".to_owned(),
+        ));
     }
     let store = FileStore::open(path).await?;
-    Ok((BoxKeyStore::new(store), path.to_owned()))
+    Ok((
+        BoxKeyStore::new(store.clone()),
+        BoxSessionStore::new(store),
+        path.to_owned(),
+    ))
 }
 
 async fn whoami(who: Identity) -> Json<Identity> {

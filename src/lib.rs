@@ -63,6 +63,7 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Identity`] and [`permission::Require`] as axum extractors (through `axum-core`) |
 //! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document; `admin::secret_scanning` |
+//! | `console` | no | `console::Console`: the admin console in the browser (server-rendered HTML with maud), with `admin` |
 //! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
 //! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
@@ -73,6 +74,8 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod events;
 pub mod guide;
 pub mod hash;
@@ -86,6 +89,7 @@ mod random;
 pub mod record;
 pub mod rejection;
 pub mod scan;
+pub mod session;
 pub mod store;
 mod streak;
 pub mod sweeper;

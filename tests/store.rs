@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tower_apikey::hash::{HashParams, Pbkdf2Hash, Prf};
 use tower_apikey::key::{KeyFormat, KeyId};
 use tower_apikey::store::{ChangeListener, KeyQuery, StoreChange};
-use tower_apikey::test_util::check_store_contract;
+use tower_apikey::test_util::{check_session_store, check_store_contract};
 use tower_apikey::{
     FileStore, KeyRecord, KeyStatus, KeyStore, MemoryStore, StoreError, UsageStore,
 };
@@ -41,6 +41,54 @@ async fn memory_store_conforms() {
     check_store_contract(|| async {
         let store = MemoryStore::new();
         (store.clone(), store)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_keeps_sessions() {
+    check_session_store(|| async {
+        let store = MemoryStore::new();
+        (store.clone(), store)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_keeps_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    check_session_store(|| {
+        n += 1;
+        let path = dir.path().join(format!("keys{n}.json"));
+        async move {
+            let one = FileStore::open(&path).await.unwrap();
+            (one, FileStore::open(&path).await.unwrap())
+        }
+    })
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_keeps_sessions() {
+    let Some((db, _)) = common::pg::migrated_store().await else {
+        return;
+    };
+    let cluster = db.cluster.as_ref();
+    check_session_store(|| async {
+        let url = match cluster {
+            Some(cluster) => cluster.fresh_database().await.unwrap(),
+            None => common::pg::database().await.unwrap().url,
+        };
+        let store = tower_apikey::store::PgKeyStore::connect(url.as_str())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let other = tower_apikey::store::PgKeyStore::connect(url.as_str())
+            .await
+            .unwrap();
+        (store, other)
     })
     .await;
 }

@@ -11,17 +11,18 @@ use std::sync::Arc;
 
 use super::outbox::outbox_store_methods;
 use super::records::key_store_methods;
+use super::sessions::session_store_methods;
 use super::usage::usage_store_methods;
-use super::{KeyStore, OutboxStore, StoreError, UsageStore};
+use super::{KeyStore, OutboxStore, SessionStore, StoreError, UsageStore};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// For a capability's trait `$Trait`: an object-safe mirror `$Erased` (each future boxed),
-/// implemented for every store of `$Trait`, and `$Trait` implemented for [`BoxKeyStore`]
-/// through it.
+/// implemented for every store of `$Trait`, and `$Trait` implemented for the boxed store
+/// `$Boxed` (a field `inner` holding the trait object) through it.
 macro_rules! erase {
     (
-        $Erased:ident: [$($Super:tt)*];
+        $Erased:ident: [$($Super:tt)*] => $Boxed:ident;
         $Trait:ident {
             $( $method:ident ( $( $arg:ident : $ty:ty ),* ) -> $out:ty ; )*
             $( @sync $sync:ident ( $( $sarg:ident : $sty:ty ),* ) ; )*
@@ -58,7 +59,7 @@ macro_rules! erase {
             )*
         }
 
-        impl $Trait for BoxKeyStore {
+        impl $Trait for $Boxed {
             $(
                 fn $method<'a>(&'a self $(, $arg: $ty)*)
                     -> impl Future<Output = Result<$out, StoreError>> + Send + 'a {
@@ -74,9 +75,10 @@ macro_rules! erase {
     };
 }
 
-key_store_methods!(erase { ErasedKeyStore: [Send + Sync + 'static]; });
-usage_store_methods!(erase { ErasedUsageStore: [ErasedKeyStore]; });
-outbox_store_methods!(erase { ErasedOutboxStore: [ErasedKeyStore]; });
+key_store_methods!(erase { ErasedKeyStore: [Send + Sync + 'static] => BoxKeyStore; });
+usage_store_methods!(erase { ErasedUsageStore: [ErasedKeyStore] => BoxKeyStore; });
+outbox_store_methods!(erase { ErasedOutboxStore: [ErasedKeyStore] => BoxKeyStore; });
+session_store_methods!(erase { ErasedSessionStore: [Send + Sync + 'static] => BoxSessionStore; });
 
 /// Every capability, as [`BoxKeyStore`] holds it.
 pub(crate) trait ErasedStore: ErasedUsageStore + ErasedOutboxStore {}
@@ -138,6 +140,32 @@ impl BoxKeyStore {
 
 fn boxed<S: KeyStore>(store: &S) -> Option<&BoxKeyStore> {
     (store as &dyn Any).downcast_ref::<BoxKeyStore>()
+}
+
+/// Any [`SessionStore`] behind an [`Arc`]: what the console holds its sessions in, whichever
+/// backend the application picked at run time. Boxing a `BoxSessionStore` again gives it
+/// back as it is.
+#[derive(Clone)]
+pub struct BoxSessionStore {
+    inner: Arc<dyn ErasedSessionStore>,
+}
+
+impl fmt::Debug for BoxSessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoxSessionStore").finish_non_exhaustive()
+    }
+}
+
+impl BoxSessionStore {
+    /// Boxes `store`.
+    pub fn new<S: SessionStore>(store: S) -> Self {
+        match (&store as &dyn Any).downcast_ref::<BoxSessionStore>() {
+            Some(boxed) => boxed.clone(),
+            None => Self {
+                inner: Arc::new(store),
+            },
+        }
+    }
 }
 
 /// `store` as the handle of a part that needs every capability (the key manager).

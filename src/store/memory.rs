@@ -8,13 +8,14 @@ use jiff::Timestamp;
 use super::map::RecordMap;
 use super::rate_totals::RateTotals;
 use super::{
-    ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, StoreChange, StoreError,
-    UsageStore,
+    ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, SessionStore, StoreChange,
+    StoreError, UsageStore,
 };
 use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
 use crate::policy::QuotaGrant;
 use crate::record::KeyRecord;
+use crate::session::{Session, SessionDigest, SessionTable};
 use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
 
 /// A store in memory, with every capability: for tests, and for applications that load keys
@@ -32,6 +33,7 @@ struct Inner {
     records: RwLock<RecordMap>,
     rates: Mutex<RateTotals>,
     usage: Mutex<UsageTable>,
+    sessions: Mutex<SessionTable>,
     feed: ChangeFeed,
 }
 
@@ -65,6 +67,13 @@ impl MemoryStore {
     fn usage(&self) -> std::sync::MutexGuard<'_, UsageTable> {
         self.inner
             .usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        self.inner
+            .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -220,5 +229,37 @@ impl OutboxStore for MemoryStore {
 
     async fn read_events(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self.read().audit().read(query))
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn insert_session(&self, session: Session) -> Result<(), StoreError> {
+        self.sessions().insert(session);
+        Ok(())
+    }
+
+    async fn session(&self, digest: &SessionDigest) -> Result<Option<Session>, StoreError> {
+        Ok(self.sessions().get(digest).cloned())
+    }
+
+    async fn touch_session(
+        &self,
+        digest: &SessionDigest,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.sessions().touch(digest, at))
+    }
+
+    async fn delete_session(&self, digest: &SessionDigest) -> Result<bool, StoreError> {
+        Ok(self.sessions().remove(digest))
+    }
+
+    async fn prune_sessions(
+        &self,
+        seen_before: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        Ok(self.sessions().prune(seen_before, created_before, limit))
     }
 }

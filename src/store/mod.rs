@@ -1,4 +1,4 @@
-//! Where key records are kept: the store contract in three capabilities, and its backends.
+//! Where key records are kept: the store contract in four capabilities, and its backends.
 //!
 //! A store holds [`KeyRecord`](crate::KeyRecord)s — never a plaintext key — and tells subscribers when a record
 //! changes, so a [`Validator`](crate::Validator)'s cache drops a revoked key at once.
@@ -17,6 +17,7 @@
 //! | [`KeyStore`] | records, read and written atomically; the change feed | everything |
 //! | [`UsageStore`] | last use, quota leases, rate-limit counts shared by every validator, requests per key and hour | a [`Validator`](crate::Validator); a [`KeyManager`](crate::KeyManager), which reads usage |
 //! | [`OutboxStore`] | key events written with their change; claims for delivery | a webhook sender, the expiry sweeper; a [`KeyManager`](crate::KeyManager), which reads the audit trail |
+//! | [`SessionStore`] | people signed in to the console, by the digest of their session id | the console (feature `console`) |
 //!
 //! Why these seams: records are what an operator changes, and every change is a
 //! compare-and-swap, a feed notification and (with an outbox) an event. Usage is what traffic
@@ -73,13 +74,14 @@ mod postgres;
 mod query;
 pub(crate) mod rate_totals;
 mod records;
+mod sessions;
 mod usage;
 
-pub use erased::BoxKeyStore;
 pub(crate) use erased::{
     full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedOutboxStore,
     ErasedStore, ErasedUsageStore,
 };
+pub use erased::{BoxKeyStore, BoxSessionStore};
 pub(crate) use error::SettingTooSmall;
 pub use error::StoreError;
 pub use feed::{ChangeFeed, ChangeListener, StoreChange};
@@ -90,6 +92,7 @@ pub use outbox::OutboxStore;
 pub use postgres::{ConnectionStringError, PgError, PgKeyStore, PgKeyStoreBuilder};
 pub use query::KeyQuery;
 pub use records::KeyStore;
+pub use sessions::SessionStore;
 pub use usage::UsageStore;
 
 pub use crate::policy::QuotaGrant;

@@ -8,7 +8,8 @@
 //! | [`check_usage_store`] | last use, quota leases, rate sharing ([`UsageStore`](crate::UsageStore)) |
 //! | [`check_outbox_store`] | the events outbox ([`OutboxStore`](crate::OutboxStore)) |
 //! | [`check_usage_with_outbox`] | where usage meets the outbox (the quota event) |
-//! | [`check_store_contract`] | all four, for a store with every capability |
+//! | [`check_session_store`] | console sessions ([`SessionStore`](crate::store::SessionStore)) |
+//! | [`check_store_contract`] | the first four, for a store with records, usage and an outbox |
 
 mod conformance;
 mod forward;
@@ -16,8 +17,8 @@ mod forward;
 mod temp_cluster;
 
 pub use conformance::{
-    check_key_store, check_outbox_store, check_store_contract, check_usage_store,
-    check_usage_with_outbox,
+    check_key_store, check_outbox_store, check_session_store, check_store_contract,
+    check_usage_store, check_usage_with_outbox,
 };
 pub use forward::{Forward, StoreDouble};
 #[cfg(feature = "postgres")]

@@ -66,6 +66,7 @@ mod legacy;
 mod policies;
 mod pool;
 mod rate_share;
+mod standing;
 mod unavailable;
 
 pub use builder::ValidatorBuilder;

@@ -179,7 +179,7 @@ pub mod pg {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
-            4,
+            5,
             "a fresh database takes every migration"
         );
         Some((db, store))

@@ -4,6 +4,7 @@
 
 mod capabilities;
 mod disk;
+mod sessions;
 mod sidecar;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Files beside the store, for what the records file does not hold: rate-limit totals
-//! (`<path>.rates`) and usage counts (`<path>.usage`). Each is read, changed and written under
+//! (`<path>.rates`), usage counts (`<path>.usage`) and console sessions (`<path>.sessions`). Each is read, changed and written under
 //! the store's lock, so every process on the file shares it, and a write to it never rewrites
 //! the records.
 
@@ -34,6 +34,14 @@ pub(super) const RATES: Sidecar = Sidecar {
 pub(super) const USAGE: Sidecar = Sidecar {
     suffix: ".usage",
     durable: true,
+};
+
+/// Console sessions: a broken file is started afresh (everyone signs in again). Not synced: a
+/// process's crash loses nothing (each write is a rename), a machine's may lose its last
+/// writes; every session still ends within its 12 hours.
+pub(super) const SESSIONS: Sidecar = Sidecar {
+    suffix: ".sessions",
+    durable: false,
 };
 
 impl Sidecar {

@@ -10,6 +10,7 @@ mod outbox;
 mod records;
 mod rows;
 mod schema;
+mod sessions;
 mod tls;
 mod usage;
 

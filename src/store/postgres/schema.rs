@@ -128,6 +128,19 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 ",
+    r"
+-- Console sessions, by the SHA-256 of their id (the id itself is only in the browser).
+CREATE TABLE tower_apikey_sessions (
+    digest      TEXT PRIMARY KEY,
+    key_id      TEXT NOT NULL,
+    principal   TEXT NOT NULL,
+    csrf_token  TEXT NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL,
+    seen_at     TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX tower_apikey_sessions_seen_at ON tower_apikey_sessions (seen_at);
+CREATE INDEX tower_apikey_sessions_created_at ON tower_apikey_sessions (created_at);
+",
 ];
 
 /// The NOTIFY channel a commit notifies and followers LISTEN on; the log holds what changed.

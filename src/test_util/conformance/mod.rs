@@ -5,6 +5,7 @@ mod counts;
 mod listing;
 mod outbox;
 mod records;
+mod sessions;
 mod usage;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use crate::store::{ChangeListener, OutboxStore, StoreChange, StoreError, UsageSt
 
 pub use outbox::check_outbox_store;
 pub use records::check_key_store;
+pub use sessions::check_session_store;
 pub use usage::{check_usage_store, check_usage_with_outbox};
 
 /// How long a change may take to reach the feed (a store may publish from a follower task);
