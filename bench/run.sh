@@ -20,7 +20,7 @@ after=$(python3 bench/openssl_pbkdf2.py)
 # Their own output goes to target/bench-*.log; a failure says so instead of ending the run.
 load=$(cargo bench --bench load 2>target/bench-load.log | grep -E '^(end to end|flood)') \
   || load="load bench failed: see target/bench-load.log"
-scale=$(cargo bench --features postgres --bench scale 2>target/bench-scale.log | grep -E '^scale') \
+scale=$(cargo bench --features postgres,console --bench scale 2>target/bench-scale.log | grep -E '^scale') \
   || scale="scale bench failed: see target/bench-scale.log"
 fleet=$(cargo bench --features postgres --bench fleet 2>target/bench-fleet.log | grep -E '^fleet') \
   || fleet="fleet bench failed: see target/bench-fleet.log"

@@ -291,12 +291,97 @@ async fn console(store: &tower_apikey::store::PgKeyStore, url: &str, n: usize, p
         "the 10 busiest keys of 30 days",
         store.top_usage(None, days_30, 10)
     );
+    #[cfg(feature = "console")]
+    lines.extend(console_pages(store, probe, &rare).await);
     for (what, time) in lines {
         println!(
             "scale postgres console: {what} at {n} records, {:.1} ms (target <= 50 ms)",
             time.as_secs_f64() * 1e3
         );
     }
+}
+
+/// The console's pages over the same store, through its router (server time: request in,
+/// whole page out): signed in once with an admin key, then each page `ROUNDS` times.
+#[cfg(all(feature = "postgres", feature = "console"))]
+async fn console_pages(
+    store: &tower_apikey::store::PgKeyStore,
+    probe: &KeyRecord,
+    rare: &str,
+) -> Vec<(&'static str, Duration)> {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tower_apikey::console::Console;
+
+    let keys = KeyManager::new(store.clone());
+    let (_, admin) = keys
+        .issue(
+            tower_apikey::NewKey::new("console-bench")
+                .permissions([tower_apikey::permission::API_KEY_ADMIN]),
+        )
+        .await
+        .unwrap();
+    let router = Console::new(
+        keys,
+        Validator::builder(store.clone()).build(),
+        store.clone(),
+    )
+    .into_router::<()>();
+    let signed = router
+        .clone()
+        .oneshot(
+            http::Request::post("/sign-in")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("key={}", admin.expose())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut lines = Vec::new();
+    for (what, path) in [
+        ("console page: keys, first page", "/keys".to_owned()),
+        (
+            "console page: keys of a principal",
+            "/keys?principal=user500000".to_owned(),
+        ),
+        (
+            "console page: keys searched for one id",
+            format!("/keys?q={rare}"),
+        ),
+        (
+            "console page: a key, 24 h chart and events",
+            format!("/keys/{}", probe.id),
+        ),
+        (
+            "console page: a key, 90 d chart",
+            format!("/keys/{}?range=90d", probe.id),
+        ),
+    ] {
+        let mut times = Vec::new();
+        for _ in 0..ROUNDS {
+            let request = http::Request::get(&path)
+                .header("cookie", &cookie)
+                .body(Body::empty())
+                .unwrap();
+            let started = Instant::now();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap();
+            times.push(started.elapsed());
+            assert!(body.len() > 1000);
+        }
+        lines.push((what, median(times)));
+    }
+    lines
 }
 
 /// One full scan of `n` legacy records against one cold lookup, alternating.

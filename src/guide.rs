@@ -8,6 +8,7 @@
 //! | [`policies`] | Rate limits, quotas and IP allow-lists, on one server and across a fleet |
 //! | [`fleet`] | Several servers on one PostgreSQL database: set-up, TLS, what it costs the database |
 //! | [`admin`] | The admin REST API, permission guards and rejections |
+//! | [`console`] | The admin console in the browser |
 //! | [`cli`] | The `tower-apikey` command-line tool |
 //! | [`events`] | Key events, webhooks and expiry warnings |
 //! | [`usage`] | Requests per key by outcome, and the audit trail |
@@ -32,6 +33,10 @@ pub mod fleet {
 
 pub mod admin {
     #![doc = include_str!("docs/admin.md")]
+}
+
+pub mod console {
+    #![doc = include_str!("docs/console.md")]
 }
 
 pub mod cli {

@@ -183,6 +183,17 @@ fn whoami(addr: &str, key: &str) -> u16 {
     common::http_get(addr, "/whoami", Some(key)).0
 }
 
+/// A key with `key`'s id and another secret (its checksum right): what a guess at a known
+/// id looks like.
+fn same_id_other_secret(key: &str) -> String {
+    let id = tower_apikey::key::KeyId::new(key.split('_').nth(1).unwrap()).unwrap();
+    tower_apikey::key::KeyFormat::default()
+        .generate_for(&id)
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
 fn id_of(reveal: &Page) -> String {
     regex::Regex::new(r#"href="/console/keys/([A-Za-z0-9]+)""#)
         .unwrap()
@@ -248,7 +259,7 @@ async fn signing_in_needs_an_admin_key_and_gives_a_new_session_every_time() {
             &[("csrf", &token)],
         )
         .await;
-    let wrong = format!("{}x", &console.admin_key[..console.admin_key.len() - 1]);
+    let wrong = same_id_other_secret(&console.admin_key);
     let mut answers = Vec::new();
     for key in [&wrong, &plain, &second_admin, "garbage", ""] {
         let page = console
@@ -273,9 +284,10 @@ async fn every_response_carries_the_security_headers() {
     let reveal = admin.create(&[("principal", "carol")]).await;
     let id = id_of(&reveal);
     let mut pages = vec![("reveal".to_owned(), reveal)];
-    let (key_page, key_page_90d) = (
+    let (key_page, key_page_90d, key_page_edit) = (
         format!("/console/keys/{id}"),
         format!("/console/keys/{id}?range=90d"),
+        format!("/console/keys/{id}/edit"),
     );
     for path in [
         "/console",
@@ -288,6 +300,11 @@ async fn every_response_carries_the_security_headers() {
         "/console/keys/nosuchkey",
         "/console/keys?status=bogus",
         "/console/nowhere",
+        "/console/events",
+        "/console/events?type=key.issued",
+        "/console/verify",
+        "/console/principals/carol",
+        &key_page_edit,
         "/console/assets/console.css",
         "/console/assets/console.js",
     ] {
@@ -615,4 +632,399 @@ async fn sign_out_and_a_revoked_admin_key_end_the_session() {
         session.get("/console/keys").await.location(),
         "/console/sign-in"
     );
+}
+
+/// The host app's own authentication: who may administer keys is the app's call; the
+/// console keeps its token and origin checks, and records the person as the actor.
+#[tokio::test]
+async fn the_host_apps_authentication_signs_people_in() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tower_apikey::console::Console;
+    use tower_apikey::events::AuditQuery;
+    use tower_apikey::{KeyManager, MemoryStore, Validator};
+
+    /// What the app's own login middleware leaves in each request.
+    #[derive(Clone)]
+    struct User {
+        name: String,
+        admin: bool,
+    }
+
+    let store = MemoryStore::new();
+    let keys = KeyManager::new(store.clone());
+    let console = Console::new(
+        keys.clone(),
+        Validator::builder(store.clone()).build(),
+        store,
+    )
+    .authenticate_with(|parts| {
+        let user = parts.extensions.get::<User>()?;
+        user.admin.then(|| user.name.clone())
+    });
+    // The app's login: `x-user: name` (an admin when it starts with "admin-").
+    let app = axum::Router::new()
+        .nest("/console", console.into_router())
+        .layer(axum::middleware::from_fn(
+            |mut request: axum::extract::Request, next: axum::middleware::Next| async move {
+                if let Some(name) = request.headers().get("x-user") {
+                    let name = name.to_str().unwrap().to_owned();
+                    let admin = name.starts_with("admin-");
+                    request.extensions_mut().insert(User { name, admin });
+                }
+                next.run(request).await
+            },
+        ));
+    let send = |request: http::Request<Body>| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            (parts, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let get = |user: &str| {
+        http::Request::get("/console/keys")
+            .header("x-user", user)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Not signed in, or not an admin: refused, with no sign-in form of the console's.
+    let (nobody, _) = send(
+        http::Request::get("/console/keys")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(nobody.status, StatusCode::FORBIDDEN);
+    let (user, _) = send(get("bob")).await;
+    assert_eq!(user.status, StatusCode::FORBIDDEN);
+    let (form, _) = send(
+        http::Request::get("/console/sign-in")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(form.status, StatusCode::NOT_FOUND);
+
+    let (page, body) = send(get("admin-alice")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(body.contains("admin-alice"));
+    assert!(!body.contains("Sign out"), "the app signs its people out");
+    let cookie = page.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let (_, body) = send(
+        http::Request::get("/console/keys/new")
+            .header("x-user", "admin-alice")
+            .header("cookie", &cookie)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let token = regex::Regex::new(r#"name="csrf" value="([^"]+)""#)
+        .unwrap()
+        .captures(&body)
+        .unwrap()[1]
+        .to_owned();
+    let post = |cookie: Option<&str>, token: &str| {
+        let mut request = http::Request::post("/console/keys/new")
+            .header("x-user", "admin-alice")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+            .body(Body::from(format!("csrf={token}&principal=partner")))
+            .unwrap()
+    };
+    // The token without its cookie (another site's form) is refused, and makes nothing.
+    let (forged, _) = send(post(None, &token)).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let (wrong, _) = send(post(Some(&cookie), "x")).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(keys.list(Some("partner")).await.unwrap().is_empty());
+    let (made, body) = send(post(Some(&cookie), &token)).await;
+    assert_eq!(made.status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#"id="new-key""#));
+    let events = keys.events(&AuditQuery::new()).await.unwrap();
+    assert_eq!(
+        events[0].event.actor.as_deref(),
+        Some("console:admin-alice")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_rotate_regenerate_delete_verify_principals_and_the_audit_log() {
+    let console = Console::start();
+    let mut admin = console.signed_in(&console.admin_key).await;
+    let reveal = admin
+        .create(&[
+            ("principal", "hank"),
+            ("name", "old name"),
+            ("protected", "on"),
+        ])
+        .await;
+    let (id, first) = (id_of(&reveal), reveal.new_key());
+    let page = format!("/console/keys/{id}");
+    let token = admin.get(&page).await.token();
+
+    // Edit: a bad field comes back marked; a good one is saved.
+    let edit = format!("{page}/edit");
+    let form = admin.get(&edit).await;
+    assert!(
+        form.body.contains(r#"value="old name""#),
+        "{} {}",
+        form.status,
+        form.body
+    );
+    let bad = admin
+        .post(&edit, &[("csrf", &token), ("name", "x"), ("quota", "none")])
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains(r#"id="quota-error""#));
+    let saved = admin
+        .post(
+            &edit,
+            &[
+                ("csrf", &token),
+                ("name", "new name"),
+                ("rate_limit", "5/1s"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let shown = admin.get(&page).await.body;
+    assert!(shown.contains("new name") && shown.contains("5/1s"));
+
+    // Rotate with a grace period: both keys work; the new one is revealed once.
+    let rotated = admin
+        .post(
+            &format!("{page}/rotate"),
+            &[("csrf", &token), ("grace", "1h")],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let (new_id, second) = (id_of(&rotated), rotated.new_key());
+    assert_ne!(new_id, id);
+    assert_eq!(whoami(&console.addr, &first), 200);
+    assert_eq!(whoami(&console.addr, &second), 200);
+    // Regenerate the new one: its old secret stops at once.
+    let regenerated = admin
+        .post(
+            &format!("/console/keys/{new_id}/regenerate"),
+            &[("csrf", &token)],
+        )
+        .await;
+    let third = regenerated.new_key();
+    assert_eq!(whoami(&console.addr, &third), 200);
+    assert_eq!(whoami(&console.addr, &second), 401);
+
+    // The principal's page counts their live keys against the limit (2).
+    let principal = admin.get("/console/principals/hank").await;
+    assert!(principal.body.contains("2 of 2"), "{}", principal.body);
+
+    // Verify: whose, and why refused; the key is never shown back.
+    let verify_token = admin.get("/console/verify").await.token();
+    let valid = admin
+        .post(
+            "/console/verify",
+            &[("csrf", &verify_token), ("key", &third)],
+        )
+        .await;
+    assert!(valid.body.contains("Valid.") && valid.body.contains("hank"));
+    assert!(!valid.body.contains(&third));
+    let unknown = admin
+        .post(
+            "/console/verify",
+            &[("csrf", &verify_token), ("key", "nonsense")],
+        )
+        .await;
+    assert!(unknown.body.contains("Not valid"));
+
+    // Delete: a protected key needs its id typed.
+    let delete = format!("{page}/delete");
+    let refused = admin.post(&delete, &[("csrf", &token)]).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(whoami(&console.addr, &first), 200);
+    let deleted = admin
+        .post(&delete, &[("csrf", &token), ("confirm", &id)])
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER);
+    assert_eq!(admin.get(&page).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(whoami(&console.addr, &first), 401);
+
+    // The audit log: every change, by the console's person, filtered.
+    let log = admin.get("/console/events?principal=hank").await.body;
+    for kind in [
+        "key.issued",
+        "key.updated",
+        "key.rotated",
+        "key.regenerated",
+        "key.deleted",
+    ] {
+        assert!(
+            log.contains(&format!("<td>{kind}</td>")),
+            "{kind} in the audit log"
+        );
+    }
+    assert!(log.contains("console:admin/"));
+    let rotations = admin.get("/console/events?type=key.rotated").await.body;
+    assert!(rotations.contains("<td>key.rotated</td>"));
+    assert!(!rotations.contains("<td>key.deleted</td>"));
+    assert_eq!(
+        admin.get("/console/events?type=nonsense").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(admin.seen.iter().filter(|b| b.contains(&third)).count() == 1);
+}
+
+/// A wrong admin key on the sign-in form costs what the same key costs at the API: the
+/// same store reads and derivations (none for an unknown id or a malformed key, one for a
+/// real id with a wrong secret, each time).
+#[tokio::test]
+async fn a_wrong_admin_key_costs_what_any_wrong_key_costs() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tower_apikey::console::Console;
+    use tower_apikey::permission::API_KEY_ADMIN;
+    use tower_apikey::{ApiKeyLayer, KeyManager, MemoryStore, NewKey, Validator};
+
+    let store = MemoryStore::new();
+    let keys = KeyManager::new(store.clone());
+    let (_, admin) = keys
+        .issue(NewKey::new("ops").permissions([API_KEY_ADMIN]))
+        .await
+        .unwrap();
+    let wrong_secret = same_id_other_secret(admin.expose());
+    let unknown_id = tower_apikey::key::KeyFormat::default()
+        .generate()
+        .unwrap()
+        .1
+        .expose()
+        .to_owned();
+    // Two validators on one store: one behind the console, one behind an API.
+    let console_side = Validator::builder(store.clone()).build();
+    let api_side = Validator::builder(store.clone()).build();
+    let console = Console::new(keys, console_side.clone(), store).into_router::<()>();
+    let api = axum::Router::new()
+        .route("/whoami", axum::routing::get(|| async { "ok" }))
+        .layer(ApiKeyLayer::new(api_side.clone()));
+    let cost = |v: &Validator| {
+        let s = v.stats();
+        (s.derivations, s.store_reads)
+    };
+    for key in [
+        &unknown_id,
+        &wrong_secret,
+        &wrong_secret,
+        &"garbage".to_owned(),
+    ] {
+        let (before_console, before_api) = (cost(&console_side), cost(&api_side));
+        let signed = console
+            .clone()
+            .oneshot(
+                http::Request::post("/sign-in")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("key={key}")))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), StatusCode::UNAUTHORIZED);
+        let called = api
+            .clone()
+            .oneshot(
+                http::Request::get("/whoami")
+                    .header("apikey", key.as_str())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(called.status(), StatusCode::UNAUTHORIZED);
+        let (after_console, after_api) = (cost(&console_side), cost(&api_side));
+        assert_eq!(
+            (
+                after_console.0 - before_console.0,
+                after_console.1 - before_console.1
+            ),
+            (after_api.0 - before_api.0, after_api.1 - before_api.1),
+            "derivations and store reads of {key:.12}…"
+        );
+    }
+    assert_eq!(
+        cost(&console_side).0,
+        2,
+        "a derivation for each wrong secret, no other"
+    );
+}
+
+/// Two servers behind a load balancer on one PostgreSQL database: a session made on one
+/// works on the other; a sign-out on one ends it on both; revoking the admin key on one ends
+/// its sessions on the other within a second.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_on_postgres_shares_sessions_and_ends_them_everywhere() {
+    let Some((db, _)) = common::pg::migrated_store().await else {
+        return;
+    };
+    let start = || {
+        let mut command = Command::new(common::example_binary("admin"));
+        command.env("DATABASE_URL", &db.url);
+        common::start_example(command)
+    };
+    let (_one, one_addr, admin_key) = start();
+    let (_two, two_addr, _) = start();
+    let admin_key = admin_key.expect("the first server issues the admin key");
+    let console = |addr: &str| Person {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        origin: format!("http://{addr}"),
+        cookie: None,
+        seen: Vec::new(),
+    };
+    let mut on_one = console(&one_addr);
+    on_one
+        .post("/console/sign-in", &[("key", &admin_key)])
+        .await;
+    let second_admin = on_one
+        .create(&[("principal", "ops2"), ("permissions", "apikeyAdmin")])
+        .await;
+    let (second_id, second_key) = (id_of(&second_admin), second_admin.new_key());
+
+    // Signed in on one, the same cookie works on two; sign out on two, refused on one.
+    let mut a = console(&one_addr);
+    a.post("/console/sign-in", &[("key", &second_key)]).await;
+    let mut b = console(&two_addr);
+    b.cookie = a.cookie.clone();
+    assert_eq!(b.get("/console/keys").await.status, StatusCode::OK);
+    let token = b.get("/console/keys/new").await.token();
+    assert_eq!(
+        b.post("/console/sign-out", &[("csrf", &token)])
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(a.get("/console/keys").await.status, StatusCode::SEE_OTHER);
+
+    // Revoked on one: its session on two ends within a second.
+    let mut c = console(&two_addr);
+    c.post("/console/sign-in", &[("key", &second_key)]).await;
+    assert_eq!(c.get("/console/keys").await.status, StatusCode::OK);
+    let revoke_token = on_one.get("/console/keys").await.token();
+    on_one
+        .post(
+            &format!("/console/keys/{second_id}/revoke"),
+            &[("csrf", &revoke_token)],
+        )
+        .await;
+    let started = Instant::now();
+    while c.get("/console/keys").await.status == StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still signed in on two"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

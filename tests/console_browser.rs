@@ -308,9 +308,9 @@ async fn a_person_manages_keys_in_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let page = client.source().await.unwrap();
-    assert!(page.contains("ticket 4711") && page.contains("compromised"));
-    assert!(page.contains(&id));
+    visit.find("//dd[normalize-space(.)='ticket 4711']").await;
+    visit.find("//dd[normalize-space(.)='compromised']").await;
+    assert!(client.source().await.unwrap().contains(&id));
 
     // 4. Revoke three keys at once.
     let mut three = Vec::new();
@@ -337,9 +337,35 @@ async fn a_person_manages_keys_in_chromium() {
         assert_eq!(whoami(&addr, key), 401);
     }
 
+    // The other pages: the audit log, a principal's keys, editing, verifying a key.
+    visit.click(&link("Audit log")).await;
+    visit.find("//td[normalize-space(.)='key.revoked']").await;
+    visit.check("events").await;
+    visit.click(&link("partner")).await;
+    assert!(visit
+        .text_of("//*[@role='status']")
+        .await
+        .contains("live keys in use"));
+    visit.check("principal").await;
+    let (_, live) = create_key(&mut visit, "editor", false).await;
+    visit.click(&link("Edit")).await;
+    visit.fill("Rate limit", "10/1s").await;
+    visit.check("edit").await;
+    visit.click(&button("Save")).await;
+    visit.find("//dd[normalize-space(.)='10/1s']").await;
+    visit.click(&link("Verify a key")).await;
+    visit.fill("Key to verify", &live).await;
+    visit.click(&button("Verify")).await;
+    assert!(visit
+        .text_of("//*[@role='status']")
+        .await
+        .contains("Valid."));
+    visit.check("verify").await;
+
     // The list on a phone.
     client.set_window_size(390, 844).await.unwrap();
-    visit.click(&link("Back to the keys")).await;
+    visit.click(&link("Keys")).await;
+    visit.find(&button("Revoke selected")).await;
     visit.check("keys-phone").await;
     client.set_window_size(1280, 900).await.unwrap();
 
@@ -366,6 +392,10 @@ async fn a_person_manages_keys_in_chromium() {
             "reveal",
             "key",
             "revoked-selected",
+            "events",
+            "principal",
+            "edit",
+            "verify",
             "keys-phone"
         ]
     );

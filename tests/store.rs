@@ -69,6 +69,29 @@ async fn file_store_keeps_sessions() {
     .await;
 }
 
+/// Two stores (two servers) on a fresh, migrated database: in `cluster`, or on DATABASE_URL's
+/// server.
+#[cfg(feature = "postgres")]
+async fn two_servers_on_a_fresh_database(
+    cluster: Option<&tower_apikey::test_util::TempCluster>,
+) -> (
+    tower_apikey::store::PgKeyStore,
+    tower_apikey::store::PgKeyStore,
+) {
+    let url = match cluster {
+        Some(cluster) => cluster.fresh_database().await.unwrap(),
+        None => common::pg::database().await.unwrap().url,
+    };
+    let store = tower_apikey::store::PgKeyStore::connect(url.as_str())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let other = tower_apikey::store::PgKeyStore::connect(url.as_str())
+        .await
+        .unwrap();
+    (store, other)
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_keeps_sessions() {
@@ -76,21 +99,7 @@ async fn postgres_store_keeps_sessions() {
         return;
     };
     let cluster = db.cluster.as_ref();
-    check_session_store(|| async {
-        let url = match cluster {
-            Some(cluster) => cluster.fresh_database().await.unwrap(),
-            None => common::pg::database().await.unwrap().url,
-        };
-        let store = tower_apikey::store::PgKeyStore::connect(url.as_str())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let other = tower_apikey::store::PgKeyStore::connect(url.as_str())
-            .await
-            .unwrap();
-        (store, other)
-    })
-    .await;
+    check_session_store(|| two_servers_on_a_fresh_database(cluster)).await;
 }
 
 #[cfg(feature = "postgres")]
@@ -103,22 +112,7 @@ async fn postgres_store_conforms() {
     assert_eq!(store.migrate().await.unwrap(), 0, "migrations apply once");
     drop(store);
     let cluster = db.cluster.as_ref();
-    check_store_contract(|| async {
-        let url = match cluster {
-            Some(cluster) => cluster.fresh_database().await.unwrap(),
-            None => common::pg::database().await.unwrap().url,
-        };
-        let store = tower_apikey::store::PgKeyStore::connect(url.as_str())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        // A second server on the same database.
-        let other = tower_apikey::store::PgKeyStore::connect(url.as_str())
-            .await
-            .unwrap();
-        (store, other)
-    })
-    .await;
+    check_store_contract(|| two_servers_on_a_fresh_database(cluster)).await;
 }
 
 #[cfg(feature = "postgres")]

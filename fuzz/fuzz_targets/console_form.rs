@@ -118,7 +118,11 @@ fuzz_target!(|data: &[u8]| {
         1 => (Method::POST, "/keys/revoke".to_owned(), body),
         2 => (Method::POST, format!("/keys/{}/revoke", fixture.id), body),
         3 => (Method::GET, format!("/keys?{text}"), Vec::new()),
-        _ => (Method::GET, format!("/keys/{}?{text}", fixture.id), Vec::new()),
+        _ => (
+            Method::GET,
+            format!("/keys/{}?{text}", fixture.id),
+            Vec::new(),
+        ),
     };
     let Ok(request) = Request::builder()
         .method(method)

@@ -14,35 +14,60 @@ use super::form::FormFields;
 use super::layout::{self, Base};
 use crate::identity::Identity;
 use crate::key::PresentedKey;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionDigest, SessionId};
 use crate::store::SessionStore;
 use crate::validator::ValidationError;
 
 /// The cookie's name over plain HTTP, and (with the `__Host-` prefix) over HTTPS.
 const COOKIE: &str = "tower-apikey-console";
 const SECURE_COOKIE: &str = "__Host-tower-apikey-console";
+/// The form token's cookie under the host app's authentication.
+const TOKEN_COOKIE: &str = "tower-apikey-console-token";
+const SECURE_TOKEN_COOKIE: &str = "__Host-tower-apikey-console-token";
 /// Ended sessions pruned at each sign-in, at most: bounded work on a request.
 const PRUNE_AT_SIGN_IN: usize = 100;
 
-/// Someone signed in, whose admin key still stands: the session, the key's identity now,
-/// and where the console is mounted. Without one, a page sends the browser to sign in.
+/// Someone signed in, whose admin key still stands (or whom the host app vouches for): who
+/// they are, their token for forms, and where the console is mounted. Without one, a page
+/// sends the browser to sign in (or, under the host app's authentication, refuses).
 #[derive(Debug)]
 pub(crate) struct SignedIn {
-    pub(crate) session: Session,
-    pub(crate) identity: Identity,
+    /// The admin key's principal, or the host app's name for the person.
+    pub(crate) name: String,
+    /// What every form of theirs carries.
+    pub(crate) csrf_token: String,
     pub(crate) base: Base,
+    pub(crate) via: Via,
+}
+
+/// How they signed in.
+#[derive(Debug)]
+pub(crate) enum Via {
+    /// With an admin key, in a console session.
+    Key {
+        digest: SessionDigest,
+        identity: Identity,
+    },
+    /// Through the host app's own authentication.
+    Host,
 }
 
 impl SignedIn {
-    /// Who changes are recorded as made by: `console:<principal>/<key id>`.
+    /// Who changes are recorded as made by: `console:<principal>/<key id>` with an admin
+    /// key, `console:<name>` under the host app's authentication.
     pub(crate) fn actor(&self) -> String {
-        format!(
-            "console:{}/{}",
-            self.identity.principal(),
-            self.identity.key_id()
-        )
+        match &self.via {
+            Via::Key { identity, .. } => {
+                format!("console:{}/{}", identity.principal(), identity.key_id())
+            }
+            Via::Host => format!("console:{}", self.name),
+        }
     }
 }
+
+/// Who may administer keys, as the host app knows them: given a request, the person's name
+/// when they may, `None` otherwise. See [`Console::authenticate_with`](super::Console::authenticate_with).
+pub(crate) type HostAuth = std::sync::Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 impl FromRequestParts<super::State> for SignedIn {
     type Rejection = Response;
@@ -52,6 +77,20 @@ impl FromRequestParts<super::State> for SignedIn {
         console: &super::State,
     ) -> Result<Self, Response> {
         let base = parts.extensions.get::<Base>().cloned().unwrap_or_default();
+        if let Some(host) = &console.host_auth {
+            let Some(name) = host(parts) else {
+                return Err(ConsoleError::NotAllowed.into_response());
+            };
+            let Some(HostToken(token)) = parts.extensions.get::<HostToken>().cloned() else {
+                return Err(ConsoleError::Forbidden.into_response());
+            };
+            return Ok(SignedIn {
+                name,
+                csrf_token: token,
+                base,
+                via: Via::Host,
+            });
+        }
         let to_sign_in = || Redirect::to(&base.at("/sign-in")).into_response();
         let Some(id) = session_id(&parts.headers, console.secure_cookies) else {
             return Err(to_sign_in());
@@ -89,16 +128,61 @@ impl FromRequestParts<super::State> for SignedIn {
             }
         }
         Ok(SignedIn {
-            session,
-            identity,
+            name: session.principal,
+            csrf_token: session.csrf_token,
             base,
+            via: Via::Key { digest, identity },
         })
     }
+}
+
+/// The form token of someone the host app signed in: random, in a cookie of its own
+/// (`HttpOnly`, `SameSite=Strict`), sent back in every form. A site that cannot read the
+/// cookie cannot send the token.
+#[derive(Debug, Clone)]
+struct HostToken(String);
+
+/// Middleware, under the host app's authentication: reads the token cookie, or makes one
+/// and sets it on the response.
+pub(crate) async fn host_token(
+    State(console): State<super::State>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let name = if console.secure_cookies {
+        SECURE_TOKEN_COOKIE
+    } else {
+        TOKEN_COOKIE
+    };
+    let (token, fresh) = match cookie_value(request.headers(), name).and_then(SessionId::parse) {
+        Some(token) => (token, false),
+        None => match SessionId::generate() {
+            Ok(token) => (token, true),
+            Err(error) => return ConsoleError::from(error).into_response(),
+        },
+    };
+    request
+        .extensions_mut()
+        .insert(HostToken(token.expose().to_owned()));
+    let base = Base::of(&request);
+    let mut response = next.run(request).await;
+    if fresh {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            cookie(name, console.secure_cookies, &base, Some(&token)),
+        );
+    }
+    response
 }
 
 /// The session id the request's cookie holds, if it could be one.
 fn session_id(headers: &HeaderMap, secure: bool) -> Option<SessionId> {
     let name = if secure { SECURE_COOKIE } else { COOKIE };
+    cookie_value(headers, name).and_then(SessionId::parse)
+}
+
+/// The value of the cookie `name`.
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -106,15 +190,15 @@ fn session_id(headers: &HeaderMap, secure: bool) -> Option<SessionId> {
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
-        .and_then(|(_, value)| SessionId::parse(value))
+        .map(|(_, value)| value)
 }
 
-/// The `Set-Cookie` value carrying `value` (or, with `None`, removing the cookie).
-fn cookie(secure: bool, base: &Base, value: Option<&SessionId>) -> HeaderValue {
-    let (name, path, secure_flag) = if secure {
-        (SECURE_COOKIE, "/", "; Secure")
+/// The `Set-Cookie` value of cookie `name` carrying `value` (or, with `None`, removing it).
+fn cookie(name: &str, secure: bool, base: &Base, value: Option<&SessionId>) -> HeaderValue {
+    let (path, secure_flag) = if secure {
+        ("/", "; Secure")
     } else {
-        (COOKIE, base.cookie_path(), "")
+        (base.cookie_path(), "")
     };
     let (value, max_age) = match value {
         Some(id) => (id.expose(), ""),
@@ -211,21 +295,39 @@ pub(crate) async fn sign_in(
     let mut response = Redirect::to(&base.at("/keys")).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(console.secure_cookies, &base, Some(&id)),
+        cookie(
+            session_cookie(console.secure_cookies),
+            console.secure_cookies,
+            &base,
+            Some(&id),
+        ),
     );
     Ok(response)
+}
+
+fn session_cookie(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
 }
 
 pub(crate) async fn sign_out(
     State(console): State<super::State>,
     Change { who, .. }: Change,
 ) -> Result<Response, ConsoleError> {
-    console.sessions.delete_session(&who.session.digest).await?;
-    tracing::info!(key_id = %who.session.key_id, "console: signed out");
+    let Via::Key { digest, identity } = &who.via else {
+        // The host app signs its people out.
+        return Err(ConsoleError::NotFound);
+    };
+    console.sessions.delete_session(digest).await?;
+    tracing::info!(key_id = %identity.key_id(), "console: signed out");
     let mut response = Redirect::to(&who.base.at("/sign-in")).into_response();
+    let name = session_cookie(console.secure_cookies);
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie(console.secure_cookies, &who.base, None),
+        cookie(name, console.secure_cookies, &who.base, None),
     );
     Ok(response)
 }

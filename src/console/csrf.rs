@@ -66,8 +66,11 @@ impl FromRequest<super::State> for Change {
             .await
             .map_err(IntoResponse::into_response)?;
         let sent = form.get(FIELD).unwrap_or_default().as_bytes();
-        if !bool::from(sent.ct_eq(who.session.csrf_token.as_bytes())) {
-            tracing::warn!(key_id = %who.session.key_id, "console: a POST without its session's token was refused");
+        if !bool::from(sent.ct_eq(who.csrf_token.as_bytes())) {
+            tracing::warn!(
+                by = who.name.as_str(),
+                "console: a POST without its session's token was refused"
+            );
             return Err(ConsoleError::Forbidden.into_response());
         }
         Ok(Change { who, form })

@@ -22,6 +22,9 @@ pub enum ConsoleError {
     /// A state change without the session's token, or from another site.
     #[error("This request was refused: it did not come from a console page of this session.")]
     Forbidden,
+    /// The host app's authentication says this person may not administer keys.
+    #[error("You may not administer API keys here.")]
+    NotAllowed,
     /// No such page or key.
     #[error("There is nothing here.")]
     NotFound,
@@ -48,7 +51,7 @@ impl ConsoleError {
         use LifecycleError as L;
         match self {
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ConsoleError::Forbidden => StatusCode::FORBIDDEN,
+            ConsoleError::Forbidden | ConsoleError::NotAllowed => StatusCode::FORBIDDEN,
             ConsoleError::NotFound | ConsoleError::Lifecycle(L::NotFound(_)) => {
                 StatusCode::NOT_FOUND
             }

@@ -64,6 +64,16 @@ impl FormFields {
         Ok(Self { fields })
     }
 
+    /// Fields holding `pairs`, as if decoded.
+    pub(crate) fn of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            fields: pairs
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
@@ -94,6 +104,17 @@ impl FormFields {
             .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// A query string of the `pairs` that have a value, in order.
+pub(crate) fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    query.finish()
 }
 
 impl<S: Send + Sync> FromRequest<S> for FormFields {

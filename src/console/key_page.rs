@@ -1,5 +1,5 @@
 //! A key's page: every field, its usage chart, its recent events with their actors; and the
-//! actions beside them (deactivate, activate, revoke).
+//! actions beside them (edit, deactivate, activate, rotate, regenerate, revoke, delete).
 
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -12,9 +12,10 @@ use super::chart::{self, Period};
 use super::csrf::{Change, FIELD};
 use super::error::ConsoleError;
 use super::form::FormFields;
-use super::keys::{encode, reason_select, status_badge, time, time_or};
+use super::keys::{reason_select, segment, status_badge, time, time_or};
 use super::layout;
-use crate::events::{AuditEntry, AuditQuery};
+use super::new_key::reveal;
+use crate::events::AuditQuery;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 
@@ -62,11 +63,12 @@ pub(crate) async fn show(
         }
         section aria-labelledby="events-heading" {
             h2 id="events-heading" { "Recent events" }
-            (event_table(&events))
+            (super::events::table(&who, &events))
         }
         @if record.status != KeyStatus::Revoked {
             (actions(&who, &record))
         }
+        (delete_form(&who, &record))
     };
     Ok(Html(layout::page(&who, &title, body).into_string()))
 }
@@ -76,7 +78,7 @@ fn fields(who: &SignedIn, record: &KeyRecord) -> Markup {
     html! {
         dl.fields {
             dt { "ID" } dd { code { (record.id) } }
-            dt { "Principal" } dd { a href={ (who.base.at("/keys")) "?principal=" (encode(&record.principal)) } { (record.principal) } }
+            dt { "Principal" } dd { a href=(who.base.at(&format!("/principals/{}", segment(&record.principal)))) { (record.principal) } }
             dt { "Name" } dd { (or_none(record.name.as_deref())) }
             dt { "Description" } dd { (or_none(record.description.as_deref())) }
             dt { "Status" } dd { (record.status.as_str()) }
@@ -110,52 +112,47 @@ fn fields(who: &SignedIn, record: &KeyRecord) -> Markup {
     }
 }
 
-fn event_table(events: &[AuditEntry]) -> Markup {
-    html! {
-        @if events.is_empty() {
-            p.empty { "No events." }
-        } @else {
-            div.scroll {
-                table {
-                    thead { tr { th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "By" } th scope="col" { "Reason" } } }
-                    tbody {
-                        @for entry in events {
-                            @let e = &entry.event;
-                            tr {
-                                td { (time(e.at)) }
-                                td { (e.kind.as_str()) }
-                                td { (e.actor.as_deref().unwrap_or("—")) }
-                                td {
-                                    (e.reason.map(|r| r.as_str()).unwrap_or(""))
-                                    @if let Some(location) = &e.location { " at " (location) }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn actions(who: &SignedIn, record: &KeyRecord) -> Markup {
     let action = |name: &str| who.base.at(&format!("/keys/{}/{name}", record.id));
+    let token = html! { input type="hidden" name=(FIELD) value=(who.csrf_token); };
+    let active = record.status == KeyStatus::Active;
     html! {
         section.actions aria-labelledby="actions-heading" {
             h2 id="actions-heading" { "Actions" }
-            form method="post" action=(action(if record.status == KeyStatus::Active { "deactivate" } else { "activate" })) {
-                input type="hidden" name=(FIELD) value=(who.session.csrf_token);
-                @if record.status == KeyStatus::Active {
-                    p { "A deactivated key is refused until activated again." }
+            p { a.button href=(action("edit")) { "Edit" } }
+            form method="post" action=(action(if active { "deactivate" } else { "activate" })) {
+                (token)
+                @if active {
+                    p { "A deactivated key is refused until it is activated again." }
                     button type="submit" { "Deactivate" }
                 } @else {
+                    p { "This key is deactivated: it is refused until it is activated again." }
                     button type="submit" { "Activate" }
+                }
+            }
+            @if active {
+                form method="post" action=(action("rotate")) {
+                    h3 { "Rotate" }
+                    p { "A new key with the same settings; this one keeps working for the grace period, then expires." }
+                    (token)
+                    div.field {
+                        label for="grace" { "Grace period" }
+                        input type="text" id="grace" name="grace" value="1d" aria-describedby="grace-hint";
+                        small.hint id="grace-hint" { "How long both keys work: 0, 1h, 1d, 7d." }
+                    }
+                    button type="submit" { "Rotate" }
+                }
+                form method="post" action=(action("regenerate")) {
+                    h3 { "Regenerate" }
+                    p { "A new secret for the same id: the current key stops working at once." }
+                    (token)
+                    button type="submit" { "Regenerate" }
                 }
             }
             form.danger-zone method="post" action=(action("revoke")) {
                 h3 { "Revoke" }
                 p { "Revoking is for good: the key is refused everywhere within a second, and cannot be activated again." }
-                input type="hidden" name=(FIELD) value=(who.session.csrf_token);
+                (token)
                 div.field {
                     label for="revoke-reason" { "Reason" }
                     (reason_select("revoke-reason"))
@@ -170,7 +167,27 @@ fn actions(who: &SignedIn, record: &KeyRecord) -> Markup {
     }
 }
 
-/// A key's action: done as the person signed in, then back to its page.
+/// Deleting: open to revoked keys too. A protected key asks for its id to be typed.
+fn delete_form(who: &SignedIn, record: &KeyRecord) -> Markup {
+    html! {
+        form.danger-zone method="post" action=(who.base.at(&format!("/keys/{}/delete", record.id))) {
+            h3 { "Delete" }
+            p { "Deleting removes the key's record for good: it is refused, and no longer listed. Its events stay in the audit log." }
+            input type="hidden" name=(FIELD) value=(who.csrf_token);
+            @if record.protected {
+                div.field {
+                    label for="confirm" { "Type the key's id to delete it" }
+                    input type="text" id="confirm" name="confirm" autocomplete="off" aria-describedby="confirm-hint";
+                    small.hint id="confirm-hint" { "This key is protected: type " code { (record.id) } "." }
+                }
+            }
+            button.danger type="submit" { "Delete" }
+        }
+    }
+}
+
+/// A key's action, done as the person signed in: back to its page, or (rotate, regenerate)
+/// the reveal of the new key.
 pub(crate) async fn act(
     State(console): State<super::State>,
     Path((id, action)): Path<(String, String)>,
@@ -178,12 +195,15 @@ pub(crate) async fn act(
 ) -> Result<Response, ConsoleError> {
     let id = key_id(&id)?;
     let keys = console.manager.acting_as(who.actor());
-    match action.as_str() {
+    let to_page = || Redirect::to(&who.base.at(&format!("/keys/{id}"))).into_response();
+    let response = match action.as_str() {
         "deactivate" => {
             keys.deactivate(&id).await?;
+            to_page()
         }
         "activate" => {
             keys.activate(&id).await?;
+            to_page()
         }
         "revoke" => {
             let reason = match form.text("revoke-reason") {
@@ -198,9 +218,36 @@ pub(crate) async fn act(
             let mut revocation = Revocation::new(reason);
             revocation.location = form.text("location").map(str::to_owned);
             keys.revoke_with(&id, revocation).await?;
+            to_page()
+        }
+        "rotate" => {
+            let grace = form.text("grace").unwrap_or("0");
+            let grace: jiff::Span = grace.parse().map_err(|_| {
+                ConsoleError::BadRequest(format!(
+                    "Grace period: {grace:?} is not a duration (0, 1h, 1d, 7d)."
+                ))
+            })?;
+            let (record, key) = keys.rotate(&id, grace).await?;
+            Html(reveal(&who, &record, &key, "Rotated: the new key").into_string()).into_response()
+        }
+        "regenerate" => {
+            let (record, key) = keys.regenerate(&id).await?;
+            Html(reveal(&who, &record, &key, "Regenerated: the key's new secret").into_string())
+                .into_response()
+        }
+        "delete" => {
+            let record = keys.get(&id).await?;
+            let confirmed = form.text("confirm") == Some(id.as_str());
+            if record.protected && !confirmed {
+                return Err(ConsoleError::BadRequest(format!(
+                    "Key {id} is protected: type its id to delete it."
+                )));
+            }
+            keys.delete(&id, record.protected).await?;
+            Redirect::to(&who.base.at("/keys")).into_response()
         }
         _ => return Err(ConsoleError::NotFound),
-    }
-    tracing::info!(key_id = %id, action, by = who.identity.principal(), "console: key changed");
-    Ok(Redirect::to(&who.base.at(&format!("/keys/{id}"))).into_response())
+    };
+    tracing::info!(key_id = %id, action, by = who.name.as_str(), "console: key changed");
+    Ok(response)
 }

@@ -63,18 +63,12 @@ impl Filters {
 
     /// The query string of the page after `last`.
     fn next(&self, last: &KeyId) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
+        super::form::query_string(&[
             ("q", self.q.as_deref()),
             ("status", self.status.map(KeyStatus::as_str)),
             ("principal", self.principal.as_deref()),
             ("after", Some(last.as_str())),
-        ] {
-            if let Some(value) = value {
-                query.append_pair(name, value);
-            }
-        }
-        query.finish()
+        ])
     }
 }
 
@@ -139,10 +133,10 @@ fn filter_form(who: &SignedIn, filters: &Filters) -> Markup {
     }
 }
 
-fn key_table(who: &SignedIn, records: &[KeyRecord], now: Timestamp) -> Markup {
+pub(crate) fn key_table(who: &SignedIn, records: &[KeyRecord], now: Timestamp) -> Markup {
     html! {
         form method="post" action=(who.base.at("/keys/revoke")) {
-            input type="hidden" name=(FIELD) value=(who.session.csrf_token);
+            input type="hidden" name=(FIELD) value=(who.csrf_token);
             div.scroll {
                 table {
                     thead {
@@ -169,7 +163,7 @@ fn key_table(who: &SignedIn, records: &[KeyRecord], now: Timestamp) -> Markup {
                                     }
                                 }
                                 td { a href=(who.base.at(&format!("/keys/{}", record.id))) { code { (record.id) } } }
-                                td { a href={ (who.base.at("/keys")) "?principal=" (encode(&record.principal)) } { (record.principal) } }
+                                td { a href=(who.base.at(&format!("/principals/{}", segment(&record.principal)))) { (record.principal) } }
                                 td { (record.name.as_deref().unwrap_or("")) }
                                 td { (status_badge(record, now)) }
                                 td { (time_or(record.expires_at, "never")) }
@@ -231,8 +225,14 @@ pub(crate) fn time_or(at: Option<Timestamp>, none: &str) -> Markup {
     }
 }
 
+/// `text` for a query string's value.
 pub(crate) fn encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// `text` as one path segment: every byte but the unreserved ones escaped.
+pub(crate) fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// "Revoke selected": each checked key revoked with the reason, recorded as the person
@@ -272,7 +272,7 @@ pub(crate) async fn revoke_selected(
     }
     tracing::info!(
         revoked = revoked.len(),
-        by = who.identity.principal(),
+        by = who.name.as_str(),
         "console: keys revoked"
     );
     let body = html! {

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use maud::{html, Markup, Render, DOCTYPE};
 
 use super::assets::{CSS_PATH, JS_PATH};
-use super::auth::SignedIn;
+use super::auth::{SignedIn, Via};
 
 /// The path the console is mounted under (`/console`; empty at the root), from the request's
 /// original path less its path within the router.
@@ -79,11 +79,17 @@ pub(crate) fn page(who: &SignedIn, title: &str, body: Markup) -> Markup {
                     a.brand href=(base.at("/keys")) { "API keys" }
                     a href=(base.at("/keys")) { "Keys" }
                     a href=(base.at("/keys/new")) { "New key" }
+                    a href=(base.at("/events")) { "Audit log" }
+                    a href=(base.at("/verify")) { "Verify a key" }
                 }
-                form.sign-out method="post" action=(base.at("/sign-out")) {
-                    span.who { "Signed in as " strong { (who.session.principal) } }
-                    input type="hidden" name="csrf" value=(who.session.csrf_token);
-                    button type="submit" { "Sign out" }
+                @if matches!(who.via, Via::Key { .. }) {
+                    form.sign-out method="post" action=(base.at("/sign-out")) {
+                        span.who { "Signed in as " strong { (who.name) } }
+                        input type="hidden" name="csrf" value=(who.csrf_token);
+                        button type="submit" { "Sign out" }
+                    }
+                } @else {
+                    span.who { "Signed in as " strong { (who.name) } }
                 }
             }
             main id="main" { (body) }

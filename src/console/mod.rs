@@ -38,7 +38,11 @@
 //! | sign in | `GET`/`POST /sign-in`, `POST /sign-out` |
 //! | keys: search, status and principal filters, 50 a page; revoke selected | `GET /keys`, `POST /keys/revoke` |
 //! | new key, and its one-time reveal | `GET`/`POST /keys/new` |
-//! | a key: fields, usage chart, events; deactivate, activate, revoke | `GET /keys/{id}`, `POST /keys/{id}/{action}` |
+//! | a key: fields, usage chart, events; deactivate, activate, rotate, regenerate, revoke, delete | `GET /keys/{id}`, `POST /keys/{id}/{action}` |
+//! | edit a key | `GET`/`POST /keys/{id}/edit` |
+//! | a principal's keys and their limit | `GET /principals/{principal}` |
+//! | the audit log: by key, principal, type, actor | `GET /events` |
+//! | verify a key: valid, whose, why refused | `GET`/`POST /verify` |
 //!
 //! # Example
 //! ```
@@ -69,13 +73,18 @@ mod assets;
 mod auth;
 mod chart;
 mod csrf;
+mod edit;
 mod error;
+mod events;
+mod fields;
 mod form;
 mod headers;
 mod key_page;
 mod keys;
 mod layout;
 mod new_key;
+mod principals;
+mod verify;
 
 use std::sync::Arc;
 
@@ -101,7 +110,7 @@ pub struct Console {
 /// What every handler reads; cloned per request (one `Arc`).
 pub(crate) type State = Arc<Settings>;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) manager: KeyManager,
     pub(crate) validator: Validator,
@@ -109,6 +118,19 @@ pub(crate) struct Settings {
     pub(crate) permission: Arc<str>,
     pub(crate) secure_cookies: bool,
     pub(crate) lifetime: SessionLifetime,
+    /// The host app's authentication, when it signs people in instead of the console.
+    pub(crate) host_auth: Option<auth::HostAuth>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("permission", &self.permission)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("lifetime", &self.lifetime)
+            .field("host_auth", &self.host_auth.as_ref().map(|_| "<closure>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Console {
@@ -125,6 +147,7 @@ impl Console {
                 permission: API_KEY_ADMIN.into(),
                 secure_cookies: false,
                 lifetime: SessionLifetime::default(),
+                host_auth: None,
             }),
         }
     }
@@ -154,20 +177,70 @@ impl Console {
         self
     }
 
+    /// Signs people in with the host app's own authentication instead of the console's
+    /// sign-in form: `authenticate` gets each request's parts (where the app's own middleware
+    /// left its user, in the extensions) and returns the person's name when they may
+    /// administer keys, `None` when not (403). Changes are recorded as made by
+    /// `console:<name>`. Sign-in, sign-out and sessions are then the app's; forms still carry
+    /// a token (in a cookie of the console's) and are checked for their origin.
+    ///
+    /// ```
+    /// use tower_apikey::console::Console;
+    /// use tower_apikey::{KeyManager, MemoryStore, Validator};
+    ///
+    /// /// What the app's login middleware puts in each request.
+    /// #[derive(Clone)]
+    /// struct User { name: String, is_admin: bool }
+    ///
+    /// let store = MemoryStore::new();
+    /// let console = Console::new(
+    ///     KeyManager::new(store.clone()),
+    ///     Validator::builder(store.clone()).build(),
+    ///     store,
+    /// )
+    /// .authenticate_with(|parts| {
+    ///     let user = parts.extensions.get::<User>()?;
+    ///     user.is_admin.then(|| user.name.clone())
+    /// });
+    /// # drop(console);
+    /// ```
+    pub fn authenticate_with(
+        mut self,
+        authenticate: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings().host_auth = Some(Arc::new(authenticate));
+        self
+    }
+
     /// The router, ready to [`nest`](Router::nest) under any path.
     pub fn into_router<T: Clone + Send + Sync + 'static>(self) -> Router<T> {
-        Router::new()
-            .route("/", get(auth::home))
-            .route("/sign-in", get(auth::sign_in_form).post(auth::sign_in))
-            .route("/sign-out", post(auth::sign_out))
+        let host_auth = self.state.host_auth.is_some();
+        let mut router = Router::new().route("/", get(auth::home));
+        if !host_auth {
+            router = router
+                .route("/sign-in", get(auth::sign_in_form).post(auth::sign_in))
+                .route("/sign-out", post(auth::sign_out));
+        }
+        router = router
             .route("/keys", get(keys::list))
             .route("/keys/revoke", post(keys::revoke_selected))
             .route("/keys/new", get(new_key::form).post(new_key::create))
             .route("/keys/{id}", get(key_page::show))
+            .route("/keys/{id}/edit", get(edit::form).post(edit::save))
             .route("/keys/{id}/{action}", post(key_page::act))
+            .route("/principals/{principal}", get(principals::show))
+            .route("/events", get(events::list))
+            .route("/verify", get(verify::form).post(verify::verify))
             .route("/assets/{file}", get(assets::serve))
             .fallback(error::not_found)
-            .layer(DefaultBodyLimit::max(form::BODY_LIMIT))
+            .layer(DefaultBodyLimit::max(form::BODY_LIMIT));
+        if host_auth {
+            router = router.layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                auth::host_token,
+            ));
+        }
+        router
             .layer(axum::middleware::from_fn(error::render))
             .layer(axum::middleware::map_response(headers::secure))
             .with_state(self.state)
