@@ -1028,3 +1028,91 @@ async fn a_fleet_on_postgres_shares_sessions_and_ends_them_everywhere() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Over HTTPS the cookie is `Secure`, `__Host-` named, on `Path=/`; a session ends on the
+/// server when idle past its lifetime, and when its admin key is deactivated.
+#[tokio::test]
+async fn sessions_end_when_idle_or_when_the_key_is_deactivated_and_https_cookies_are_host_only() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    use tower_apikey::console::Console;
+    use tower_apikey::permission::API_KEY_ADMIN;
+    use tower_apikey::session::SessionLifetime;
+    use tower_apikey::{KeyManager, MemoryStore, NewKey, Validator};
+
+    let store = MemoryStore::new();
+    let keys = KeyManager::new(store.clone());
+    let (admin, key) = keys
+        .issue(NewKey::new("ops").permissions([API_KEY_ADMIN]))
+        .await
+        .unwrap();
+    let router = Console::new(
+        keys.clone(),
+        Validator::builder(store.clone()).build(),
+        store,
+    )
+    .secure_cookies(true)
+    .session_lifetime(SessionLifetime {
+        idle: Duration::from_millis(400),
+        max: Duration::from_secs(3600),
+    })
+    .into_router::<()>();
+    let sign_in = || async {
+        let response = router
+            .clone()
+            .oneshot(
+                http::Request::post("/sign-in")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(format!("key={}", key.expose())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let page = |cookie: String| {
+        let router = router.clone();
+        async move {
+            router
+                .oneshot(
+                    http::Request::get("/keys")
+                        .header("cookie", cookie)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let set = sign_in().await;
+    assert!(set.starts_with("__Host-tower-apikey-console="), "{set}");
+    assert!(
+        set.contains("HttpOnly; SameSite=Strict; Path=/; Secure"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_owned();
+    // A plain-HTTP cookie name is not read over HTTPS.
+    let plain = cookie.replacen("__Host-", "", 1);
+    assert_eq!(page(plain).await, StatusCode::SEE_OTHER);
+    assert_eq!(page(cookie.clone()).await, StatusCode::OK);
+    // Idle past its lifetime: over.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(page(cookie).await, StatusCode::SEE_OTHER);
+
+    // Deactivated: over at once (the validator on the same store hears of it).
+    let cookie = sign_in().await.split(';').next().unwrap().to_owned();
+    assert_eq!(page(cookie.clone()).await, StatusCode::OK);
+    keys.deactivate(&admin.id).await.unwrap();
+    assert_eq!(page(cookie.clone()).await, StatusCode::SEE_OTHER);
+    keys.activate(&admin.id).await.unwrap();
+    assert_eq!(
+        page(cookie).await,
+        StatusCode::SEE_OTHER,
+        "a session ended stays ended"
+    );
+}
