@@ -165,6 +165,12 @@ impl Identity {
     }
 }
 
+/// Whether any of the `held` permissions covers `required` (the rule of [`Identity::grants`]):
+/// what a user may give a key of their own.
+pub(crate) fn permission_covers(held: &[String], required: &str) -> bool {
+    held.iter().any(|h| wildcard_covers(h, required))
+}
+
 /// Whether the held permission `held` covers `required` (see [`Identity::grants`]).
 fn wildcard_covers(held: &str, required: &str) -> bool {
     if held == required || held == "*" {

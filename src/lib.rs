@@ -64,6 +64,7 @@
 //! | `axum` | yes | [`Identity`] and [`permission::Require`] as axum extractors (through `axum-core`) |
 //! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document; `admin::secret_scanning` |
 //! | `console` | no | `console::Console`: the admin console in the browser (server-rendered HTML with maud), with `admin` |
+//! | `selfservice` | no | `selfservice::SelfService`: users create and manage their own keys, within a policy (with `console`) |
 //! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
 //! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
@@ -89,6 +90,8 @@ mod random;
 pub mod record;
 pub mod rejection;
 pub mod scan;
+#[cfg(feature = "selfservice")]
+pub mod selfservice;
 pub mod session;
 pub mod store;
 mod streak;

@@ -164,6 +164,13 @@ pub enum AdminError {
         /// What is wrong, for the caller.
         message: String,
     },
+    /// No one is signed in (the self-service API).
+    #[error("sign in first")]
+    Unauthorized,
+    /// Signed in, but not allowed this (a permission one does not hold, another site's
+    /// request).
+    #[error("{0}")]
+    Forbidden(String),
     /// No such route or key id.
     #[error("not found")]
     NotFound,
@@ -204,6 +211,8 @@ impl AdminError {
                 StatusCode::PAYLOAD_TOO_LARGE => (*status, "payload_too_large"),
                 _ => (StatusCode::BAD_REQUEST, "bad_request"),
             },
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AdminError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
@@ -235,7 +244,7 @@ impl IntoResponse for AdminError {
 }
 
 /// `Json<T>` whose refusals are [`AdminError`]s, so every error has the same JSON shape.
-struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for JsonBody<T> {
     type Rejection = AdminError;
@@ -285,7 +294,7 @@ fn key_id(id: &str) -> Result<KeyId, AdminError> {
 }
 
 /// Where the router is mounted: the request's original path less its path within the router.
-fn mount_path(original: &Uri, local: &Uri) -> String {
+pub(crate) fn mount_path(original: &Uri, local: &Uri) -> String {
     let (original, local) = (original.path(), local.path());
     original
         .strip_suffix(local)
@@ -296,7 +305,7 @@ fn mount_path(original: &Uri, local: &Uri) -> String {
 
 /// Who a change through the API is recorded as made by: `admin:<principal>/<key id>` of the
 /// calling key, in the record's stamps and in the audit trail.
-fn actor(who: &Identity) -> String {
+pub(crate) fn actor(who: &Identity) -> String {
     format!("admin:{}/{}", who.principal(), who.key_id())
 }
 

@@ -134,7 +134,7 @@ pub struct KeyPage {
 impl KeyPage {
     /// The page of the first `limit` of `records` (ordered by id; one more means there is a
     /// next page).
-    pub(super) fn of(mut records: Vec<KeyRecord>, limit: usize, now: Timestamp) -> Self {
+    pub(crate) fn of(mut records: Vec<KeyRecord>, limit: usize, now: Timestamp) -> Self {
         let more = records.len() > limit;
         records.truncate(limit);
         let items: Vec<KeyView> = records.iter().map(|r| KeyView::new(r, now)).collect();

@@ -98,6 +98,7 @@ use crate::session::SessionLifetime;
 use crate::store::{BoxSessionStore, SessionStore};
 use crate::validator::Validator;
 
+pub(crate) use csrf::same_origin;
 pub use error::ConsoleError;
 pub use form::{FormError, FormFields};
 
