@@ -9,6 +9,7 @@
 //! | [`fleet`] | Several servers on one PostgreSQL database: set-up, TLS, what it costs the database |
 //! | [`admin`] | The admin REST API, permission guards and rejections |
 //! | [`console`] | The admin console in the browser |
+//! | [`selfservice`] | An app's own users make and manage their keys |
 //! | [`cli`] | The `tower-apikey` command-line tool |
 //! | [`events`] | Key events, webhooks and expiry warnings |
 //! | [`usage`] | Requests per key by outcome, and the audit trail |
@@ -37,6 +38,10 @@ pub mod admin {
 
 pub mod console {
     #![doc = include_str!("docs/console.md")]
+}
+
+pub mod selfservice {
+    #![doc = include_str!("docs/selfservice.md")]
 }
 
 pub mod cli {

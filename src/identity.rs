@@ -167,6 +167,7 @@ impl Identity {
 
 /// Whether any of the `held` permissions covers `required` (the rule of [`Identity::grants`]):
 /// what a user may give a key of their own.
+#[cfg(feature = "selfservice")]
 pub(crate) fn permission_covers(held: &[String], required: &str) -> bool {
     held.iter().any(|h| wildcard_covers(h, required))
 }

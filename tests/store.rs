@@ -468,3 +468,39 @@ async fn postgres_search_uses_trigram_indexes_and_works_without_them() {
     assert_eq!(search_indexes(limited.clone()).await, 0);
     finds(store).await;
 }
+
+/// A quota period that starts after the statement's `now()` (a lease statement that waited for
+/// the row lock while another began the first period) is the current one: nothing is
+/// refilled. PostgreSQL once counted it as a period ended and refilled the quota (109 of 100
+/// leased to 16 racers, seen in CI under load).
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_never_refills_a_quota_for_a_period_that_starts_later() {
+    use tower_apikey::UsageStore;
+
+    let Some((db, store)) = common::pg::migrated_store().await else {
+        return;
+    };
+    let mut key = record("quentin");
+    key.quota = Some("100/1d".parse().unwrap());
+    store.insert(key.clone()).await.unwrap();
+    assert_eq!(store.take_quota(&key.id, 100).await.unwrap().granted, 100);
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .execute(
+            "UPDATE tower_apikey_keys SET quota_period_start = now() + interval '10 seconds' \
+             WHERE id = $1",
+            &[&key.id.as_str()],
+        )
+        .await
+        .unwrap();
+    let grant = store.take_quota(&key.id, 5).await.unwrap();
+    assert_eq!(
+        (grant.granted, grant.remaining),
+        (0, 0),
+        "refilled: {grant:?}"
+    );
+}

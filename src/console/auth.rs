@@ -140,16 +140,17 @@ impl FromRequestParts<super::State> for SignedIn {
 /// (`HttpOnly`, `SameSite=Strict`), sent back in every form. A site that cannot read the
 /// cookie cannot send the token.
 #[derive(Debug, Clone)]
-struct HostToken(String);
+pub(crate) struct HostToken(pub(crate) String);
 
-/// Middleware, under the host app's authentication: reads the token cookie, or makes one
-/// and sets it on the response.
+/// Middleware, for pages behind the host app's authentication (the console's, self-service
+/// pages): reads the token cookie, or makes one and sets it on the response. `secure`: over
+/// HTTPS (`__Host-`, `Secure`).
 pub(crate) async fn host_token(
-    State(console): State<super::State>,
+    State(secure): State<bool>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let name = if console.secure_cookies {
+    let name = if secure {
         SECURE_TOKEN_COOKIE
     } else {
         TOKEN_COOKIE
@@ -169,7 +170,7 @@ pub(crate) async fn host_token(
     if fresh {
         response.headers_mut().append(
             header::SET_COOKIE,
-            cookie(name, console.secure_cookies, &base, Some(&token)),
+            cookie(name, secure, &base, Some(&token)),
         );
     }
     response

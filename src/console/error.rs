@@ -22,6 +22,9 @@ pub enum ConsoleError {
     /// A state change without the session's token, or from another site.
     #[error("This request was refused: it did not come from a console page of this session.")]
     Forbidden,
+    /// No one is signed in (a self-service page).
+    #[error("Sign in first.")]
+    Unauthorized,
     /// The host app's authentication says this person may not administer keys.
     #[error("You may not administer API keys here.")]
     NotAllowed,
@@ -51,6 +54,7 @@ impl ConsoleError {
         use LifecycleError as L;
         match self {
             ConsoleError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::Unauthorized => StatusCode::UNAUTHORIZED,
             ConsoleError::Forbidden | ConsoleError::NotAllowed => StatusCode::FORBIDDEN,
             ConsoleError::NotFound | ConsoleError::Lifecycle(L::NotFound(_)) => {
                 StatusCode::NOT_FOUND

@@ -37,6 +37,13 @@ impl Base {
         format!("{}{path}", self.0)
     }
 
+    /// The mount itself (`/` at the root): where a router's `/` is reached, as nesting does
+    /// not answer the mount with a slash added.
+    #[cfg(feature = "selfservice")]
+    pub(crate) fn root(&self) -> &str {
+        self.cookie_path()
+    }
+
     /// The cookie path for plain HTTP: the console's own (`/` at the root).
     pub(crate) fn cookie_path(&self) -> &str {
         if self.0.is_empty() {
@@ -91,6 +98,22 @@ pub(crate) fn page(who: &SignedIn, title: &str, body: Markup) -> Markup {
                 } @else {
                     span.who { "Signed in as " strong { (who.name) } }
                 }
+            }
+            main id="main" { (body) }
+        },
+    )
+}
+
+/// A page of a user's own account (self-service): who they are, no console navigation.
+#[cfg(feature = "selfservice")]
+pub(crate) fn account(base: &Base, name: &str, title: &str, body: Markup) -> Markup {
+    document(
+        base,
+        title,
+        html! {
+            header.top {
+                span.brand { "API keys" }
+                span.who { "Signed in as " strong { (name) } }
             }
             main id="main" { (body) }
         },

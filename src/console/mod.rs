@@ -98,9 +98,23 @@ use crate::session::SessionLifetime;
 use crate::store::{BoxSessionStore, SessionStore};
 use crate::validator::Validator;
 
-pub(crate) use csrf::same_origin;
 pub use error::ConsoleError;
 pub use form::{FormError, FormFields};
+
+/// What the self-service page shares with the console: its look, headers, form tokens and
+/// one-time reveal.
+#[cfg(feature = "selfservice")]
+pub(crate) use self::{
+    assets::serve as serve_assets,
+    auth::{host_token, HostToken},
+    csrf::same_origin,
+    error::render as render_errors,
+    form::BODY_LIMIT as FORM_BODY_LIMIT,
+    headers::secure as secure_headers,
+    keys::{status_badge, time_or},
+    layout::{account as account_page, Base},
+    new_key::reveal_body,
+};
 
 /// Builds the console router. See the [module docs](self).
 #[derive(Debug, Clone)]
@@ -237,7 +251,7 @@ impl Console {
             .layer(DefaultBodyLimit::max(form::BODY_LIMIT));
         if host_auth {
             router = router.layer(axum::middleware::from_fn_with_state(
-                self.state.clone(),
+                self.state.secure_cookies,
                 auth::host_token,
             ));
         }

@@ -128,7 +128,19 @@ pub(crate) fn reveal(
     key: &PlaintextKey,
     title: &str,
 ) -> Markup {
-    let body = html! {
+    let next = who.base.at(&format!("/keys/{}", record.id));
+    layout::page(who, title, reveal_body(record, key, title, &next))
+}
+
+/// The reveal itself: the key in `#new-key` with "Copy", the warning, and "I have copied the
+/// key" leading to `next`. Also the self-service page's.
+pub(crate) fn reveal_body(
+    record: &KeyRecord,
+    key: &PlaintextKey,
+    title: &str,
+    next: &str,
+) -> Markup {
+    html! {
         h1 { (title) }
         p.warning role="alert" {
             strong { "Copy this key now. It will not be shown again." }
@@ -141,7 +153,6 @@ pub(crate) fn reveal(
         p {
             "For " strong { (record.principal) } ", id " code { (record.id) } "."
         }
-        p { a.button href=(who.base.at(&format!("/keys/{}", record.id))) { "I have copied the key" } }
-    };
-    layout::page(who, title, body)
+        p { a.button href=(next) { "I have copied the key" } }
+    }
 }

@@ -134,9 +134,28 @@ async fn openapi(OriginalUri(original): OriginalUri, uri: Uri, _: User) -> Respo
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    // Served with its paths under the mount's last segment and the rest as the server
+    // (`/api/account` and `/keys/...`): the mount itself with a slash added (`/keys/`) is not
+    // routed, so `/` cannot be a path of its own.
     let base = mount_path(&original, &uri);
-    document["servers"] =
-        serde_json::json!([{ "url": if base.is_empty() { "/".to_owned() } else { base } }]);
+    let (server, prefix) = base.rsplit_once('/').unwrap_or(("", ""));
+    if !base.is_empty() {
+        if let Some(paths) = document["paths"].as_object() {
+            let prefixed: serde_json::Map<String, serde_json::Value> = paths
+                .iter()
+                .map(|(path, item)| {
+                    let path = match path.as_str() {
+                        "/" => format!("/{prefix}"),
+                        other => format!("/{prefix}{other}"),
+                    };
+                    (path, item.clone())
+                })
+                .collect();
+            document["paths"] = serde_json::Value::Object(prefixed);
+        }
+    }
+    let server = if server.is_empty() { "/" } else { server };
+    document["servers"] = serde_json::json!([{ "url": server }]);
     Json(document).into_response()
 }
 

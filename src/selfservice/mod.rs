@@ -66,6 +66,7 @@
 //! ```
 
 mod api;
+mod pages;
 mod policy;
 
 use std::fmt;
@@ -157,6 +158,17 @@ impl SelfService {
     pub fn policy(mut self, policy: SelfServicePolicy) -> Self {
         Arc::make_mut(&mut self.state).policy = policy;
         self
+    }
+
+    /// The page "Your API keys" (with the console's look, headers, form tokens and one-time
+    /// reveal), ready to [`nest`](Router::nest) under any path an app links from its account
+    /// settings. `secure_cookies`: served over HTTPS (its token cookie is then `Secure` and
+    /// `__Host-` named).
+    pub fn into_pages_router<T: Clone + Send + Sync + 'static>(
+        self,
+        secure_cookies: bool,
+    ) -> Router<T> {
+        pages::router(self.state, secure_cookies)
     }
 
     /// The JSON API, ready to [`nest`](Router::nest) under any path.

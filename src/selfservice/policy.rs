@@ -190,6 +190,8 @@ impl SelfServicePolicy {
         if at > latest || at <= now {
             return Err(invalid("expires", &within));
         }
+        // To the microsecond, the precision records are kept at in every store.
+        let at = Timestamp::from_microsecond(at.as_microsecond()).unwrap_or(at);
         let (rate_limit, quota) = self.limits_for(user, request)?;
         Ok(NewKey::new(user.principal.clone())
             .name(name)

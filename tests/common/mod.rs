@@ -1,6 +1,9 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "console")]
+pub mod browser;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::Timestamp;
@@ -386,6 +389,21 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, _, body) = http_exchange(method, addr, target, &all, body);
+    (status, body)
+}
+
+/// Status, headers (names lower-cased) and body of a raw HTTP/1.1 `method` request of
+/// `target` with `headers` and `body`.
+pub fn http_exchange(
+    method: &str,
+    addr: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
 
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -393,8 +411,7 @@ pub fn http_request(
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
     let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -405,11 +422,16 @@ pub fn http_request(
     stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
 }
