@@ -13,7 +13,7 @@
 //! a PBKDF2 record made by `tower-apikey hash` (HMAC-SHA1 by default). Users sign in with a form
 //! ("User name", "Password", "Sign in") and a session cookie of the app's own; the crate
 //! never sees either. Their keys: the page "Your API keys" at `/account/api-keys`, the JSON API
-//! at `/api/account/keys` (its OpenAPI document at `/api/account/keys/openapi.json`). A key a
+//! at `/api/account/keys` (its OpenAPI document at `/api/account/openapi.json`). A key a
 //! user makes works at once at `/whoami` (behind `ApiKeyLayer`, the identity as JSON).
 //!
 //! `$MAX_KEYS_PER_PRINCIPAL` sets how many live keys a user may hold (default 2).
@@ -92,6 +92,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
             account.clone().into_pages_router(false),
         )
         .nest("/api/account/keys", account.into_api_router())
+        .route("/api/account/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn_with_state(
             portal.clone(),
             signed_in,
@@ -168,6 +169,17 @@ async fn signed_in(State(portal): State<Portal>, mut request: Request, next: Nex
         request.extensions_mut().insert(SignedIn(name));
     }
     next.run(request).await
+}
+
+/// The JSON API's OpenAPI document, beside it, for a signed-in user.
+async fn openapi(user: Option<axum::Extension<SignedIn>>) -> Response {
+    if user.is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match tower_apikey::selfservice::openapi_document("/api/account/keys") {
+        Some(document) => Json(document).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {

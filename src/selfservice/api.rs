@@ -127,36 +127,10 @@ fn refused(refusal: PolicyRefusal) -> AdminError {
 }
 
 async fn openapi(OriginalUri(original): OriginalUri, uri: Uri, _: User) -> Response {
-    let mut document: serde_json::Value = match serde_json::from_str(super::OPENAPI) {
-        Ok(document) => document,
-        Err(error) => {
-            tracing::error!(%error, "the bundled self-service OpenAPI document is not JSON");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    // Served with its paths under the mount's last segment and the rest as the server
-    // (`/api/account` and `/keys/...`): the mount itself with a slash added (`/keys/`) is not
-    // routed, so `/` cannot be a path of its own.
-    let base = mount_path(&original, &uri);
-    let (server, prefix) = base.rsplit_once('/').unwrap_or(("", ""));
-    if !base.is_empty() {
-        if let Some(paths) = document["paths"].as_object() {
-            let prefixed: serde_json::Map<String, serde_json::Value> = paths
-                .iter()
-                .map(|(path, item)| {
-                    let path = match path.as_str() {
-                        "/" => format!("/{prefix}"),
-                        other => format!("/{prefix}{other}"),
-                    };
-                    (path, item.clone())
-                })
-                .collect();
-            document["paths"] = serde_json::Value::Object(prefixed);
-        }
+    match super::openapi_document(&mount_path(&original, &uri)) {
+        Some(document) => Json(document).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    let server = if server.is_empty() { "/" } else { server };
-    document["servers"] = serde_json::json!([{ "url": server }]);
-    Json(document).into_response()
 }
 
 async fn list(State(settings): St, User(user): User) -> Result<Json<KeyPage>, AdminError> {

@@ -29,7 +29,7 @@
 //! | `POST` | `/{id}/regenerate` | a new secret for the same id |
 //! | `POST` | `/{id}/revoke` | revoked for good: `{"reason"?, "location"?}` |
 //! | `DELETE` | `/{id}` | `204`; a protected key is `409` |
-//! | `GET` | `/openapi.json` | this API's OpenAPI 3 document |
+//! | `GET` | `/openapi.json` | this API's OpenAPI 3 document ([`openapi_document`]) |
 //!
 //! Errors are the admin API's: `{"error": code, "message": text}`. No one signed in is 401.
 //! A POST takes only `Content-Type: application/json` (415 otherwise), and a request whose
@@ -80,6 +80,38 @@ pub use policy::{KeyRequest, PlanLimits, PolicyRefusal, SelfServicePolicy};
 
 /// The self-service API's OpenAPI 3 document, as served at `openapi.json` under its mount.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The OpenAPI document of the JSON API as mounted at `mount` (`/api/account/keys`): its paths
+/// under the mount's last segment (`/keys`, `/keys/{id}/revoke`), the rest as its server
+/// (`/api/account`), since the mount itself with a slash added is not routed. Served by the
+/// API at `openapi.json`; an app may serve it elsewhere too (the portal example, at
+/// `/api/account/openapi.json`). `None` only if the bundled document were not JSON (its
+/// tests say it is).
+pub fn openapi_document(mount: &str) -> Option<serde_json::Value> {
+    let mut document: serde_json::Value = serde_json::from_str(OPENAPI)
+        .inspect_err(|error| tracing::error!(%error, "the bundled self-service OpenAPI document is not JSON"))
+        .ok()?;
+    let mount = mount.trim_end_matches('/');
+    let (server, prefix) = mount.rsplit_once('/').unwrap_or(("", ""));
+    if !mount.is_empty() {
+        if let Some(paths) = document["paths"].as_object() {
+            let prefixed: serde_json::Map<String, serde_json::Value> = paths
+                .iter()
+                .map(|(path, item)| {
+                    let path = match path.as_str() {
+                        "/" => format!("/{prefix}"),
+                        other => format!("/{prefix}{other}"),
+                    };
+                    (path, item.clone())
+                })
+                .collect();
+            document["paths"] = serde_json::Value::Object(prefixed);
+        }
+    }
+    let server = if server.is_empty() { "/" } else { server };
+    document["servers"] = serde_json::json!([{ "url": server }]);
+    Some(document)
+}
 
 /// The signed-in user, as the host app knows them: whose keys they are, what they hold, and
 /// their plan's limits.
@@ -174,5 +206,42 @@ impl SelfService {
     /// The JSON API, ready to [`nest`](Router::nest) under any path.
     pub fn into_api_router<T: Clone + Send + Sync + 'static>(self) -> Router<T> {
         api::router(self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_and_follows_its_mount() {
+        let at_root = openapi_document("").unwrap();
+        assert!(at_root["openapi"].as_str().unwrap().starts_with("3."));
+        let paths: Vec<&String> = at_root["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/",
+                "/openapi.json",
+                "/{id}",
+                "/{id}/regenerate",
+                "/{id}/revoke",
+                "/{id}/rotate"
+            ]
+        );
+        let mounted = openapi_document("/api/account/keys").unwrap();
+        assert_eq!(mounted["servers"][0]["url"], "/api/account");
+        let paths: Vec<&String> = mounted["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/keys",
+                "/keys/openapi.json",
+                "/keys/{id}",
+                "/keys/{id}/regenerate",
+                "/keys/{id}/revoke",
+                "/keys/{id}/rotate"
+            ]
+        );
     }
 }
