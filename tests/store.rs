@@ -45,6 +45,12 @@ async fn memory_store_conforms() {
     .await;
 }
 
+/// Two handles on one new file at `path`, as two processes would hold.
+async fn two_handles_on_a_fresh_file(path: std::path::PathBuf) -> (FileStore, FileStore) {
+    let one = FileStore::open(&path).await.unwrap();
+    (one, FileStore::open(&path).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_keeps_sessions() {
     check_session_store(|| async {
@@ -60,11 +66,7 @@ async fn file_store_keeps_sessions() {
     let mut n = 0;
     check_session_store(|| {
         n += 1;
-        let path = dir.path().join(format!("keys{n}.json"));
-        async move {
-            let one = FileStore::open(&path).await.unwrap();
-            (one, FileStore::open(&path).await.unwrap())
-        }
+        two_handles_on_a_fresh_file(dir.path().join(format!("keys{n}.json")))
     })
     .await;
 }
@@ -147,12 +149,7 @@ async fn file_store_conforms() {
     let mut n = 0;
     check_store_contract(|| {
         n += 1;
-        let path = dir.path().join(format!("keys{n}.json"));
-        // Two handles on one file, as two processes would hold.
-        async move {
-            let one = FileStore::open(&path).await.unwrap();
-            (one, FileStore::open(&path).await.unwrap())
-        }
+        two_handles_on_a_fresh_file(dir.path().join(format!("keys{n}.json")))
     })
     .await;
 }

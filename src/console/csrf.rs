@@ -42,6 +42,12 @@ pub(crate) fn same_origin(headers: &HeaderMap, uri: &Uri) -> bool {
     }
 }
 
+/// Whether `form` carries `expected` as its token (compared in constant time).
+pub(crate) fn token_matches(form: &FormFields, expected: &str) -> bool {
+    let sent = form.get(FIELD).unwrap_or_default().as_bytes();
+    bool::from(sent.ct_eq(expected.as_bytes()))
+}
+
 /// A state change: a signed-in person's POST from the console's origin, with their
 /// session's token; its form. Anything else is refused with 403 before a handler runs (or
 /// sent to sign in, when there is no session).
@@ -65,8 +71,7 @@ impl FromRequest<super::State> for Change {
         let form = FormFields::from_request(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let sent = form.get(FIELD).unwrap_or_default().as_bytes();
-        if !bool::from(sent.ct_eq(who.csrf_token.as_bytes())) {
+        if !token_matches(&form, &who.csrf_token) {
             tracing::warn!(
                 by = who.name.as_str(),
                 "console: a POST without its session's token was refused"

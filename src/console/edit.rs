@@ -10,8 +10,8 @@ use super::csrf::{Change, FIELD};
 use super::error::ConsoleError;
 use super::fields::{self, Errors};
 use super::form::FormFields;
+use super::keys::key_id;
 use super::layout;
-use crate::key::KeyId;
 use crate::lifecycle::KeyPatch;
 use crate::record::KeyRecord;
 
@@ -28,10 +28,6 @@ const FIELDS: [fields::Field; 7] = [
     fields::QUOTA,
     fields::ALLOWED_IPS,
 ];
-
-fn key_id(id: &str) -> Result<KeyId, ConsoleError> {
-    KeyId::new(id).map_err(|_| ConsoleError::NotFound)
-}
 
 /// The form's values as the record holds them.
 fn current(record: &KeyRecord, name: &str) -> String {

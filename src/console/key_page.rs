@@ -12,20 +12,15 @@ use super::chart::{self, Period};
 use super::csrf::{Change, FIELD};
 use super::error::ConsoleError;
 use super::form::FormFields;
+use super::keys::key_id;
 use super::keys::{reason_select, segment, status_badge, time, time_or};
 use super::layout;
 use super::new_key::reveal;
 use crate::events::AuditQuery;
-use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 
 /// Events shown on a key's page, newest first.
 const RECENT_EVENTS: usize = 20;
-
-/// An id from the path; one that cannot be an id is just not found.
-fn key_id(id: &str) -> Result<KeyId, ConsoleError> {
-    KeyId::new(id).map_err(|_| ConsoleError::NotFound)
-}
 
 pub(crate) async fn show(
     State(console): State<super::State>,

@@ -185,6 +185,11 @@ pub(crate) fn key_table(who: &SignedIn, records: &[KeyRecord], now: Timestamp) -
     }
 }
 
+/// A key id from the path; one that cannot be an id is just not found.
+pub(crate) fn key_id(id: &str) -> Result<KeyId, ConsoleError> {
+    KeyId::new(id).map_err(|_| ConsoleError::NotFound)
+}
+
 /// A key's status as a badge: `expired` where it has (whatever its status says).
 pub(crate) fn status_badge(record: &KeyRecord, now: Timestamp) -> Markup {
     let (class, text) = match record.status {

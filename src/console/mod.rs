@@ -107,7 +107,7 @@ pub use form::{FormError, FormFields};
 pub(crate) use self::{
     assets::serve as serve_assets,
     auth::{host_token, HostToken},
-    csrf::same_origin,
+    csrf::{same_origin, token_matches},
     error::render as render_errors,
     form::BODY_LIMIT as FORM_BODY_LIMIT,
     headers::secure as secure_headers,

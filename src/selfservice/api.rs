@@ -19,8 +19,7 @@ use serde::Deserialize;
 
 use super::{AccountUser, KeyRequest, PolicyRefusal, Settings};
 use crate::admin::{mount_path, AdminError, IssuedKey, KeyPage, KeyView};
-use crate::key::KeyId;
-use crate::lifecycle::{Expiry, KeyPatch, LifecycleError};
+use crate::lifecycle::{Expiry, KeyPatch};
 use crate::record::{KeyRecord, Revocation, RevocationReason};
 use crate::store::KeyQuery;
 
@@ -111,12 +110,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
 
 /// `user`'s key `id`; another user's is "not found", word for word as a missing one.
 async fn own(settings: &Settings, user: &AccountUser, id: &str) -> Result<KeyRecord, AdminError> {
-    let id = KeyId::new(id).map_err(|_| AdminError::NotFound)?;
-    let record = settings.manager.get(&id).await?;
-    if record.principal != user.principal {
-        return Err(LifecycleError::NotFound(id).into());
-    }
-    Ok(record)
+    settings.own(user, id).await?.ok_or(AdminError::NotFound)
 }
 
 fn refused(refusal: PolicyRefusal) -> AdminError {

@@ -74,7 +74,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::lifecycle::KeyManager;
+use crate::lifecycle::{KeyManager, LifecycleError};
 
 pub use policy::{KeyRequest, PlanLimits, PolicyRefusal, SelfServicePolicy};
 
@@ -160,6 +160,26 @@ pub(crate) struct Settings {
     pub(crate) manager: KeyManager,
     pub(crate) resolve: Resolver,
     pub(crate) policy: SelfServicePolicy,
+}
+
+impl Settings {
+    /// `user`'s key `id`, the one ownership rule both routers apply: another user's key is
+    /// [`LifecycleError::NotFound`], word for word as a missing one. `Ok(None)` for an id
+    /// that cannot be one.
+    pub(crate) async fn own(
+        &self,
+        user: &AccountUser,
+        id: &str,
+    ) -> Result<Option<crate::record::KeyRecord>, LifecycleError> {
+        let Ok(id) = crate::key::KeyId::new(id) else {
+            return Ok(None);
+        };
+        let record = self.manager.get(&id).await?;
+        if record.principal != user.principal {
+            return Err(LifecycleError::NotFound(id));
+        }
+        Ok(Some(record))
+    }
 }
 
 impl fmt::Debug for SelfService {

@@ -12,16 +12,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use jiff::Timestamp;
 use maud::{html, Markup};
-use subtle::ConstantTimeEq;
 
 use super::{AccountUser, KeyRequest, PolicyRefusal, Settings};
 use crate::console::{
     account_page, host_token, render_errors, reveal_body, same_origin, secure_headers,
-    serve_assets, status_badge, time_or, Base, ConsoleError, FormFields, HostToken,
+    serve_assets, status_badge, time_or, token_matches, Base, ConsoleError, FormFields, HostToken,
     FORM_BODY_LIMIT,
 };
 use crate::key::KeyId;
-use crate::lifecycle::LifecycleError;
 use crate::record::{KeyRecord, KeyStatus, Revocation};
 use crate::store::KeyQuery;
 
@@ -90,8 +88,7 @@ impl FromRequest<Arc<Settings>> for Change {
         let (mut parts, body) = req.into_parts();
         let account = Account::from_request_parts(&mut parts, state).await?;
         let form = FormFields::from_request(Request::from_parts(parts, body), state).await?;
-        let sent = form.get("csrf").unwrap_or_default().as_bytes();
-        if !bool::from(sent.ct_eq(account.token.as_bytes())) {
+        if !token_matches(&form, &account.token) {
             return Err(ConsoleError::Forbidden);
         }
         Ok(Change { account, form })
@@ -99,12 +96,7 @@ impl FromRequest<Arc<Settings>> for Change {
 }
 
 async fn own(settings: &Settings, user: &AccountUser, id: &str) -> Result<KeyRecord, ConsoleError> {
-    let id = KeyId::new(id).map_err(|_| ConsoleError::NotFound)?;
-    let record = settings.manager.get(&id).await?;
-    if record.principal != user.principal {
-        return Err(LifecycleError::NotFound(id).into());
-    }
-    Ok(record)
+    settings.own(user, id).await?.ok_or(ConsoleError::NotFound)
 }
 
 async fn index(State(settings): St, account: Account) -> Result<Html<String>, ConsoleError> {
