@@ -25,6 +25,10 @@
 //! (default 2). With the `postgres` feature and `$DATABASE_URL` set, keys live in PostgreSQL
 //! (the schema is brought up to date at start), shared with a fleet.
 //!
+//! With the `tokens` feature, keys are exchanged for access tokens at `POST /oauth/token`
+//! and `GET /internal/whoami` takes them, as in the axum example (`$TOKEN_SIGNING_KEY`,
+//! `$TOKEN_VERIFY_KEYS`, `$TOKEN_ISSUER`, `$TOKEN_AUDIENCE`, `$TOKEN_TTL`).
+//!
 //! `$GITHUB_SECRET_SCANNING_KEYS` names a file holding GitHub's secret-scanning public keys
 //! (the JSON of `https://api.github.com/meta/public_keys/secret_scanning`); with it, GitHub's
 //! leak alerts are received at `POST /github/secret-scanning` (authenticated by GitHub's
@@ -39,6 +43,9 @@
 
 #[path = "support/shutdown.rs"]
 mod shutdown;
+#[cfg(feature = "tokens")]
+#[path = "support/tokens.rs"]
+mod tokens;
 
 use std::error::Error;
 use std::future::IntoFuture;
@@ -98,7 +105,7 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         let _ = sweeping.await;
     }));
     // One validator for both: a change made through the admin API reaches it at once.
-    let mut validator = Validator::builder(store);
+    let mut validator = Validator::builder(store.clone());
     // `$USAGE_FLUSH_MS`: how often request counts are written (a minute by default).
     if let Ok(ms) = std::env::var("USAGE_FLUSH_MS") {
         validator =
@@ -131,6 +138,17 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     }
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // With `tokens`: keys exchanged for access tokens at /oauth/token, and /internal/whoami
+    // behind BearerTokenLayer (`examples/support/tokens.rs` for the environment it reads).
+    #[cfg(feature = "tokens")]
+    let app = tokens::with_tokens(
+        app,
+        Router::new().route("/internal/whoami", get(whoami)),
+        &validator,
+        store.clone(),
+        tower_apikey::layer::ClientAddress::peer(),
+        listener.local_addr()?,
+    )?;
     let console = if cfg!(feature = "console") {
         "; console at /console"
     } else {

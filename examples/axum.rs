@@ -29,6 +29,19 @@
 //! `cargo run --release --features metrics --example axum`). Expose `/metrics` and `/ready`
 //! to your monitoring network only.
 //!
+//! With the `tokens` feature (`cargo run --release --features tokens --example axum`) a key
+//! is also exchanged for a short-lived access token at `POST /oauth/token` (OAuth 2.0 client
+//! credentials; JWKS at `/.well-known/jwks.json`, metadata at
+//! `/.well-known/oauth-authorization-server`), and `GET /internal/whoami` takes that token
+//! (`Authorization: Bearer ...`) instead of the key: the internal service, in one process.
+//! `$TOKEN_SIGNING_KEY`, `$TOKEN_VERIFY_KEYS`, `$TOKEN_ISSUER`, `$TOKEN_AUDIENCE` and
+//! `$TOKEN_TTL` configure it (`examples/support/tokens.rs`):
+//!
+//! ```text
+//! curl -u "<key id>:<key>" -d grant_type=client_credentials http://127.0.0.1:3000/oauth/token
+//! curl -H "Authorization: Bearer <access_token>" http://127.0.0.1:3000/internal/whoami
+//! ```
+//!
 //! With the `postgres` feature and `$DATABASE_URL` set, keys live in PostgreSQL instead (the
 //! schema is brought up to date at start), and several copies of this server on different
 //! ports form a fleet that sees every change within a second:
@@ -40,6 +53,9 @@
 
 #[path = "support/shutdown.rs"]
 mod shutdown;
+#[cfg(feature = "tokens")]
+#[path = "support/tokens.rs"]
+mod tokens;
 
 use std::error::Error;
 use std::future::IntoFuture;
@@ -91,7 +107,7 @@ async fn ready(validator: Validator) -> (StatusCode, &'static str) {
 }
 
 /// Serves `/whoami` behind the layer, with keys in `store`, until Ctrl-C.
-async fn serve<S: UsageStore>(
+async fn serve<S: UsageStore + Clone>(
     store: S,
     addr: &str,
     keys_in: &str,
@@ -103,10 +119,12 @@ async fn serve<S: UsageStore>(
 
     // Requests are counted per key and written once a minute (`$USAGE_FLUSH_MS` sets how
     // often); the last batch on SIGTERM.
-    let validator = Validator::builder(store)
+    let validator = Validator::builder(store.clone())
         .usage_flush_interval(Some(usage_flush_interval()?))
         .build();
     let probe = validator.clone();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     let app = Router::new()
         .route("/whoami", get(whoami))
         .layer(ApiKeyLayer::new(validator.clone()).client_address(client_address()?))
@@ -118,12 +136,19 @@ async fn serve<S: UsageStore>(
             "/metrics",
             get(move || std::future::ready(prometheus.render())),
         );
+    #[cfg(feature = "tokens")]
+    let app = tokens::with_tokens(
+        app,
+        Router::new().route("/internal/whoami", get(whoami)),
+        &validator,
+        store,
+        client_address()?,
+        local,
+    )?;
+    #[cfg(not(feature = "tokens"))]
+    drop((store, local));
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!(
-        "listening on http://{} (keys in {keys_in})",
-        listener.local_addr()?
-    );
+    println!("listening on http://{local} (keys in {keys_in})");
     let (stop, deadline) = shutdown::signal_and_deadline();
     tokio::select! {
         // With the peer address in each request (ConnectInfo), for keys' IP allow-lists.

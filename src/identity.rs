@@ -35,6 +35,10 @@ struct Inner {
     /// Where the validator that made this identity counts the key's requests; `None` when
     /// it counts none.
     tally: Option<Arc<KeyTally>>,
+    /// Names the key's secret as it stands (a digest of its PBKDF2 record): what an access
+    /// token carries so that a regeneration ends it (`tokens`).
+    #[cfg(feature = "tokens")]
+    key_version: crate::tokens::KeyVersion,
 }
 
 impl Identity {
@@ -63,7 +67,39 @@ impl Identity {
             last_used: AtomicI64::new(0),
             usage,
             tally,
+            #[cfg(feature = "tokens")]
+            key_version: crate::tokens::KeyVersion::of(&record.hash),
         }))
+    }
+
+    /// The identity an access token grants: its key's id, principal and permissions (the
+    /// token's scope); `expires_at` is the token's expiry. No policies: those were applied
+    /// when the token was issued.
+    #[cfg(feature = "tokens")]
+    pub(crate) fn from_token(
+        key_id: KeyId,
+        principal: &str,
+        permissions: Vec<String>,
+        expires_at: Option<Timestamp>,
+        key_version: crate::tokens::KeyVersion,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            key_id,
+            principal: principal.into(),
+            name: None,
+            permissions: permissions.into_boxed_slice(),
+            expires_at,
+            last_used: AtomicI64::new(0),
+            usage: None,
+            tally: None,
+            key_version,
+        }))
+    }
+
+    /// The version of the key's secret this identity was made from.
+    #[cfg(feature = "tokens")]
+    pub(crate) fn key_version(&self) -> crate::tokens::KeyVersion {
+        self.0.key_version
     }
 
     /// Counts one request with this key as `outcome`, where the validator counts.
@@ -159,7 +195,8 @@ impl Identity {
             .any(|held| wildcard_covers(held, permission))
     }
 
-    /// When the key expires; `None` is never.
+    /// When the key expires; `None` is never. For an identity from an access token
+    /// (`tokens::BearerTokenLayer`), when the token expires.
     pub fn expires_at(&self) -> Option<Timestamp> {
         self.0.expires_at
     }
@@ -167,7 +204,7 @@ impl Identity {
 
 /// Whether any of the `held` permissions covers `required` (the rule of [`Identity::grants`]):
 /// what a user may give a key of their own.
-#[cfg(feature = "selfservice")]
+#[cfg(any(feature = "selfservice", feature = "tokens"))]
 pub(crate) fn permission_covers(held: &[String], required: &str) -> bool {
     held.iter().any(|h| wildcard_covers(h, required))
 }

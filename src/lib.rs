@@ -24,6 +24,8 @@
 //!   generator.
 //! - [`rejection`]: what a refused request is told; [`events`], [`sweeper`] and `webhook`
 //!   (feature `webhooks`): key events and their delivery; [`scan`]: leaked keys in text.
+//! - `tokens` (feature `tokens`): exchange a key for a short-lived signed access token at
+//!   `/oauth/token`, and verify it offline behind the edge with `tokens::BearerTokenLayer`.
 //! - The `tower-apikey` command-line tool (feature `cli`) hashes, verifies, issues, lists and
 //!   revokes keys.
 //! - [`guide`]: running, operating and extending it, in long form.
@@ -65,6 +67,7 @@
 //! | `admin` | no | `admin::AdminApi`: the admin REST API as an axum router, with its OpenAPI document; `admin::secret_scanning` |
 //! | `console` | no | `console::Console`: the admin console in the browser (server-rendered HTML with maud), with `admin` |
 //! | `selfservice` | no | `selfservice::SelfService`: users create and manage their own keys, within a policy (with `console`) |
+//! | `tokens` | no | `tokens`: exchange a key for a short-lived signed access token (OAuth 2.0 client credentials, RFC 9068 JWTs), and `tokens::BearerTokenLayer` to verify them offline |
 //! | `metrics` | no | the validator's counters through the `metrics` facade |
 //! | `cli` | no | the `tower-apikey` binary (through `clap`) |
 //! | `postgres` | no | `store::PgKeyStore`, keys in PostgreSQL for a fleet |
@@ -98,6 +101,8 @@ mod streak;
 pub mod sweeper;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+#[cfg(feature = "tokens")]
+pub mod tokens;
 pub mod usage;
 pub mod validator;
 #[cfg(feature = "webhooks")]

@@ -189,7 +189,7 @@ fn error_json(code: &str, message: &str) -> Bytes {
 }
 
 /// A response with [`error_json`]'s body: what the admin API answers with.
-#[cfg(feature = "admin")]
+#[cfg(any(feature = "admin", feature = "tokens"))]
 pub(crate) fn error_body<B: From<Bytes>>(
     status: StatusCode,
     code: &str,
@@ -368,6 +368,13 @@ fn with_headers<B>(
         _ => {}
     }
     response
+}
+
+/// `Retry-After` and the RateLimit headers of `rejection`, on a response of another shape
+/// (the token endpoint's).
+#[cfg(feature = "tokens")]
+pub(crate) fn limit_headers<B>(response: Response<B>, rejection: Rejection) -> Response<B> {
+    with_headers(response, rejection, &HeaderValue::from_static(""))
 }
 
 /// Seconds, rounded up: a client that waits this long finds room.

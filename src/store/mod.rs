@@ -78,8 +78,8 @@ mod sessions;
 mod usage;
 
 pub(crate) use erased::{
-    full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedOutboxStore,
-    ErasedStore, ErasedUsageStore,
+    full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedKeyStore,
+    ErasedOutboxStore, ErasedStore, ErasedUsageStore,
 };
 pub use erased::{BoxKeyStore, BoxSessionStore};
 pub(crate) use error::SettingTooSmall;
