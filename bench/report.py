@@ -32,6 +32,11 @@ rows.append(("hot path: cached key through ApiKeyLayer (1k keys) / fixed-header 
 rows.append(("hot path: cached key through ApiKeyLayer (100k keys) / fixed-header layer", cached_100k / fixed, "<= 1.5"))
 rows.append(("hot path: cached key with a rate limit / without (1k keys)", limited / cached, "<= 1.1"))
 rows.append(("hot path: cached key with usage counted / not counted (1k keys)", cached / uncounted, "<= 1.05"))
+tokens_dir = root / "tokens"
+if tokens_dir.exists():
+    by_key = ns("tokens", "apikey_layer_cached_1k")
+    by_token = ns("tokens", "bearer_layer_cached_1k")
+    rows.append(("tokens: cached token through BearerTokenLayer / cached key through ApiKeyLayer (1k)", by_token / by_key, "<= 1.5"))
 for prf, target_right, target_wrong in [("sha1", "1.1", "0.55"), ("sha256", "1.1", ""), ("sha512", "1.1", "")]:
     group = f"cold_verify_{prf}"
     floor, right, wrong, crate = (ns(group, n) for n in ("floor", "correct_key", "wrong_key", "pbkdf2_crate"))
@@ -49,5 +54,9 @@ print(f"|{'-' * 78}|{'-' * 8}|--------|")
 for name, ratio, target in rows:
     print(f"| {name:<76} | {ratio:>5.2f}x | {target:<6} |")
 print()
+if tokens_dir.exists():
+    endpoint = ns("tokens", "token_endpoint_cached_key")
+    print(f"token endpoint, cached key: {endpoint / 1e3:.1f} us per token (signing included), "
+          f"{1e9 / endpoint:,.0f} tokens/s on one core; cached token {by_token:.0f} ns, cached key {by_key:.0f} ns")
 print(f"medians: fixed header {fixed:.0f} ns, cached {cached:.0f} ns (1k), {cached_100k:.0f} ns (100k); "
       + ", ".join(f"{prf} floor {ns('cold_verify_' + prf, 'floor') / 1e3:.0f} us, OpenSSL {openssl[prf] / 1e3:.0f} us" for prf in openssl))

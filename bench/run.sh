@@ -15,7 +15,7 @@ fi
 
 # OpenSSL before and after the Rust run, so drift on a noisy machine shows in both.
 before=$(python3 bench/openssl_pbkdf2.py)
-cargo bench --bench cold_verify --bench hot_path -- --warm-up-time 2 --measurement-time 6
+cargo bench --features tokens --bench cold_verify --bench hot_path -- --warm-up-time 2 --measurement-time 6
 after=$(python3 bench/openssl_pbkdf2.py)
 # Their own output goes to target/bench-*.log; a failure says so instead of ending the run.
 load=$(cargo bench --bench load 2>target/bench-load.log | grep -E '^(end to end|flood)') \

@@ -284,5 +284,104 @@ fn hot_path_metrics(c: &mut Criterion) {
 #[cfg(not(feature = "metrics"))]
 fn hot_path_metrics(_: &mut Criterion) {}
 
-criterion_group!(benches, hot_path, hot_path_metrics);
+/// With the `tokens` feature: a cached access token through `BearerTokenLayer` (1k tokens, one
+/// per key, following a store's changes as the examples do) beside a cached API key through
+/// `ApiKeyLayer` (1k keys), in one run; and the token endpoint's cost per request with a
+/// cached key (signing included), as requests per second on one core.
+#[cfg(feature = "tokens")]
+fn tokens(c: &mut Criterion) {
+    use tower_apikey::tokens::{
+        BearerTokenLayer, Jwks, SigningKey, TokenAlgorithm, TokenEndpoint, TokenIssuer, TokenKeys,
+        TokenRevocations, TokenVerifier,
+    };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let format = KeyFormat::default();
+    let params = HashParams::default().with_iterations(1).unwrap();
+    let store = MemoryStore::new();
+    let validator = Validator::builder(store.clone())
+        .max_cached_keys(4_000)
+        .usage_flush_interval(Some(std::time::Duration::from_secs(60)))
+        .build();
+    let issuer = TokenIssuer::new(
+        TokenKeys::new(SigningKey::generate(TokenAlgorithm::EdDsa).unwrap()),
+        "http://127.0.0.1:3000",
+    )
+    .lifetime(std::time::Duration::from_secs(3600));
+    let verifier = TokenVerifier::builder(
+        Jwks::from_keys(issuer.keys().verifying().cloned()),
+        issuer.issuer(),
+        issuer.audience_name(),
+    )
+    .revocations(TokenRevocations::watch(store.clone()))
+    .build();
+    let mut keys = Vec::new();
+    let mut tokens = Vec::new();
+    runtime.block_on(async {
+        for i in 0..1_000 {
+            let (mut record, key) = KeyRecord::generate(format!("p{i}"), &format, &params).unwrap();
+            record.permissions = vec!["read".into(), "write".into()];
+            store.insert(record).await.unwrap();
+            let presented = PresentedKey::new(key.expose().as_bytes()).unwrap();
+            let identity = validator.validate(&presented).await.unwrap();
+            let token = issuer.issue(&identity, None).unwrap();
+            verifier.verify(token.expose().as_bytes()).await.unwrap();
+            keys.push(HeaderValue::from_str(key.expose()).unwrap());
+            tokens.push(HeaderValue::from_str(&format!("Bearer {}", token.expose())).unwrap());
+        }
+    });
+
+    let mut group = c.benchmark_group("tokens");
+    let mut by_key = ServiceBuilder::new()
+        .layer(ApiKeyLayer::new(validator.clone()))
+        .service(tower::service_fn(ok));
+    let mut by_token = ServiceBuilder::new()
+        .layer(BearerTokenLayer::new(verifier))
+        .service(tower::service_fn(ok));
+    let mut i = 0usize;
+    group.bench_function("apikey_layer_cached_1k", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let res = poll_once(by_key.call(request(&keys[i % keys.len()]))).unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res
+        })
+    });
+    group.bench_function("bearer_layer_cached_1k", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let mut req = request(&keys[0]);
+            req.headers_mut().remove("apikey");
+            req.headers_mut()
+                .insert("authorization", tokens[i % tokens.len()].clone());
+            let res = poll_once(by_token.call(req)).unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res
+        })
+    });
+    let endpoint = TokenEndpoint::new(validator, issuer);
+    group.bench_function("token_endpoint_cached_key", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            let req = http::Request::post("/oauth/token")
+                .header("host", "127.0.0.1:3000")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("apikey", keys[i % keys.len()].clone())
+                .body(axum::body::Body::from("grant_type=client_credentials"))
+                .unwrap();
+            let res = runtime.block_on(endpoint.exchange(req));
+            assert_eq!(res.status(), StatusCode::OK);
+            res
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "tokens"))]
+fn tokens(_: &mut Criterion) {}
+
+criterion_group!(benches, hot_path, hot_path_metrics, tokens);
 criterion_main!(benches);

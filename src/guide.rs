@@ -10,6 +10,7 @@
 //! | [`admin`] | The admin REST API, permission guards and rejections |
 //! | [`console`] | The admin console in the browser |
 //! | [`selfservice`] | An app's own users make and manage their keys |
+//! | [`tokens`] | Exchanging a key for a short-lived access token, and verifying it offline |
 //! | [`cli`] | The `tower-apikey` command-line tool |
 //! | [`events`] | Key events, webhooks and expiry warnings |
 //! | [`usage`] | Requests per key by outcome, and the audit trail |
@@ -42,6 +43,10 @@ pub mod console {
 
 pub mod selfservice {
     #![doc = include_str!("docs/selfservice.md")]
+}
+
+pub mod tokens {
+    #![doc = include_str!("docs/tokens.md")]
 }
 
 pub mod cli {

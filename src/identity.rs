@@ -38,7 +38,7 @@ struct Inner {
     /// Names the key's secret as it stands (a digest of its PBKDF2 record): what an access
     /// token carries so that a regeneration ends it (`tokens`).
     #[cfg(feature = "tokens")]
-    key_version: crate::tokens::KeyVersion,
+    key_version: crate::hash::KeyVersion,
 }
 
 impl Identity {
@@ -68,7 +68,7 @@ impl Identity {
             usage,
             tally,
             #[cfg(feature = "tokens")]
-            key_version: crate::tokens::KeyVersion::of(&record.hash),
+            key_version: crate::hash::KeyVersion::of(&record.hash),
         }))
     }
 
@@ -81,7 +81,7 @@ impl Identity {
         principal: &str,
         permissions: Vec<String>,
         expires_at: Option<Timestamp>,
-        key_version: crate::tokens::KeyVersion,
+        key_version: crate::hash::KeyVersion,
     ) -> Self {
         Self(Arc::new(Inner {
             key_id,
@@ -98,7 +98,7 @@ impl Identity {
 
     /// The version of the key's secret this identity was made from.
     #[cfg(feature = "tokens")]
-    pub(crate) fn key_version(&self) -> crate::tokens::KeyVersion {
+    pub(crate) fn key_version(&self) -> crate::hash::KeyVersion {
         self.0.key_version
     }
 

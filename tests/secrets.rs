@@ -36,6 +36,19 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// Every log line of this thread, at TRACE, spans too (with their fields, when they open and
+/// close), into the buffer returned; while the guard lives.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
 /// The parts of a key that must never be shown: the whole key and its secret part.
 fn secret_parts(key: &str) -> Vec<String> {
     let secret = key.rsplit('_').next().unwrap().to_owned();
@@ -44,15 +57,7 @@ fn secret_parts(key: &str) -> Vec<String> {
 
 #[test]
 fn logs_debug_and_errors_never_show_a_key() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        // Spans too, with their fields, when they open and close.
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_logs();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -200,4 +205,106 @@ async fn legacy_keys_and_maximo_rows_stay_out_of_debug_and_errors() {
     let err = keys.import_maximo(vec![row]).await.unwrap_err();
     let shown = format!("{err:?} {err}");
     assert!(!shown.contains(&hash), "{shown}");
+}
+
+/// The token endpoint and the bearer layer, at TRACE: no key, token or private key in the
+/// logs, the answers, or `Debug` output; for good and bad keys sent each way, and for good
+/// and forged tokens.
+#[cfg(feature = "tokens")]
+#[test]
+fn tokens_never_show_a_key_a_token_or_the_signing_key() {
+    use base64::Engine as _;
+    use tower_apikey::tokens::{
+        BearerTokenLayer, Jwks, SigningKey, TokenAlgorithm, TokenEndpoint, TokenIssuer, TokenKeys,
+        TokenVerifier,
+    };
+
+    let (captured, _guard) = capture_logs();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = tower_apikey::MemoryStore::new();
+    let (record, key) = issue("alice");
+    runtime.block_on(store.insert(record.clone())).unwrap();
+    let validator = Validator::builder(store).build();
+    let signing = SigningKey::generate(TokenAlgorithm::EdDsa).unwrap();
+    let issuer = TokenIssuer::new(TokenKeys::new(signing.clone()), "http://t.test");
+    let verifier = TokenVerifier::builder(
+        Jwks::from_keys(issuer.keys().verifying().cloned()),
+        "http://t.test",
+        "tower-apikey",
+    )
+    .build();
+    let app = TokenEndpoint::new(validator, issuer.clone())
+        .into_router()
+        .merge(
+            axum::Router::new()
+                .route("/internal", axum::routing::get(|| async { "ok" }))
+                .layer(BearerTokenLayer::new(verifier.clone())),
+        );
+    let wrong = format!("{}x", &key.expose()[..key.expose().len() - 1]);
+    let mut answers = String::new();
+    let mut token = String::new();
+    for secret in [key.expose(), wrong.as_str()] {
+        for way in 0..3 {
+            let mut request = Request::post("/oauth/token")
+                .header("content-type", "application/x-www-form-urlencoded");
+            let mut body = "grant_type=client_credentials&scope=read%20nope".to_owned();
+            match way {
+                0 => {
+                    let basic = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{}:{secret}", record.id));
+                    request = request.header("authorization", format!("Basic {basic}"));
+                }
+                1 => request = request.header("apikey", secret),
+                _ => body = format!("grant_type=client_credentials&client_secret={secret}"),
+            }
+            let response = runtime
+                .block_on(
+                    app.clone()
+                        .oneshot(request.body(axum::body::Body::from(body)).unwrap()),
+                )
+                .unwrap();
+            let bytes = runtime
+                .block_on(axum::body::to_bytes(response.into_body(), 1 << 16))
+                .unwrap();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Some(found) = text.split("\"access_token\":\"").nth(1) {
+                token = found.split('"').next().unwrap().to_owned();
+            } else {
+                answers += &text;
+            }
+        }
+    }
+    assert!(
+        !token.is_empty(),
+        "the good key sent in the form got a token"
+    );
+    let forged = format!("{}AAAA", &token[..token.len() - 4]);
+    for presented in [&token, &forged] {
+        let request = Request::get("/internal")
+            .header("authorization", format!("Bearer {presented}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        runtime.block_on(app.clone().oneshot(request)).unwrap();
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let debug = format!("{signing:?} {issuer:?} {verifier:?} {:?}", issuer.keys());
+    let private: String = signing
+        .to_pem()
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    for (what, text) in [("logs", &logs), ("answers", &answers), ("Debug", &debug)] {
+        for part in secret_parts(key.expose()) {
+            assert!(!text.contains(&part), "{what} show the key");
+        }
+        assert!(!text.contains(&signature), "{what} show the token");
+        assert!(
+            !text.contains(&private[..24]),
+            "{what} show the signing key"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 //! and revocation through the store's change feed.
 #![cfg(feature = "tokens")]
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -767,4 +769,101 @@ fn no_debug_output_holds_the_private_key() {
     }
     let error = SigningKey::from_pem(&pem.replace("PRIVATE KEY", "PUBLIC KEY")).unwrap_err();
     assert!(!error.to_string().contains(&body[..16]));
+}
+
+/// A caller that leaves at any await point of the token endpoint (a cold key: store read and
+/// derivation) or of the verifier (a changed key: a store read) leaves nothing held: the
+/// validator settles, and the next request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_may_leave_at_every_await_point() {
+    let world = world();
+    let (record, key) = world.key(&["read"], |_| {}).await;
+    let endpoint = TokenEndpoint::new(world.validator.clone(), world.issuer.clone());
+    let mut points = 0;
+    for waits in 0..64 {
+        world.validator.clear_cache();
+        let request = token_request(Way::Basic, record.id.as_str(), key.expose(), "");
+        let finished = common::drop_after_waits(endpoint.exchange(request), waits).await;
+        let settled = std::time::Instant::now();
+        while !world.validator.stats().is_idle() {
+            assert!(
+                settled.elapsed() < Duration::from_secs(5),
+                "the validator never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (status, _, _) = world
+            .token_request(Way::Basic, record.id.as_str(), key.expose(), "")
+            .await;
+        assert_eq!(status, 200, "after a caller left at await {waits}");
+        if finished.is_some() {
+            points = waits;
+            break;
+        }
+    }
+    assert!(points > 0, "the cold path never waited");
+
+    let token = world.token(&record, &key, None).await;
+    let verifier = TokenVerifier::builder(
+        Jwks::from_keys(world.issuer.keys().verifying().cloned()),
+        ISSUER,
+        "tower-apikey",
+    )
+    .revocations(TokenRevocations::watch(world.store.clone()))
+    .build();
+    let manager = KeyManager::new(world.store.clone());
+    for waits in 0..8 {
+        // A change after the token was issued: the verifier reads the record.
+        manager
+            .update(&record.id, KeyPatch::new().name(Some(format!("n{waits}"))))
+            .await
+            .unwrap();
+        let finished = common::drop_after_waits(verifier.verify(token.as_bytes()), waits).await;
+        assert!(
+            verifier.verify(token.as_bytes()).await.is_ok(),
+            "after a caller left at await {waits}"
+        );
+        if finished.is_some() {
+            break;
+        }
+    }
+}
+
+/// A gRPC service behind the bearer layer answers in gRPC's terms (`GrpcRejection`: HTTP 200
+/// with `grpc-status` 16, so no HTTP challenge).
+#[tokio::test]
+async fn a_grpc_service_gets_grpc_statuses_from_the_bearer_layer() {
+    let world = world();
+    let (record, key) = world.key(&["read"], |_| {}).await;
+    let token = world.token(&record, &key, None).await;
+    let verifier = TokenVerifier::builder(
+        Jwks::from_keys(world.issuer.keys().verifying().cloned()),
+        ISSUER,
+        "tower-apikey",
+    )
+    .build();
+    let grpc = Router::new()
+        .route(
+            "/pkg.Service/Call",
+            axum::routing::post(|who: Identity| async move { who.principal().to_owned() }),
+        )
+        .layer(
+            BearerTokenLayer::new(verifier)
+                .rejection(tower_apikey::rejection::GrpcRejection::new()),
+        );
+    let call = |authorization: Option<String>| {
+        let mut request =
+            Request::post("/pkg.Service/Call").header("content-type", "application/grpc");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        grpc.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let ok = call(Some(format!("Bearer {token}"))).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().get("grpc-status").is_none());
+    for authorization in [None, Some(format!("Bearer {token}x"))] {
+        let refused = call(authorization).await.unwrap();
+        assert_eq!(refused.headers()["grpc-status"], "16", "UNAUTHENTICATED");
+    }
 }

@@ -27,8 +27,12 @@ use crate::random::{fill_random, RngError};
 
 mod params;
 mod pbkdf2;
+#[cfg(feature = "tokens")]
+mod version;
 
 pub use params::HashParams;
+#[cfg(feature = "tokens")]
+pub(crate) use version::KeyVersion;
 
 /// The largest iteration count a record may carry.
 ///

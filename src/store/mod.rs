@@ -77,9 +77,11 @@ mod records;
 mod sessions;
 mod usage;
 
+#[cfg(feature = "tokens")]
+pub(crate) use erased::ErasedKeyStore;
 pub(crate) use erased::{
-    full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedKeyStore,
-    ErasedOutboxStore, ErasedStore, ErasedUsageStore,
+    full as full_handle, outbox as outbox_handle, usage as usage_handle, ErasedOutboxStore,
+    ErasedStore, ErasedUsageStore,
 };
 pub use erased::{BoxKeyStore, BoxSessionStore};
 pub(crate) use error::SettingTooSmall;

@@ -16,6 +16,9 @@ use crate::identity::Identity;
 
 /// The longest lifetime a token may have.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// The most clock skew a verifier may allow for `exp`, `nbf` and `iat`: with
+/// [`MAX_TOKEN_LIFETIME`], how long a token can be accepted after it was issued.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 /// The lifetime tokens get unless configured.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 /// The audience tokens name unless configured.

@@ -21,39 +21,12 @@
 //! - [`BearerTokenLayer`]: verifies tokens offline against a JWKS given in code or fetched
 //!   from a URL ([`Jwks`]), and hands the handler the same [`Identity`](crate::Identity).
 //!
-//! # Scopes
-//! A request's `scope` narrows the key's permissions and never widens them (a wildcard
-//! permission `reports:*` grants the scope `reports:read`). A scope token is printable ASCII
-//! without spaces, `"` or `\` (RFC 6749 §3.3): a key with a permission that contains
-//! whitespace (or those characters) gets `invalid_scope`, with the reason, unless it asks
-//! for a scope that leaves that permission out.
-//!
-//! # Revocation
-//! **A token lives at most its lifetime.** A service given only the JWKS accepts a token of
-//! a key revoked after it was issued until the token expires. Services that share the key
-//! store do better: with [`TokenRevocations`] they follow the store's change feed, and
-//! refuse within a second the earlier tokens of a key that is revoked, deactivated, expired,
-//! regenerated or deleted, or that lost a permission of the token's scope; the key id is held
-//! until the last of those tokens has expired (an hour and the leeway). A key deactivated
-//! and then activated again gets its earlier tokens back, as it gets its key back.
-//!
-//! # Signing keys and rotation
-//! The signing key comes from PEM ([`SigningKey::from_pem`]: PKCS#8 Ed25519 or P-256, or
-//! SEC1 P-256), the public keys of earlier ones from a PEM file
-//! ([`TokenKeys::read_verify_keys`]); every server of a fleet is given the same. A key's
-//! `kid` is its RFC 7638 thumbprint. To rotate without refusing any valid token:
-//!
-//! 1. Make the next key: `openssl genpkey -algorithm ed25519 -out next.pem`, and its public
-//!    half: `openssl pkey -in next.pem -pubout -out next.pub.pem`.
-//! 2. Publish it first: add `next.pub.pem` to every server's `TOKEN_VERIFY_KEYS` file and
-//!    restart them (the JWKS now lists it). Wait for the verifiers' JWKS refresh (5 minutes
-//!    by default; a verifier also fetches again when it meets an unknown `kid`).
-//! 3. Sign with it: set `TOKEN_SIGNING_KEY` to `next.pem`, and move the old key's public half
-//!    (`openssl pkey -in old.pem -pubout`) into `TOKEN_VERIFY_KEYS`; restart.
-//! 4. After the longest token lifetime (5 minutes by default, an hour at most), remove the
-//!    old public key from `TOKEN_VERIFY_KEYS`.
-//!
-//! The private key never appears in a log, an error or `Debug` output.
+//! A request's `scope` narrows the permissions and never widens them; a key with a
+//! permission that contains whitespace gets `invalid_scope` (a scope token cannot hold it).
+//! **A token lives at most its lifetime**; services that share the store refuse a revoked,
+//! deactivated or regenerated key's tokens within a second ([`TokenRevocations`]). The
+//! answers, the claims, revocation and a step-by-step signing-key rotation are in the guide:
+//! [`guide::tokens`](crate::guide::tokens).
 //!
 //! # Example
 //! ```
@@ -95,15 +68,13 @@ mod revocation;
 
 pub use bearer::{
     BearerError, BearerRejection, BearerToken, BearerTokenLayer, InvalidToken, Jwks, JwksError,
-    TokenVerifier, TokenVerifierBuilder, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY, MAX_LEEWAY,
-    MAX_TOKEN_BYTES,
+    TokenVerifier, TokenVerifierBuilder, DEFAULT_JWKS_REFRESH, DEFAULT_LEEWAY, MAX_TOKEN_BYTES,
 };
-pub(crate) use claims::KeyVersion;
 pub use claims::ScopeError;
 pub use endpoint::TokenEndpoint;
 pub use error::TokenError;
 pub use issuer::{
-    AccessToken, IssueError, TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TOKEN_LIFETIME,
+    AccessToken, IssueError, TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TOKEN_LIFETIME, MAX_LEEWAY,
     MAX_TOKEN_LIFETIME,
 };
 pub use keys::{SigningKey, TokenAlgorithm, TokenKeyError, TokenKeys, VerifyingKey};

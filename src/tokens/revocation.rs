@@ -15,15 +15,14 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::claims::KeyVersion;
-use super::issuer::MAX_TOKEN_LIFETIME;
+use super::issuer::{MAX_LEEWAY, MAX_TOKEN_LIFETIME};
+use crate::hash::KeyVersion;
 use crate::key::KeyId;
 use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{ChangeListener, ErasedKeyStore, KeyStore, StoreChange, StoreError};
 
 /// How long a change is held: until the last token issued before it has expired.
-const HELD_FOR: i64 =
-    MAX_TOKEN_LIFETIME.as_secs() as i64 + super::bearer::MAX_LEEWAY.as_secs() as i64;
+const HELD_FOR: i64 = (MAX_TOKEN_LIFETIME.as_secs() + MAX_LEEWAY.as_secs()) as i64;
 /// More changed ids than this within a token lifetime: forget them all and check every
 /// earlier token once instead (a bulk import, a restored backup).
 const MAX_HELD: usize = 100_000;

@@ -28,8 +28,7 @@ pub use jwks::{Jwks, JwksError, DEFAULT_JWKS_REFRESH};
 pub use rejection::BearerRejection;
 pub use service::BearerToken;
 pub use verifier::{
-    BearerError, InvalidToken, TokenVerifier, TokenVerifierBuilder, DEFAULT_LEEWAY, MAX_LEEWAY,
-    MAX_TOKEN_BYTES,
+    BearerError, InvalidToken, TokenVerifier, TokenVerifierBuilder, DEFAULT_LEEWAY, MAX_TOKEN_BYTES,
 };
 
 use super::TokenRevocations;

@@ -12,16 +12,15 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::jwks::Jwks;
+use crate::hash::KeyVersion;
 use crate::identity::Identity;
 use crate::key::KeyId;
-use crate::tokens::claims::{AccessTokenClaims, Audience, KeyVersion};
-use crate::tokens::issuer::MAX_TOKEN_LIFETIME;
+use crate::tokens::claims::{AccessTokenClaims, Audience};
+use crate::tokens::issuer::{MAX_LEEWAY, MAX_TOKEN_LIFETIME};
 use crate::tokens::revocation::{Check, TokenFacts, TokenRevocations};
 
 /// The longest token read; a longer one is refused unread.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The most clock skew a verifier may allow for `exp`, `nbf` and `iat`.
-pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 /// The skew allowed unless configured.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
 
