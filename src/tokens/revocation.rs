@@ -22,7 +22,10 @@ use crate::record::{KeyRecord, KeyStatus};
 use crate::store::{ChangeListener, ErasedKeyStore, KeyStore, StoreChange, StoreError};
 
 /// How long a change is held: until the last token issued before it has expired.
-const HELD_FOR: i64 = (MAX_TOKEN_LIFETIME.as_secs() + MAX_LEEWAY.as_secs()) as i64;
+const HELD_FOR: i64 = (MAX_TOKEN_LIFETIME.as_secs() + MAX_LEEWAY.as_secs()) as i64 + ISSUED_UNAWARE;
+/// How long after a change a token may still be issued by a server that has not heard of it
+/// (the change feed's bound is a second): such tokens are checked against the record too.
+const ISSUED_UNAWARE: i64 = 2;
 /// More changed ids than this within a token lifetime: forget them all and check every
 /// earlier token once instead (a bulk import, a restored backup).
 const MAX_HELD: usize = 100_000;
@@ -121,8 +124,9 @@ impl TokenRevocations {
         let change = [held.changed.get(token.key_id).copied(), held.reset]
             .into_iter()
             .flatten()
-            // A change in the second the token was issued may have come after it.
-            .filter(|change| change.at >= token.iat)
+            // A token issued shortly after a change may come from a server that had not yet
+            // heard of it (its cache, its feed): those are checked too.
+            .filter(|change| change.at + ISSUED_UNAWARE >= token.iat)
             .max_by_key(|change| change.generation);
         let Some(change) = change else {
             return Check::Pass;
@@ -242,5 +246,47 @@ impl ChangeListener for Inner {
         if held.reset.is_some_and(|reset| reset.at + HELD_FOR < now) {
             held.reset = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{HashParams, Pbkdf2Hash};
+    use crate::key::KeyFormat;
+    use crate::MemoryStore;
+
+    #[tokio::test]
+    async fn a_token_issued_just_after_a_change_by_a_server_unaware_of_it_is_checked() {
+        let store = MemoryStore::new();
+        let params = HashParams::default().with_iterations(1).unwrap();
+        let (record, _) = KeyRecord::generate("alice", &KeyFormat::default(), &params).unwrap();
+        KeyStore::insert(&store, record.clone()).await.unwrap();
+        let revocations = TokenRevocations::watch(store.clone());
+        let old = KeyVersion::of(&record.hash);
+        // Regenerated: a new secret under the same id.
+        let mut regenerated = record.clone();
+        regenerated.hash = Pbkdf2Hash::create(b"another secret", &params).unwrap();
+        KeyStore::replace(&store, &record, regenerated.clone())
+            .await
+            .unwrap();
+        let now = Timestamp::now().as_second();
+        let permissions: Vec<String> = Vec::new();
+        let facts = |iat: i64, version: KeyVersion| TokenFacts {
+            key_id: &record.id,
+            iat,
+            version: Some(version),
+            permissions: &permissions,
+        };
+        // Issued a second after the change with the old secret's version: refused.
+        assert!(!revocations.check(&facts(now + 1, old)).await.unwrap());
+        // With the new one: admitted.
+        let new = KeyVersion::of(&regenerated.hash);
+        assert!(revocations.check(&facts(now + 1, new)).await.unwrap());
+        // Issued well after the change: nothing to check.
+        assert!(matches!(
+            revocations.check_now(&facts(now + ISSUED_UNAWARE + 1, old)),
+            Check::Pass
+        ));
     }
 }

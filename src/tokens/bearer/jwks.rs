@@ -80,8 +80,9 @@ impl Jwks {
         Ok(Self::with(usable(set)?, None))
     }
 
-    /// Fetches the JWKS at `url` now, then again every `refresh` (a failed fetch keeps the
-    /// keys it had), and when a token names an unknown `kid` (at most every ten seconds).
+    /// Fetches the JWKS at `url` now, then again every `refresh` (at least ten seconds; a
+    /// failed fetch keeps the keys it had), and when a token names an unknown `kid` (at most
+    /// every ten seconds).
     ///
     /// # Errors
     /// [`JwksError`] when the first fetch fails.
@@ -99,7 +100,10 @@ impl Jwks {
                 fetched_at: tokio::sync::Mutex::new(Instant::now()),
             }),
         );
-        tokio::spawn(refresh_every(Arc::downgrade(&jwks.inner), refresh));
+        tokio::spawn(refresh_every(
+            Arc::downgrade(&jwks.inner),
+            refresh.max(MIN_REFETCH),
+        ));
         Ok(jwks)
     }
 
