@@ -867,3 +867,69 @@ async fn a_grpc_service_gets_grpc_statuses_from_the_bearer_layer() {
         assert_eq!(refused.headers()["grpc-status"], "16", "UNAUTHENTICATED");
     }
 }
+
+/// A verifier that fetched a JWKS before the next signing key was published fetches it again
+/// when a token names that key (at most every ten seconds), and serves the keys it had while
+/// the URL fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_jwks_is_fetched_again_for_an_unknown_kid() {
+    use std::sync::{Arc, Mutex};
+
+    let first = world();
+    let second = world();
+    let (record, key) = first.key(&["read"], |_| {}).await;
+    let old_token = first.token(&record, &key, None).await;
+    let (record2, key2) = second.key(&["read"], |_| {}).await;
+    let new_token = second.token(&record2, &key2, None).await;
+    // A JWKS server whose document the test changes: the old key, then both; or down (503).
+    let served: Arc<Mutex<Option<Value>>> = Arc::new(Mutex::new(Some(
+        serde_json::to_value(first.issuer.jwks()).unwrap(),
+    )));
+    let document = Arc::clone(&served);
+    let app = Router::new().route(
+        "/jwks.json",
+        get(move || {
+            let document = document.lock().unwrap().clone();
+            async move {
+                match document {
+                    Some(value) => Ok(axum::Json(value)),
+                    None => Err(StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let jwks = Jwks::fetch(&url, Duration::from_secs(3600)).await.unwrap();
+    let verifier = TokenVerifier::builder(jwks, ISSUER, "tower-apikey").build();
+    verifier.verify(old_token.as_bytes()).await.unwrap();
+    // Not published yet: unknown.
+    assert!(verifier.verify(new_token.as_bytes()).await.is_err());
+    // Published; the last fetch was under ten seconds ago: still unknown, no fetch.
+    let mut both = serde_json::to_value(first.issuer.jwks()).unwrap();
+    let next = serde_json::to_value(&second.issuer.jwks().keys[0]).unwrap();
+    both["keys"].as_array_mut().unwrap().push(next);
+    *served.lock().unwrap() = Some(both);
+    assert!(verifier.verify(new_token.as_bytes()).await.is_err());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    verifier.verify(new_token.as_bytes()).await.unwrap();
+    // The URL failing keeps the keys it had.
+    *served.lock().unwrap() = None;
+    let forged_kid = first.forge(
+        json!({"typ": "at+jwt", "kid": "another"}),
+        &claims_now("abcdefghijklmnop"),
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(verifier.verify(forged_kid.as_bytes()).await.is_err());
+    // Tokens not seen before, signed by either key: verified with the keys it kept.
+    let fresh_old = first.token(&record, &key, None).await;
+    let fresh_new = second.token(&record2, &key2, None).await;
+    assert!(verifier.verify_cached(fresh_old.as_bytes()).is_none());
+    verifier.verify(fresh_old.as_bytes()).await.unwrap();
+    verifier.verify(fresh_new.as_bytes()).await.unwrap();
+    // A JWKS with no usable key is an error at once.
+    *served.lock().unwrap() = Some(json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}));
+    assert!(Jwks::fetch(&url, Duration::from_secs(60)).await.is_err());
+}
