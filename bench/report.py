@@ -30,6 +30,11 @@ limited = ns("hot_path", "apikey_layer_cached_1k_rate_limited")
 uncounted = ns("hot_path", "apikey_layer_cached_1k_uncounted")
 rows.append(("hot path: cached key through ApiKeyLayer (1k keys) / fixed-header layer", cached / fixed, "<= 1.5"))
 rows.append(("hot path: cached key through ApiKeyLayer (100k keys) / fixed-header layer", cached_100k / fixed, "<= 1.5"))
+fair_dir = root / "hot_path" / "fair_baseline_1k"
+if fair_dir.exists():
+    fair_1k, fair_100k = ns("hot_path", "fair_baseline_1k"), ns("hot_path", "fair_baseline_100k")
+    rows.append(("hot path: cached key (1k) / fair baseline (same 1k keys, same order)", cached / fair_1k, "<= 1.3"))
+    rows.append(("hot path: cached key (100k) / fair baseline (same 100k keys, same order)", cached_100k / fair_100k, "<= 2.0"))
 rows.append(("hot path: cached key with a rate limit / without (1k keys)", limited / cached, "<= 1.1"))
 rows.append(("hot path: cached key with usage counted / not counted (1k keys)", cached / uncounted, "<= 1.05"))
 tokens_dir = root / "tokens"
@@ -58,5 +63,10 @@ if tokens_dir.exists():
     endpoint = ns("tokens", "token_endpoint_cached_key")
     print(f"token endpoint, cached key: {endpoint / 1e3:.1f} us per token (signing included), "
           f"{1e9 / endpoint:,.0f} tokens/s on one core; cached token {by_token:.0f} ns, cached key {by_key:.0f} ns")
+if fair_dir.exists():
+    print("the cache alone, same ids, same order: " + ", ".join(
+        f"{name} {ns('hot_path', name):.0f} ns" for name in (
+            "moka_get_1k", "moka_plain_get_1k", "hashmap_get_1k",
+            "moka_get_100k", "moka_plain_get_100k", "hashmap_get_100k")))
 print(f"medians: fixed header {fixed:.0f} ns, cached {cached:.0f} ns (1k), {cached_100k:.0f} ns (100k); "
       + ", ".join(f"{prf} floor {ns('cold_verify_' + prf, 'floor') / 1e3:.0f} us, OpenSSL {openssl[prf] / 1e3:.0f} us" for prf in openssl))
