@@ -56,6 +56,8 @@ pub use crate::rejection::{
 };
 pub use client_address::{ClientAddress, ForwardedHeader};
 pub use extract::{ExtractError, KeyExtractor, KeySource};
+#[cfg(feature = "tokens")]
+pub(crate) use service::take_ready;
 pub use service::{ApiKey, ResponseFuture};
 
 use crate::identity::Identity;

@@ -206,12 +206,16 @@ where
 }
 
 impl<S: Clone, R> ApiKey<S, R> {
-    /// The ready inner service, for a future that calls it later; a clone stays for the next
-    /// call (tower's "be careful when cloning inner services").
     fn take_inner(&mut self) -> S {
-        let clone = self.inner.clone();
-        std::mem::replace(&mut self.inner, clone)
+        take_ready(&mut self.inner)
     }
+}
+
+/// The ready inner service, for a future that calls it later; a clone stays for the next
+/// call (tower's "be careful when cloning inner services").
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 pin_project! {

@@ -36,8 +36,6 @@ pub struct TokenEndpoint {
     client_address: ClientAddress,
 }
 
-type Endpoint = TokenEndpoint;
-
 impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenEndpoint")
@@ -99,7 +97,7 @@ fn document<T: serde::Serialize>(value: &T) -> Response {
     response
 }
 
-async fn token(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+async fn token(State(endpoint): State<Arc<TokenEndpoint>>, request: Request) -> Response {
     match issue(&endpoint, request).await {
         Ok(body) => {
             let mut response = Json(body).into_response();
@@ -112,7 +110,10 @@ async fn token(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Respo
     }
 }
 
-async fn issue(endpoint: &Endpoint, request: Request) -> Result<serde_json::Value, TokenError> {
+async fn issue(
+    endpoint: &TokenEndpoint,
+    request: Request,
+) -> Result<serde_json::Value, TokenError> {
     let (parts, body) = request.into_parts();
     // One byte over the bound tells "too long" from "exactly the bound".
     let body = axum::body::to_bytes(body, MAX_TOKEN_REQUEST_BODY + 1)

@@ -252,6 +252,8 @@ pub struct SigningKey {
     verifying: VerifyingKey,
     /// The PKCS#8 PEM, kept to hand to other servers of a fleet (zeroed when dropped).
     pem: zeroize::Zeroizing<String>,
+    /// The public half's SPKI PEM.
+    public_pem: String,
 }
 
 impl fmt::Debug for SigningKey {
@@ -330,31 +332,44 @@ impl SigningKey {
     }
 
     fn ed25519(key: &ed25519_dalek::SigningKey) -> Result<Self, TokenKeyError> {
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| TokenKeyError::Unsupported("private key"))?;
-        let pem = key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|_| TokenKeyError::Unsupported("private key"))?;
-        Ok(Self {
-            encoding: EncodingKey::from_ed_der(der.as_bytes()),
-            verifying: VerifyingKey::ed25519(&key.verifying_key())?,
-            pem: zeroize::Zeroizing::new(pem.to_string()),
-        })
+        let public = key.verifying_key();
+        Self::assemble(
+            key.to_pkcs8_der(),
+            EncodingKey::from_ed_der,
+            VerifyingKey::ed25519(&public)?,
+            public.to_public_key_pem(Default::default()),
+        )
     }
 
     fn p256(key: &p256::SecretKey) -> Result<Self, TokenKeyError> {
-        use p256::pkcs8::EncodePrivateKey as _;
-        let der = key
-            .to_pkcs8_der()
-            .map_err(|_| TokenKeyError::Unsupported("private key"))?;
-        let pem = key
-            .to_pkcs8_pem(Default::default())
-            .map_err(|_| TokenKeyError::Unsupported("private key"))?;
+        use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+        let public = key.public_key();
+        Self::assemble(
+            key.to_pkcs8_der(),
+            EncodingKey::from_ec_der,
+            VerifyingKey::p256(&public)?,
+            public.to_public_key_pem(Default::default()),
+        )
+    }
+
+    /// A signing key from its PKCS#8 document, the JWT library's constructor for its type,
+    /// its public half and that half's SPKI PEM.
+    fn assemble<E, F>(
+        pkcs8: Result<ed25519_dalek::pkcs8::SecretDocument, E>,
+        encoding: fn(&[u8]) -> EncodingKey,
+        verifying: VerifyingKey,
+        public_pem: Result<String, F>,
+    ) -> Result<Self, TokenKeyError> {
+        let unsupported = || TokenKeyError::Unsupported("private key");
+        let der = pkcs8.map_err(|_| unsupported())?;
+        let pem = der
+            .to_pem("PRIVATE KEY", Default::default())
+            .map_err(|_| unsupported())?;
         Ok(Self {
-            encoding: EncodingKey::from_ec_der(der.as_bytes()),
-            verifying: VerifyingKey::p256(&key.public_key())?,
-            pem: zeroize::Zeroizing::new(pem.to_string()),
+            encoding: encoding(der.as_bytes()),
+            verifying,
+            pem,
+            public_pem: public_pem.map_err(|_| unsupported())?,
         })
     }
 
@@ -371,31 +386,7 @@ impl SigningKey {
 
     /// The public half as SPKI PEM: what a `TOKEN_VERIFY_KEYS` file holds after a rotation.
     pub fn public_key_pem(&self) -> String {
-        match self.verifying.algorithm {
-            TokenAlgorithm::EdDsa => {
-                let bytes: [u8; 32] = self
-                    .verifying
-                    .decoding
-                    .try_get_as_bytes()
-                    .ok()
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .unwrap_or([0; 32]);
-                ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-                    .ok()
-                    .and_then(|key| key.to_public_key_pem(Default::default()).ok())
-                    .unwrap_or_default()
-            }
-            TokenAlgorithm::Es256 => {
-                use p256::pkcs8::EncodePublicKey as _;
-                self.verifying
-                    .decoding
-                    .try_get_as_bytes()
-                    .ok()
-                    .and_then(|bytes| p256::PublicKey::from_sec1_bytes(bytes).ok())
-                    .and_then(|key| key.to_public_key_pem(Default::default()).ok())
-                    .unwrap_or_default()
-            }
-        }
+        self.public_pem.clone()
     }
 
     pub(crate) fn encoding(&self) -> &EncodingKey {

@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::rejection::challenge;
 use super::verifier::{BearerError, TokenVerifier};
-use crate::layer::ResponseFuture;
+use crate::layer::{take_ready, ResponseFuture};
 use crate::rejection::{Rejection, RejectionResponse};
 
 /// Middleware that authenticates requests by access token; see
@@ -108,8 +108,7 @@ where
             }
             None => {
                 let token = token.to_vec();
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let mut inner = take_ready(&mut self.inner);
                 let verifier = self.verifier.clone();
                 let rejection = self.rejection.clone();
                 ResponseFuture::cold(Box::pin(async move {
