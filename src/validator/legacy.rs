@@ -184,7 +184,7 @@ impl Inner {
             .and_then(|id| self.cache.valid_entry(id.as_str()).map(|entry| (id, entry)));
         match hit {
             Some((_, entry)) if digests_equal(&digest, &entry.digest) => {
-                Some(check_expiry(&entry, &self.counters))
+                Some(check_expiry(entry, &self.counters))
             }
             Some((id, entry)) => {
                 entry.identity.count(Outcome::WrongSecret);
