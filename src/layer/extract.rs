@@ -6,9 +6,10 @@ use std::sync::Arc;
 use base64::Engine;
 use http::header::{HeaderName, AUTHORIZATION};
 use http::{HeaderMap, Uri};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::key::{KeyFormat, PresentedKey};
+use crate::key::{KeyFormat, PresentedKey, MAX_KEY_LEN};
 
 /// Where a request may carry its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +91,26 @@ impl KeyExtractor {
     ///
     /// # Errors
     /// [`ExtractError`] when there is none, two different ones, or an unreadable one.
-    pub fn extract(&self, uri: &Uri, headers: &HeaderMap) -> Result<PresentedKey, ExtractError> {
-        let mut found: Option<PresentedKey> = None;
-        let mut offer =
-            |candidate: Result<PresentedKey, ExtractError>| -> Result<(), ExtractError> {
-                let candidate = candidate?;
-                match &found {
-                    None => found = Some(candidate),
-                    Some(key) if *key == candidate => {}
-                    Some(_) => return Err(ExtractError::Conflicting),
-                }
-                Ok(())
-            };
+    pub fn extract<'r>(
+        &self,
+        uri: &'r Uri,
+        headers: &'r HeaderMap,
+    ) -> Result<PresentedKey, ExtractError> {
+        // Candidates are compared where they lie and copied into a `PresentedKey` once: its
+        // fixed buffer is 264 bytes, and each move of it was a copy on the hot path.
+        let mut found: Option<Found<'r>> = None;
+        let mut offer = |candidate: Found<'r>| -> Result<(), ExtractError> {
+            let bytes = candidate.bytes();
+            if bytes.len() > MAX_KEY_LEN {
+                return Err(ExtractError::Unreadable);
+            }
+            match &found {
+                None => found = Some(candidate),
+                Some(key) if bool::from(key.bytes().ct_eq(bytes)) => {}
+                Some(_) => return Err(ExtractError::Conflicting),
+            }
+            Ok(())
+        };
         for source in self.sources.iter() {
             match source {
                 KeySource::Header(name) => {
@@ -111,7 +120,7 @@ impl KeyExtractor {
                         // mean the same.
                         let value = trim_ows(value.as_bytes());
                         if !value.is_empty() {
-                            offer(presented(value))?;
+                            offer(Found::Borrowed(value))?;
                         }
                     }
                 }
@@ -121,48 +130,57 @@ impl KeyExtractor {
                         if name != **param || value.is_empty() {
                             continue;
                         }
-                        match value {
-                            Cow::Borrowed(value) => offer(presented(value.as_bytes()))?,
-                            Cow::Owned(value) => {
-                                offer(presented(Zeroizing::new(value).as_bytes()))?
-                            }
-                        }
+                        offer(match value {
+                            Cow::Borrowed(value) => Found::Borrowed(value.as_bytes()),
+                            Cow::Owned(value) => Found::Decoded(Zeroizing::new(value.into_bytes())),
+                        })?;
                     }
                 }
                 KeySource::Basic => {
                     for value in headers.get_all(AUTHORIZATION) {
                         if let Some(key) = self.basic(value.as_bytes()) {
-                            offer(key)?;
+                            offer(key?)?;
                         }
                     }
                 }
             }
         }
-        found.ok_or(ExtractError::Missing)
+        let found = found.ok_or(ExtractError::Missing)?;
+        PresentedKey::new(found.bytes()).map_err(|_| ExtractError::Unreadable)
     }
 
     /// The key in a Basic `Authorization` value; `None` for another scheme.
-    fn basic(&self, value: &[u8]) -> Option<Result<PresentedKey, ExtractError>> {
+    fn basic(&self, value: &[u8]) -> Option<Result<Found<'static>, ExtractError>> {
         let value = trim_ows(value);
         if !is_basic(value) {
             return None;
         }
         let encoded = &value[6..];
-        let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) {
-            Ok(decoded) => Zeroizing::new(decoded),
-            Err(_) => return Some(Err(ExtractError::Unreadable)),
-        };
+        let mut decoded =
+            match base64::engine::general_purpose::STANDARD.decode(encoded.trim_ascii()) {
+                Ok(decoded) => Zeroizing::new(decoded),
+                Err(_) => return Some(Err(ExtractError::Unreadable)),
+            };
         let Some(colon) = decoded.iter().position(|&b| b == b':') else {
             return Some(Err(ExtractError::Unreadable));
         };
         let (user, password) = (&decoded[..colon], &decoded[colon + 1..]);
         Some(if self.format.claims(password) {
-            presented(password)
+            // The password alone, moved to the front in place (no second copy to wipe; a
+            // zeroized `Vec` wipes its whole capacity on drop).
+            decoded.copy_within(colon + 1.., 0);
+            let len = decoded.len() - colon - 1;
+            decoded.truncate(len);
+            Ok(Found::Decoded(decoded))
         } else if user.is_empty() || password.is_empty() {
             Err(ExtractError::Unreadable)
         } else {
-            PresentedKey::concat(&[self.format.prefix().as_bytes(), b"_", user, b"_", password])
-                .map_err(|_| ExtractError::Unreadable)
+            let prefix = self.format.prefix().as_bytes();
+            let mut key = Zeroizing::new(Vec::with_capacity(prefix.len() + decoded.len() + 2));
+            for part in [prefix, b"_", user, b"_", password] {
+                key.extend_from_slice(part);
+            }
+            Ok(Found::Decoded(key))
         })
     }
 
@@ -205,6 +223,22 @@ impl KeyExtractor {
     }
 }
 
+/// A key found in a request, not yet copied into a [`PresentedKey`]: borrowed from the
+/// request, or decoded (percent-encoding, HTTP Basic) and wiped on drop.
+enum Found<'a> {
+    Borrowed(&'a [u8]),
+    Decoded(Zeroizing<Vec<u8>>),
+}
+
+impl Found<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Found::Borrowed(bytes) => bytes,
+            Found::Decoded(bytes) => bytes,
+        }
+    }
+}
+
 /// A field value without the optional whitespace (spaces and tabs) around it.
 fn trim_ows(value: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
@@ -220,10 +254,6 @@ fn is_basic(value: &[u8]) -> bool {
     trim_ows(value)
         .get(..6)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
-}
-
-fn presented(bytes: &[u8]) -> Result<PresentedKey, ExtractError> {
-    PresentedKey::new(bytes).map_err(|_| ExtractError::Unreadable)
 }
 
 /// Drops the `param` pairs from the query, leaving the others byte for byte.
