@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the table the performance guide quotes from one run: criterion's estimates and the OpenSSL times.
 
-Usage: report.py OPENSSL_JSON [OPENSSL_JSON ...]  (the timings taken around the cargo bench run)
+Usage: report.py [OPENSSL_JSON ...]  (the timings taken around the cargo bench run; without
+them, as `bench/run.sh hot` calls it, the hot path's rows alone)
 """
 import json
 import pathlib
@@ -20,7 +21,7 @@ def ns(group, name):
 
 
 runs = [json.loads(arg) for arg in sys.argv[1:]]
-openssl = {prf: statistics.median(run[prf] for run in runs) for prf in runs[0]}
+openssl = {prf: statistics.median(run[prf] for run in runs) for prf in runs[0]} if runs else {}
 
 rows = []
 fixed = ns("hot_path", "fixed_header")
@@ -42,7 +43,7 @@ if tokens_dir.exists():
     by_key = ns("tokens", "apikey_layer_cached_1k")
     by_token = ns("tokens", "bearer_layer_cached_1k")
     rows.append(("tokens: cached token through BearerTokenLayer / cached key through ApiKeyLayer (1k)", by_token / by_key, "<= 1.5"))
-for prf, target_right, target_wrong in [("sha1", "1.1", "0.55"), ("sha256", "1.1", ""), ("sha512", "1.1", "")]:
+for prf, target_right, target_wrong in [("sha1", "1.1", "0.55"), ("sha256", "1.1", ""), ("sha512", "1.1", "")] if openssl else []:
     group = f"cold_verify_{prf}"
     floor, right, wrong, crate = (ns(group, n) for n in ("floor", "correct_key", "wrong_key", "pbkdf2_crate"))
     rows += [

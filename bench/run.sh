@@ -2,6 +2,7 @@
 # Runs the benchmarks and prints the ratios the performance guide quotes
 # (src/docs/performance.md), each side measured in one run.
 #   bench/run.sh          full run (about a quarter of an hour: PostgreSQL at a million keys)
+#   bench/run.sh hot      the hot path and the load run alone (about 5 minutes): issue 27's ratios
 #   bench/run.sh smoke    build and run each benchmark once, in the test profile (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,18 @@ if [ "${1:-}" = smoke ]; then
   # That each runs, not how fast: the test profile, whose dependencies the tests built.
   cargo test --all-features --benches -- --test
   python3 bench/openssl_pbkdf2.py 1 >/dev/null
+  exit 0
+fi
+
+if [ "${1:-}" = hot ]; then
+  cargo bench --features tokens --bench hot_path -- --warm-up-time 2 --measurement-time 6
+  load=$(cargo bench --bench load 2>target/bench-load.log | grep -E '^(end to end|flood)') \
+    || load="load bench failed: see target/bench-load.log"
+  echo
+  echo "$(date -u +%Y-%m-%d) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  python3 bench/report.py
+  echo
+  echo "$load"
   exit 0
 fi
 

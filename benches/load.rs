@@ -2,13 +2,14 @@
 //! layer, and a flood of cold wrong keys beside cached traffic.
 //!
 //! - **End to end**: the example's `/whoami` behind `ApiKeyLayer` with a cached key, against
-//!   the same handler with no auth layer; runs alternate A, B, A, B so drift hits both.
+//!   the same handler with no auth layer; three rounds alternate A, B so drift hits both, and
+//!   each round's ratio is printed beside the mean.
 //! - **Flood**: one client sends cached-key requests while another floods the same server
 //!   with well-formed keys for real ids whose secrets are wrong (each forcing a PBKDF2); the
 //!   cached client's p99 is compared with its p99 alone, and the flood's own outcome (derived,
 //!   shed) is printed.
 //!
-//! `cargo bench --bench load` for the full run (about 40 s); `-- --test` (as `bench/run.sh
+//! `cargo bench --bench load` for the full run (about 50 s); `-- --test` (as `bench/run.sh
 //! smoke` passes) for a short one.
 
 use std::time::{Duration, Instant};
@@ -166,14 +167,21 @@ fn main() {
 
         // End to end, alternating.
         let (mut with_layer, mut without) = (Vec::new(), Vec::new());
-        for _ in 0..2 {
+        for _ in 0..3 {
             let a = load(&client, &protected, &cached, 16, run).await;
             assert_eq!(a.count(StatusCode::OK), a.latencies.len(), "every cached request succeeds");
             with_layer.push(a.rps());
             without.push(load(&client, &open, &[], 16, run).await.rps());
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        println!("end to end: {:.0} req/s with the layer, {:.0} without: {:.3}x", mean(&with_layer), mean(&without), mean(&with_layer) / mean(&without));
+        let rounds: Vec<String> = with_layer.iter().zip(&without).map(|(a, b)| format!("{:.3}x", a / b)).collect();
+        println!(
+            "end to end: {:.0} req/s with the layer, {:.0} without: {:.3}x (rounds in turn: {})",
+            mean(&with_layer),
+            mean(&without),
+            mean(&with_layer) / mean(&without),
+            rounds.join(", "),
+        );
 
         // Flood.
         let mut alone = load(&client, &protected, &cached, 8, run).await;

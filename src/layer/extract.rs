@@ -394,6 +394,56 @@ mod tests {
     }
 
     #[test]
+    fn every_source_takes_a_key_of_the_longest_length_and_refuses_one_byte_more() {
+        use crate::key::MAX_KEY_LEN;
+        let ex = extractor([KeySource::header(), KeySource::query(), KeySource::Basic]);
+        let b64 = |s: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(s);
+            format!("Basic {encoded}")
+        };
+        // `tak_` + id + `_` + secret, `len` bytes in all.
+        let key = |len: usize| format!("tak_ID1_{}", "s".repeat(len - 8));
+        for (len, expected) in [
+            (MAX_KEY_LEN, Ok(key(MAX_KEY_LEN).into_bytes())),
+            (MAX_KEY_LEN + 1, Err(ExtractError::Unreadable)),
+        ] {
+            let k = key(len);
+            let in_header = headers(&[("apikey", &k)]);
+            let root: Uri = "/".parse().unwrap();
+            assert_eq!(
+                expose(ex.extract(&root, &in_header)),
+                expected,
+                "header, {len}"
+            );
+            // Percent-encoded, so the query's value is decoded (owned), not borrowed.
+            let query: Uri = format!("/?apikey={}", k.replace('_', "%5F"))
+                .parse()
+                .unwrap();
+            let none = HeaderMap::new();
+            assert_eq!(expose(ex.extract(&query, &none)), expected, "query, {len}");
+            let whole = headers(&[("authorization", &b64(&format!("anyone:{k}")))]);
+            assert_eq!(
+                expose(ex.extract(&root, &whole)),
+                expected,
+                "basic key, {len}"
+            );
+            let parts = headers(&[("authorization", &b64(&format!("ID1:{}", &k[8..])))]);
+            assert_eq!(
+                expose(ex.extract(&root, &parts)),
+                expected,
+                "basic parts, {len}"
+            );
+            // The same key in all three places is one key.
+            let all = headers(&[("apikey", &k), ("authorization", &b64(&format!("x:{k}")))]);
+            assert_eq!(
+                expose(ex.extract(&query, &all)),
+                expected,
+                "all three, {len}"
+            );
+        }
+    }
+
+    #[test]
     fn configured_names_only() {
         let ex = extractor([
             KeySource::Header(HeaderName::from_static("x-api-key")),
