@@ -176,7 +176,12 @@ impl KeyExtractor {
             Err(ExtractError::Unreadable)
         } else {
             let prefix = self.format.prefix().as_bytes();
-            let mut key = Zeroizing::new(Vec::with_capacity(prefix.len() + decoded.len() + 2));
+            let len = prefix.len() + 1 + user.len() + 1 + password.len();
+            // Refused before it is copied, as `offer` would refuse it after.
+            if len > MAX_KEY_LEN {
+                return Some(Err(ExtractError::Unreadable));
+            }
+            let mut key = Zeroizing::new(Vec::with_capacity(len));
             for part in [prefix, b"_", user, b"_", password] {
                 key.extend_from_slice(part);
             }
