@@ -1,7 +1,7 @@
 //! What a fleet costs its PostgreSQL database, counted by the server itself
 //! (`pg_stat_statements`) in a throwaway cluster: statements and rows for one cold lookup, one
-//! change (the write, the NOTIFY and every follower's read), one idle poll, and a last-use and
-//! a usage flush, with 1 and 10 validators (each with its own pool and follower connection),
+//! change (the write, the NOTIFY and every follower's read), one idle poll, a last-use and
+//! a usage flush, and rate-limit shares (a key hot, in use, at rest), with 1 and 10 validators (each with its own pool and follower connection),
 //! notifications on and off; and the bytes a usage row takes, for the capacity guide.
 //!
 //! `cargo bench --bench fleet --features postgres` (`-- --test`: a quick pass, as CI runs it).
@@ -39,6 +39,8 @@ fn kind(query: &str) -> &'static str {
         "usage write"
     } else if query.contains("DELETE FROM tower_apikey_usage_hourly") {
         "usage prune"
+    } else if query.contains("tower_apikey_rate_servers") {
+        "rate share"
     } else if query.contains("pg_stat_statements") {
         "bench"
     } else {
@@ -273,7 +275,72 @@ async fn fleet(bench: &mut Bench, servers: usize, listen: bool) {
             sizes.lookups_per_server,
         );
     }
+    rate_shares(&label, stats, writer, &validators).await;
     drop(validators);
+}
+
+/// Rate-limit sharing: a key over its limit on every server (hot: each shares every 50 ms),
+/// then in use below it (every 200 ms), then at rest (nothing). Statements per server per
+/// second in each.
+async fn rate_shares(
+    label: &str,
+    stats: &tokio_postgres::Client,
+    writer: &KeyManager,
+    validators: &[Validator],
+) {
+    let limit = "100/1s".parse().unwrap();
+    let (_, key) = writer
+        .issue(tower_apikey::NewKey::new("rated").rate_limit(Some(limit)))
+        .await
+        .unwrap();
+    let key = PresentedKey::new(key.expose().as_bytes()).unwrap();
+    // The cold path hears the fleet once per server.
+    reset(stats).await;
+    let mut identities = Vec::new();
+    for validator in validators {
+        identities.push(validator.validate(&key).await.unwrap());
+    }
+    let first = get(&read(stats).await, "rate share");
+    let servers = validators.len() as f64;
+    let shares = |phase: &str, load: &HashMap<&'static str, Load>, seconds: f64| {
+        let share = get(load, "rate share");
+        println!(
+            "{label}: rate limits {phase}, {:.2} share statements per server per second ({:.1} rows each)",
+            share.calls / servers / seconds,
+            share.rows / share.calls.max(1.0),
+        );
+    };
+    println!(
+        "{label}: rate limits, {:.1} share statements per server to take up a key",
+        first.calls / servers
+    );
+    // Each server offered `per_second` requests a second of the key for 2 s.
+    for (phase, per_second) in [
+        ("hot (3× the limit offered)", 300),
+        ("in use (half the limit)", 50),
+    ] {
+        let per_server = per_second / validators.len().max(1) as u64;
+        reset(stats).await;
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_secs(2) {
+            for (validator, identity) in validators.iter().zip(&identities) {
+                let _ = validator.enforce(identity, None).await;
+            }
+            sent += 1;
+            let due = started + Duration::from_secs(1) * sent as u32 / per_server.max(1) as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let load = read(stats).await;
+        shares(phase, &load, started.elapsed().as_secs_f64());
+    }
+    // At rest: a period after the last request, no key is shared.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    reset(stats).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = read(stats).await;
+    shares("idle", &load, started.elapsed().as_secs_f64());
 }
 
 /// Rows in the usage tables (hourly, daily, batch ids).

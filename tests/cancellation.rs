@@ -332,3 +332,52 @@ async fn a_caller_gone_while_its_lease_is_taken_loses_no_use() {
         assert_eq!(left, Some(0), "dropped after {waits} waits");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_keys_first_share_outlives_a_caller_gone() {
+    // The cold path of a rate-limited key hears the fleet (one share) before the key is
+    // cached: dropped at each await point, the share still ends (in its own task) or is
+    // tried again by the next caller, and the key is limited as one server alone.
+    for waits in 0..64 {
+        let store = FlakyStore::default();
+        let (mut record, key) = issue("alice");
+        record.rate_limit = Some("5/1h".parse().unwrap());
+        store.inner.insert(record).await.unwrap();
+        store.set_yielding(true);
+        let validator = validator(&store);
+        let key = presented(key.expose());
+        let finished = drop_after_waits(validator.validate(&key), waits).await;
+        settle(&validator, "rate-limited key").await;
+        let identity = validator.validate(&key).await.unwrap();
+        let admitted = (0..8)
+            .filter(|_| ready_now(validator.enforce(&identity, None)).is_some_and(|r| r.is_ok()))
+            .count();
+        assert_eq!(
+            admitted, 5,
+            "dropped after {waits} waits: one server's burst"
+        );
+        // Said it is there when built, then heard the fleet on the key: two shares at least.
+        let shares = store.share_calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(shares >= 2, "dropped after {waits} waits: {shares} shares");
+        if finished.is_some() {
+            // The store read and the share at least.
+            assert!(waits >= 2, "{waits} await points");
+            return;
+        }
+    }
+    panic!("still waiting after 64 await points");
+}
+
+/// The output of `future` if it is ready at its first poll (a rate-limited key's enforce
+/// never waits: no quota).
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::noop();
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}

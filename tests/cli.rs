@@ -536,7 +536,7 @@ async fn every_store_command_takes_a_database_url() {
     let url = db.url.as_str();
     let (c, _, err) = step(&["migrate", "--database-url", url], b"", &[]);
     assert_eq!(c, 0, "{err}");
-    assert!(err.contains("applied 5"), "{err}");
+    assert!(err.contains("applied 6"), "{err}");
     let (c, _, err) = step(&["migrate", "--database-url", url], b"", &[]);
     assert_eq!(c, 0);
     assert!(err.contains("applied 0"), "{err}");

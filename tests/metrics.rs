@@ -47,8 +47,16 @@ fn hits_misses_derivations_rejections_and_shed_are_counted() {
         runtime.block_on(async {
             let store = MemoryStore::new();
             let (record, key) = issue("alice");
-            let (other, other_key) = issue("bob");
-            let (third, third_key) = issue("carol");
+            // Slow to derive (500,000 iterations), so the first of the two is still deriving
+            // when the second asks, however loaded the machine is.
+            let slow = tower_apikey::hash::HashParams::default()
+                .with_iterations(500_000)
+                .unwrap();
+            let slow_key = |principal: &str| {
+                tower_apikey::KeyRecord::generate(principal, &KeyFormat::default(), &slow).unwrap()
+            };
+            let (other, other_key) = slow_key("bob");
+            let (third, third_key) = slow_key("carol");
             for r in [record.clone(), other, third] {
                 store.insert(r).await.unwrap();
             }

@@ -12,8 +12,8 @@ use tower_apikey::events::{
 };
 use tower_apikey::key::KeyId;
 use tower_apikey::store::{
-    ChangeFeed, ChangeListener, KeyQuery, KeyStore, OutboxStore, QuotaGrant, StoreChange,
-    StoreError, UsageStore,
+    ChangeFeed, ChangeListener, FleetRates, KeyFleetRate, KeyQuery, KeyStore, OutboxStore,
+    QuotaGrant, RateShare, StoreChange, StoreError, UsageStore,
 };
 use tower_apikey::test_util::{check_key_store, check_store_contract, check_usage_store};
 use tower_apikey::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
@@ -43,6 +43,9 @@ struct State {
     records: Vec<KeyRecord>,
     outbox: Outbox,
     rates: BTreeMap<KeyId, u64>,
+    /// When each server last admitted each key, and last shared.
+    listed: BTreeMap<(KeyId, u64), std::time::Instant>,
+    servers: BTreeMap<u64, std::time::Instant>,
     usage: UsageTable,
     audit: AuditLog,
 }
@@ -259,22 +262,41 @@ impl UsageStore for VecStore {
         }))
     }
 
-    async fn share_rate_usage(
-        &self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+    async fn share_rate_usage(&self, share: RateShare) -> Result<FleetRates, StoreError> {
         if self.silent_rates {
-            return Ok(Vec::new());
+            return Ok(FleetRates::new(1, Vec::new()));
         }
         Ok(self.with(|state| {
-            admitted
+            let now = std::time::Instant::now();
+            state.servers.insert(share.server, now);
+            let recent =
+                |at: &std::time::Instant, within: Duration| now.duration_since(*at) < within;
+            let keys = share
+                .admitted
                 .into_iter()
                 .map(|(id, n)| {
                     let total = state.rates.entry(id.clone()).or_default();
                     *total += n;
-                    (id, *total)
+                    let total = *total;
+                    if n > 0 {
+                        state.listed.insert((id.clone(), share.server), now);
+                    }
+                    let others = state
+                        .listed
+                        .iter()
+                        .filter(|((key, server), at)| {
+                            *key == id && *server != share.server && recent(at, share.active_within)
+                        })
+                        .count();
+                    KeyFleetRate::new(id, total, others as u32 + 1)
                 })
-                .collect()
+                .collect();
+            let servers = state
+                .servers
+                .values()
+                .filter(|at| recent(at, RateShare::SERVER_MEMORY))
+                .count();
+            FleetRates::new(servers as u32, keys)
         }))
     }
 

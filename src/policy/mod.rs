@@ -17,6 +17,7 @@
 //!
 //! [`Validator::shutdown`]: crate::Validator::shutdown
 
+mod fleet_rate;
 mod period;
 mod quota;
 mod quota_lease;
@@ -24,6 +25,7 @@ mod rate;
 mod refusal;
 mod state;
 
+pub use fleet_rate::{FleetRates, KeyFleetRate, RateShare};
 pub use ipnet::IpNet;
 pub use period::{Period, PeriodError};
 pub use quota::{Quota, QuotaError, QuotaGrant};
@@ -31,7 +33,7 @@ pub use rate::{RateLimit, RateLimitError, RateLimitStatus};
 pub use refusal::PolicyRefusal;
 
 pub(crate) use quota_lease::{QuotaLease, Spend, MAX_BLOCK};
-pub(crate) use rate::{monotonic_nanos, Gcra};
+pub(crate) use rate::{monotonic_nanos, FleetHeard, Gcra};
 pub(crate) use state::{Policies, PolicyState};
 
 /// Serializes a policy as its text form and parses it back, as the CLI writes it.

@@ -110,33 +110,62 @@ pub(crate) fn monotonic_nanos() -> u64 {
     u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// What [`Gcra::learn_fleet`] hears of a key from one share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FleetHeard {
+    /// The fleet's total of admitted requests, this server's share included.
+    pub(crate) total: u64,
+    /// Servers admitting the key lately, this one included.
+    pub(crate) key_servers: u32,
+    /// Servers on the store, this one included.
+    pub(crate) fleet_servers: u32,
+}
+
+/// `fleet_seen` before the first total is heard.
+const UNHEARD: u64 = u64::MAX;
+
 /// GCRA state of one key: the theoretical arrival time (TAT) of the next request, in
 /// [`monotonic_nanos`]. One atomic, no lock, no allocation per request.
 ///
-/// A request at `now` is admitted when `max(TAT, now) + interval - now <= period` (a burst of
-/// `requests` from rest) and moves the TAT by one interval.
+/// A request at `now` is admitted when `max(TAT, now) + step - now <= period` and moves the
+/// TAT by one step. Alone, the step is one interval (a burst of `requests` from rest). In a
+/// fleet, the TAT is this server's view of the fleet's: the step is the interval times the
+/// servers admitting the key, since each of them admits at about the same pace until the
+/// next share says what they did; then [`learn_fleet`](Self::learn_fleet) puts the TAT
+/// right. So `n` servers flooded at once spend one burst between them, not `n`.
 #[derive(Debug)]
 pub(crate) struct Gcra {
     limit: RateLimit,
     interval: u64,
     period: u64,
     tat: AtomicU64,
+    /// What one request admitted here moves the TAT by: `interval × servers`.
+    step: AtomicU64,
     /// Requests admitted here and not yet shared with the fleet.
     unshared: AtomicU64,
-    /// The fleet's total of admitted requests as last heard; `u64::MAX` before the first.
+    /// The fleet's total of admitted requests as last heard; [`UNHEARD`] before the first.
     fleet_seen: AtomicU64,
+    /// Requests foreseen for the other servers before the starting point, some of which the
+    /// next total may hold.
+    foreseen_before: AtomicU64,
+    /// Done once the fleet was first heard on the key (or could not be).
+    pub(crate) introduced: tokio::sync::OnceCell<()>,
 }
 
 impl Gcra {
     pub(crate) fn new(limit: RateLimit) -> Self {
         let period = limit.period.as_secs() * 1_000_000_000;
+        let interval = (period / u64::from(limit.requests)).max(1);
         Self {
             limit,
-            interval: (period / u64::from(limit.requests)).max(1),
+            interval,
             period,
             tat: AtomicU64::new(0),
+            step: AtomicU64::new(interval),
             unshared: AtomicU64::new(0),
-            fleet_seen: AtomicU64::new(u64::MAX),
+            fleet_seen: AtomicU64::new(UNHEARD),
+            foreseen_before: AtomicU64::new(0),
+            introduced: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -148,12 +177,13 @@ impl Gcra {
     /// that refused it (nothing counted).
     #[inline]
     pub(crate) fn check(&self, now: u64) -> Result<RateLimitStatus, RateLimitStatus> {
+        let step = self.step.load(Ordering::Relaxed);
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {
-            let next = tat.max(now) + self.interval;
+            let next = tat.max(now) + step;
             if next - now > self.period {
                 let retry_after = next - now - self.period;
-                return Err(self.status(tat.max(now) - now, retry_after));
+                return Err(self.status(tat.max(now) - now, step, retry_after));
             }
             match self
                 .tat
@@ -161,7 +191,7 @@ impl Gcra {
             {
                 Ok(_) => {
                     self.unshared.fetch_add(1, Ordering::Relaxed);
-                    return Ok(self.status(next - now, 0));
+                    return Ok(self.status(next - now, step, 0));
                 }
                 Err(seen) => tat = seen,
             }
@@ -171,17 +201,13 @@ impl Gcra {
     /// The state at `now`, counting nothing.
     pub(crate) fn peek(&self, now: u64) -> RateLimitStatus {
         let tat = self.tat.load(Ordering::Relaxed);
-        self.status(tat.saturating_sub(now), 0)
+        let step = self.step.load(Ordering::Relaxed);
+        self.status(tat.saturating_sub(now), step, 0)
     }
 
     /// Takes the count of requests admitted here since the last call, to share.
     pub(crate) fn take_unshared(&self) -> u64 {
         self.unshared.swap(0, Ordering::Relaxed)
-    }
-
-    /// Puts back a count that could not be shared, for the next try.
-    pub(crate) fn unshare(&self, requests: u64) {
-        self.unshared.fetch_add(requests, Ordering::Relaxed);
     }
 
     /// Whether a request was admitted here within the last period (so the fleet's use of
@@ -190,18 +216,70 @@ impl Gcra {
         self.tat.load(Ordering::Relaxed).saturating_add(self.period) > now
     }
 
-    /// The fleet's total after this server added `mine`: what other servers admitted since
-    /// the last total heard counts here as if admitted now. The first total heard is only a
-    /// starting point.
-    pub(crate) fn learn_fleet_total(&self, total: u64, mine: u64, now: u64) {
-        let seen = self.fleet_seen.swap(total, Ordering::Relaxed);
-        if seen == u64::MAX {
+    /// Whether more than half of what this server may admit at once is used: the key is
+    /// near its limit, and worth sharing more often.
+    pub(crate) fn is_hot(&self, now: u64) -> bool {
+        self.tat.load(Ordering::Relaxed) > now.saturating_add(self.period / 2)
+    }
+
+    /// The servers each request here is taken to stand for.
+    pub(crate) fn servers(&self) -> u64 {
+        self.step.load(Ordering::Relaxed) / self.interval
+    }
+
+    /// Takes each request here to stand for `servers`: at least 1, and at most the burst, so
+    /// a server from rest always admits one (a burst smaller than the fleet is spent one a
+    /// server).
+    fn set_servers(&self, servers: u32) {
+        let servers = u64::from(servers.clamp(1, self.limit.requests));
+        self.step
+            .store(self.interval.saturating_mul(servers), Ordering::Relaxed);
+    }
+
+    /// Forgets the fleet (the key went quiet here, or the store could not be reached):
+    /// the next total heard is a starting point again, and until then each request here
+    /// stands for `servers` (1: alone).
+    pub(crate) fn forget_fleet(&self, servers: u32) {
+        self.fleet_seen.store(UNHEARD, Ordering::Relaxed);
+        self.set_servers(servers);
+    }
+
+    /// What one share heard, after this server added `mine`. The first total after a
+    /// [`forget_fleet`](Self::forget_fleet) is a starting point (what came before it is
+    /// history), and each request here then stands for every server on the store. From the
+    /// second on, what the other servers admitted since the last total is put in place of
+    /// what was foreseen for them (`mine × (servers − 1)`): more counts as if admitted now,
+    /// less is given back; and each request here stands for the servers admitting the key.
+    /// What was foreseen before the starting point may be in the next total (the others
+    /// shared after it): it offsets what counts then, and is given back only when no other
+    /// server admitted the key lately.
+    pub(crate) fn learn_fleet(&self, heard: FleetHeard, mine: u64, now: u64) {
+        let seen = self.fleet_seen.swap(heard.total, Ordering::Relaxed);
+        let foreseen = mine.saturating_mul(self.servers().saturating_sub(1));
+        if seen == UNHEARD {
+            self.foreseen_before.store(foreseen, Ordering::Relaxed);
+            self.set_servers(heard.fleet_servers.max(heard.key_servers));
             return;
         }
-        let others = total.saturating_sub(seen).saturating_sub(mine);
-        if others > 0 {
-            self.absorb(others, now);
+        let before = self.foreseen_before.swap(0, Ordering::Relaxed);
+        let others = heard.total.saturating_sub(seen).saturating_sub(mine);
+        // No other server admitted the key lately: none of what was foreseen happened.
+        let undone = if heard.key_servers <= 1 {
+            foreseen.saturating_add(before)
+        } else {
+            foreseen
+        };
+        if others > foreseen.saturating_add(before) {
+            self.absorb(others - foreseen - before, now);
+        } else if undone > others {
+            let back = (undone - others).saturating_mul(self.interval);
+            let _ = self
+                .tat
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
+                    Some(tat.saturating_sub(back))
+                });
         }
+        self.set_servers(heard.key_servers);
     }
 
     /// Counts `requests` admitted elsewhere (another server of a fleet) as if admitted at
@@ -221,9 +299,9 @@ impl Gcra {
             });
     }
 
-    /// `ahead`: how far the TAT is ahead of now.
-    fn status(&self, ahead: u64, retry_after: u64) -> RateLimitStatus {
-        let room = self.period.saturating_sub(ahead) / self.interval;
+    /// `ahead`: how far the TAT is ahead of now; `step`: what a request moves it by.
+    fn status(&self, ahead: u64, step: u64, retry_after: u64) -> RateLimitStatus {
+        let room = self.period.saturating_sub(ahead) / step;
         RateLimitStatus {
             limit: self.limit,
             remaining: u32::try_from(room)
@@ -313,6 +391,14 @@ mod tests {
         assert!((50..=60).contains(&admitted), "{admitted}");
     }
 
+    fn heard(total: u64, key_servers: u32, fleet_servers: u32) -> FleetHeard {
+        FleetHeard {
+            total,
+            key_servers,
+            fleet_servers,
+        }
+    }
+
     #[test]
     fn the_fleets_other_requests_count_here_from_the_second_total_on() {
         let limiter = gcra("10/1s");
@@ -321,17 +407,104 @@ mod tests {
         }
         assert_eq!(limiter.take_unshared(), 3);
         assert_eq!(limiter.take_unshared(), 0);
-        // The first total (history included) is a starting point only.
-        limiter.learn_fleet_total(1_000, 3, SECOND);
+        // The first total (history included) is a starting point only; alone on the store,
+        // each request stands for itself.
+        limiter.learn_fleet(heard(1_000, 1, 1), 3, SECOND);
         assert_eq!(limiter.peek(SECOND).remaining, 7);
         // Then: 1,010 with our 0 since: 10 by others, the limit used up.
-        limiter.learn_fleet_total(1_010, 0, SECOND);
+        limiter.learn_fleet(heard(1_010, 1, 1), 0, SECOND);
         assert!(limiter.check(SECOND).is_err());
-        // A failed share puts its count back.
-        limiter.unshare(2);
-        assert_eq!(limiter.take_unshared(), 2);
         assert!(limiter.recently_used(SECOND * 2));
         assert!(!limiter.recently_used(SECOND * 10));
+        // Forgotten (the key went quiet): the next total is a starting point again, not
+        // 1,000,000 requests owed at once.
+        limiter.forget_fleet(1);
+        limiter.learn_fleet(heard(1_001_010, 1, 1), 0, SECOND * 10);
+        assert_eq!(limiter.peek(SECOND * 10).remaining, 10);
+    }
+
+    #[test]
+    fn servers_flooded_at_once_spend_one_burst_between_them() {
+        // Three servers, each taking its requests to stand for the fleet's three.
+        let servers: Vec<Gcra> = (0..3).map(|_| gcra("30/1s")).collect();
+        for server in &servers {
+            server.forget_fleet(3);
+        }
+        let t0 = SECOND;
+        let admitted: usize = servers
+            .iter()
+            .map(|s| (0..100).filter(|_| s.check(t0).is_ok()).count())
+            .sum();
+        assert_eq!(admitted, 30, "one burst, a third each");
+        // The first share is a starting point; from the second on, every server flooded
+        // evenly: what each foresaw for the others is what they did.
+        let mut total = 0;
+        for server in &servers {
+            total += server.take_unshared();
+            server.learn_fleet(heard(total, 3, 3), 10, t0);
+        }
+        let t1 = t0 + SECOND / 2;
+        let again: Vec<u64> = servers
+            .iter()
+            .map(|s| (0..100).filter(|_| s.check(t1).is_ok()).count() as u64)
+            .collect();
+        assert_eq!(again, [5, 5, 5], "half a second: 15 between them");
+        let total_then = total + 15;
+        for server in &servers {
+            let mine = server.take_unshared();
+            server.learn_fleet(heard(total_then, 3, 3), mine, t1);
+        }
+        // Each heard what the others did since its starting point: foreseen, nothing moves
+        // (server 0's starting point held none of the others' first 20, server 2's all).
+        assert!(servers.iter().all(|s| s.check(t1).is_err()));
+        assert_eq!(
+            servers[0].check(t1 + SECOND / 10).map(|s| s.remaining),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_server_alone_gets_back_what_it_foresaw_for_the_others() {
+        let limiter = gcra("30/1s");
+        limiter.forget_fleet(3);
+        let t0 = SECOND;
+        assert_eq!((0..100).filter(|_| limiter.check(t0).is_ok()).count(), 10);
+        limiter.learn_fleet(heard(10, 3, 3), limiter.take_unshared(), t0);
+        assert!(limiter.check(t0).is_err(), "a starting point moves nothing");
+        // The others admitted nothing and are no longer admitting the key: the 20 foreseen
+        // for them come back, and each request stands for itself.
+        limiter.learn_fleet(heard(10, 1, 3), 0, t0);
+        assert_eq!(limiter.servers(), 1);
+        let mine = (0..100).filter(|_| limiter.check(t0).is_ok()).count() as u64;
+        assert_eq!(mine, 20, "the whole burst in the end, as one server alone");
+    }
+
+    #[test]
+    fn a_burst_smaller_than_the_fleet_is_one_a_server() {
+        let limiter = gcra("2/1h");
+        limiter.forget_fleet(3);
+        assert_eq!(limiter.servers(), 2);
+        assert_eq!((0..5).filter(|_| limiter.check(SECOND).is_ok()).count(), 1);
+        // Woken here, heard after the first request: a starting point. Then alone after
+        // all (no other server admitted the key lately): the one foreseen comes back.
+        limiter.learn_fleet(heard(1, 3, 3), limiter.take_unshared(), SECOND);
+        assert!(limiter.check(SECOND).is_err());
+        limiter.learn_fleet(heard(1, 1, 3), 0, SECOND);
+        assert_eq!((0..5).filter(|_| limiter.check(SECOND).is_ok()).count(), 1);
+    }
+
+    #[test]
+    fn what_was_foreseen_and_not_done_is_given_back() {
+        let limiter = gcra("30/1s");
+        limiter.forget_fleet(3);
+        let t0 = SECOND;
+        limiter.learn_fleet(heard(0, 3, 3), 0, t0);
+        // 10 admitted here, each foreseen with two more elsewhere; the others did 2.
+        assert_eq!((0..100).filter(|_| limiter.check(t0).is_ok()).count(), 10);
+        limiter.learn_fleet(heard(12, 3, 3), limiter.take_unshared(), t0);
+        // TAT: 30 intervals foreseen, 18 given back: 12 used of 30, 18 left at a weight
+        // of 3 is 6.
+        assert_eq!((0..100).filter(|_| limiter.check(t0).is_ok()).count(), 6);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
-use crate::policy::QuotaGrant;
+use crate::policy::{FleetRates, QuotaGrant, RateShare};
 use crate::record::KeyRecord;
 use crate::session::{Session, SessionDigest, SessionTable};
 use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange, UsageTable};
@@ -161,11 +161,8 @@ impl UsageStore for MemoryStore {
         Ok(self.write().return_quota(id, uses, period_start))
     }
 
-    async fn share_rate_usage(
-        &self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
-        Ok(self.rates().add(admitted))
+    async fn share_rate_usage(&self, share: RateShare) -> Result<FleetRates, StoreError> {
+        Ok(self.rates().share(share, Timestamp::now()))
     }
 
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {

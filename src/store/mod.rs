@@ -97,7 +97,7 @@ pub use records::KeyStore;
 pub use sessions::SessionStore;
 pub use usage::UsageStore;
 
-pub use crate::policy::QuotaGrant;
+pub use crate::policy::{FleetRates, KeyFleetRate, QuotaGrant, RateShare};
 
 #[cfg(feature = "test-util")]
 pub(crate) use outbox::outbox_store_methods;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use jiff::Timestamp;
 
-use super::{KeyStore, QuotaGrant, StoreError};
+use super::{FleetRates, KeyStore, QuotaGrant, RateShare, StoreError};
 use crate::key::KeyId;
 use crate::usage::{Bucket, KeyTotal, UsageBatch, UsageRange};
 
@@ -62,19 +62,23 @@ pub trait UsageStore: KeyStore {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send + 'a;
 
     /// Adds the requests one validator admitted for rate-limited keys since it last called
-    /// (`admitted`, each id once, ordered by id), and returns, for each listed key, the total
-    /// admitted through every handle of this store since the total began (it may begin again
-    /// at 0, say when the key is deleted). Validators call it every
-    /// [`rate_limit_sync`](crate::validator::ValidatorBuilder::rate_limit_sync) interval, so
-    /// a key's rate limit holds across every validator sharing the store.
+    /// ([`RateShare::admitted`]), notes that it admitted each key with a count above 0 and
+    /// that it is there (an empty share only does the latter), and answers: for each listed
+    /// key, the total admitted through every handle of this store since the total began (it
+    /// may begin again at 0, say when the key is deleted) and how many validators admitted
+    /// it within [`RateShare::active_within`]; and how many validators shared within
+    /// [`RateShare::SERVER_MEMORY`]. Both counts include the caller. Validators call it every
+    /// [`rate_limit_sync`](crate::validator::ValidatorBuilder::rate_limit_sync) interval (a
+    /// quarter of it while a key is near its limit), so a key's rate limit holds across
+    /// every validator sharing the store.
     ///
     /// Atomic: each call's counts are added once, and the total it returns includes them.
     /// Every handle counts: two validators on two handles of one store (two servers on one
     /// database or one file, or two in one process) see each other's counts.
     fn share_rate_usage<'a>(
         &'a self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> impl Future<Output = Result<Vec<(KeyId, u64)>, StoreError>> + Send + 'a;
+        share: RateShare,
+    ) -> impl Future<Output = Result<FleetRates, StoreError>> + Send + 'a;
 
     /// Adds one validator's counts to the hourly buckets and to the UTC days' (the rule is
     /// [`UsageTable::add`](crate::usage::UsageTable::add)), once per batch id: a batch tried
@@ -124,7 +128,7 @@ macro_rules! usage_store_methods {
                 record_last_used(used: Vec<($crate::key::KeyId, jiff::Timestamp)>) -> ();
                 take_quota(id: &'a $crate::key::KeyId, want: u64) -> $crate::store::QuotaGrant;
                 return_quota(id: &'a $crate::key::KeyId, uses: u64, period_start: jiff::Timestamp) -> bool;
-                share_rate_usage(admitted: Vec<($crate::key::KeyId, u64)>) -> Vec<($crate::key::KeyId, u64)>;
+                share_rate_usage(share: $crate::store::RateShare) -> $crate::store::FleetRates;
                 add_usage(batch: $crate::usage::UsageBatch) -> ();
                 read_usage(id: &'a $crate::key::KeyId, range: $crate::usage::UsageRange) -> Vec<$crate::usage::Bucket>;
                 top_usage(principal: Option<&'a str>, range: $crate::usage::UsageRange, limit: usize) -> Vec<$crate::usage::KeyTotal>;

@@ -138,10 +138,14 @@ impl ValidatorBuilder {
     }
 
     /// How often rate-limit use is shared with the other servers on the store (default
-    /// 200 ms; `None`: never, each server limits alone). Only stores a fleet shares take part
-    /// ([`UsageStore::share_rate_usage`](crate::store::UsageStore::share_rate_usage)); one statement per interval per server while a
-    /// rate-limited key is in use. A fleet of `n` servers admits at most about
-    /// `(n − 1) × (burst + 2 × rate × interval)` more than one server would.
+    /// 200 ms; a quarter of it for a key near its limit; `None`: never, each server limits
+    /// alone). Every store takes part
+    /// ([`UsageStore::share_rate_usage`](crate::store::UsageStore::share_rate_usage)): one
+    /// statement per interval per server while a rate-limited key is in use, none while none
+    /// is. Each request a server admits counts for every server admitting the key until a
+    /// share says what they did, so a fleet admits within about 10% of what one server would,
+    /// a flood included ([`guide::policies`](crate::guide::policies) has the bound, the cost
+    /// and what happens when the store is unreachable).
     pub fn rate_limit_sync(mut self, interval: Option<Duration>) -> Self {
         self.rate_limit_sync = interval;
         self
@@ -210,6 +214,7 @@ impl ValidatorBuilder {
         });
         let listener: Weak<dyn ChangeListener> = Arc::downgrade(&inner) as Weak<dyn ChangeListener>;
         inner.store.subscribe(listener);
+        inner.announce_rate_share();
         Validator { inner }
     }
 

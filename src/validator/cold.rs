@@ -23,7 +23,7 @@ type InflightKey = (KeyId, [u8; 32]);
 impl Inner {
     /// Validates `key`, which parsed as this format's `parsed`; caches the outcome.
     pub(super) async fn validate_parsed(
-        &self,
+        self: &Arc<Self>,
         key: &PresentedKey,
         parsed: ParsedKey<'_>,
     ) -> Result<Identity, ValidationError> {
@@ -84,6 +84,9 @@ impl Inner {
             return reject(&id, RejectReason::WrongSecret);
         }
         let identity = self.identity_of(&record);
+        if let Some(usage) = identity.usage().filter(|usage| usage.rate.is_some()) {
+            self.introduce_rate_limit(&id, usage).await;
+        }
         let entry = ValidEntry {
             digest,
             identity: identity.clone(),

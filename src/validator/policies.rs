@@ -43,7 +43,9 @@ pub(crate) enum Verdict {
 impl Policies {
     /// The state for `record`'s policies: the one kept for its id while its policies stay
     /// the same, so a cache refill does not start its rate limit afresh.
-    pub(super) fn usage_for(&self, record: &KeyRecord) -> Option<Arc<PolicyState>> {
+    /// A fresh rate limit takes each request to stand for `servers` (the fleet's size as
+    /// last heard) until the fleet is heard on the key.
+    pub(super) fn usage_for(&self, record: &KeyRecord, servers: u32) -> Option<Arc<PolicyState>> {
         let mut usages = self.usages.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(usage) = usages
             .get(&record.id)
@@ -52,6 +54,9 @@ impl Policies {
             return Some(Arc::clone(usage));
         }
         let fresh = PolicyState::of(record.policies()).map(Arc::new);
+        if let Some(rate) = fresh.as_ref().and_then(|usage| usage.rate.as_ref()) {
+            rate.forget_fleet(servers);
+        }
         let old = match &fresh {
             Some(usage) => usages.insert(record.id.clone(), Arc::clone(usage)),
             None => usages.remove(&record.id),
@@ -97,7 +102,8 @@ impl Inner {
     pub(super) fn identity_of(&self, record: &KeyRecord) -> Identity {
         Identity::with_state(
             record,
-            self.policies.usage_for(record),
+            self.policies
+                .usage_for(record, self.rate_share.fleet_servers()),
             self.counting.tally_for(&record.id),
         )
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tower_apikey::hash::HashParams;
 use tower_apikey::key::{KeyFormat, KeyId, PlaintextKey};
+use tower_apikey::store::{FleetRates, RateShare};
 use tower_apikey::test_util::{Forward, StoreDouble};
 use tower_apikey::{KeyRecord, MemoryStore, StoreError, UsageStore};
 
@@ -130,17 +131,13 @@ impl StoreDouble for Flaky {
         self.inner.record_last_used(used).await
     }
 
-    /// A validator alone on the store: the totals are its own counts.
-    async fn share_rate_usage(
-        &self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+    async fn share_rate_usage(&self, share: RateShare) -> Result<FleetRates, StoreError> {
         self.share_calls.fetch_add(1, Ordering::SeqCst);
         assert!(
             !self.panicking_shares.load(Ordering::SeqCst),
             "a store bug: share_rate_usage panicked"
         );
-        Ok(admitted)
+        self.inner.share_rate_usage(share).await
     }
 }
 
@@ -182,7 +179,7 @@ pub mod pg {
         let store = PgKeyStore::connect(db.url.as_str()).await.unwrap();
         assert_eq!(
             store.migrate().await.unwrap(),
-            5,
+            6,
             "a fresh database takes every migration"
         );
         Some((db, store))

@@ -10,7 +10,7 @@ use super::sidecar::{RATES, USAGE};
 use super::{blocking, FileStore};
 use crate::events::{AuditEntry, AuditQuery, Delivery, KeyEvent, OutboxEntry};
 use crate::key::KeyId;
-use crate::policy::QuotaGrant;
+use crate::policy::{FleetRates, QuotaGrant, RateShare};
 use crate::record::KeyRecord;
 use crate::store::rate_totals::RateTotals;
 use crate::store::{ChangeListener, KeyQuery, KeyStore, OutboxStore, StoreError, UsageStore};
@@ -85,20 +85,18 @@ impl UsageStore for FileStore {
             .await
     }
 
-    async fn share_rate_usage(
-        &self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
+    async fn share_rate_usage(&self, share: RateShare) -> Result<FleetRates, StoreError> {
         // Beside the store, in `<path>.rates`: every process on the file shares its counts.
         // Totals of keys gone are dropped (a key just made elsewhere and not read here yet
         // loses one share: its servers see the total start again).
         let inner = Arc::clone(&self.inner);
         blocking(move || {
             RATES.update(&inner.path, &inner.lock_path, |totals: &mut RateTotals| {
-                let listed: Vec<KeyId> = admitted.iter().map(|(id, _)| id.clone()).collect();
                 let state = inner.state();
-                totals.retain(|id| state.records.contains(id) || listed.contains(id));
-                totals.add(admitted)
+                totals.retain(|id| {
+                    state.records.contains(id) || share.admitted.iter().any(|(k, _)| k == id)
+                });
+                totals.share(share, Timestamp::now())
             })
         })
         .await

@@ -141,6 +141,22 @@ CREATE TABLE tower_apikey_sessions (
 CREATE INDEX tower_apikey_sessions_seen_at ON tower_apikey_sessions (seen_at);
 CREATE INDEX tower_apikey_sessions_created_at ON tower_apikey_sessions (created_at);
 ",
+    r"
+-- Who shares rate limits (issue 28): each validator's last share, and when it last listed
+-- each key; pruned an hour after, with usage.
+CREATE TABLE tower_apikey_rate_servers (
+    server   BIGINT PRIMARY KEY,
+    seen_at  TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX tower_apikey_rate_servers_seen_at ON tower_apikey_rate_servers (seen_at);
+CREATE TABLE tower_apikey_rate_listed (
+    id       TEXT NOT NULL,
+    server   BIGINT NOT NULL,
+    seen_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (id, server)
+);
+CREATE INDEX tower_apikey_rate_listed_seen_at ON tower_apikey_rate_listed (seen_at);
+",
 ];
 
 /// The NOTIFY channel a commit notifies and followers LISTEN on; the log holds what changed.

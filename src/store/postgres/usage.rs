@@ -6,7 +6,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{unavailable, PgKeyStore};
 use crate::key::KeyId;
-use crate::policy::QuotaGrant;
+use crate::policy::{FleetRates, KeyFleetRate, QuotaGrant, RateShare};
 use crate::store::{StoreError, UsageStore};
 use crate::usage::{Bucket, Counts, Granularity, KeyTotal, Outcome, UsageBatch, UsageRange};
 
@@ -71,11 +71,32 @@ const RETURN_QUOTA: &str = "UPDATE tower_apikey_keys \
      SET quota_remaining = LEAST(quota_uses, coalesce(quota_remaining, quota_uses) + $2) \
      WHERE id = $1 AND quota_uses IS NOT NULL AND quota_period_start = $3";
 
-/// Rows are locked in id order (the caller sorts), so two servers' batches never deadlock.
-const SHARE_RATE_USAGE: &str = "INSERT INTO tower_apikey_rate_usage AS u (id, admitted) \
-     SELECT id, n FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(id, n) ORDER BY id \
-     ON CONFLICT (id) DO UPDATE SET admitted = u.admitted + excluded.admitted \
-     RETURNING id, admitted";
+/// One share: the server noted as there, each key it admitted as admitted by it, the counts
+/// added;
+/// then the servers there within `$5` seconds, and per key its total and the servers that
+/// admitted it within `$4` seconds (the caller counted as one: a statement does not see its own
+/// writes). Rows are locked in id order (the caller sorts), so two servers' batches never
+/// deadlock. An empty share answers one row with no key.
+const SHARE_RATE_USAGE: &str = "WITH server AS ( \
+       INSERT INTO tower_apikey_rate_servers (server, seen_at) VALUES ($3, now()) \
+       ON CONFLICT (server) DO UPDATE SET seen_at = excluded.seen_at \
+     ), listed AS ( \
+       INSERT INTO tower_apikey_rate_listed (id, server, seen_at) \
+       SELECT id, $3, now() FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(id, n) WHERE n > 0 \
+       ORDER BY id \
+       ON CONFLICT (id, server) DO UPDATE SET seen_at = excluded.seen_at \
+     ), totals AS ( \
+       INSERT INTO tower_apikey_rate_usage AS u (id, admitted) \
+       SELECT id, n FROM unnest($1::TEXT[], $2::BIGINT[]) AS t(id, n) ORDER BY id \
+       ON CONFLICT (id) DO UPDATE SET admitted = u.admitted + excluded.admitted \
+       RETURNING id, admitted \
+     ) \
+     SELECT 1 + (SELECT count(*) FROM tower_apikey_rate_servers \
+         WHERE server <> $3 AND seen_at > now() - make_interval(secs => $5))::BIGINT, \
+       t.id, t.admitted, \
+       1 + (SELECT count(*) FROM tower_apikey_rate_listed AS l WHERE l.id = t.id \
+         AND l.server <> $3 AND l.seen_at > now() - make_interval(secs => $4))::BIGINT \
+     FROM (SELECT) AS one LEFT JOIN totals AS t ON true ORDER BY t.id";
 
 /// The outcome columns, in [`Outcome::ALL`](crate::usage::Outcome::ALL)'s order.
 macro_rules! outcomes {
@@ -129,13 +150,18 @@ const TOP_USAGE: &str = "SELECT u.key_id, sum(valid)::BIGINT, sum(wrong_secret):
      GROUP BY u.key_id ORDER BY sum(valid + wrong_secret + expired + inactive + revoked + rate_limited + usage_exceeded + ip_not_allowed + permission_denied) DESC, u.key_id LIMIT $3";
 const BY_PRINCIPAL: &str = " AND k.principal = $4";
 
-/// At most `$3` buckets of each granularity, and batch ids past their day, a call.
+/// At most `$3` buckets of each granularity, batch ids past their day, and who shared rate
+/// limits more than an hour ago ([`RateShare::SERVER_MEMORY`]), a call.
 const PRUNE_USAGE: &str =
     "WITH h AS (DELETE FROM tower_apikey_usage_hourly WHERE ctid = ANY(ARRAY( \
        SELECT ctid FROM tower_apikey_usage_hourly WHERE bucket < $1 LIMIT $3)) RETURNING 1), \
      d AS (DELETE FROM tower_apikey_usage_daily WHERE ctid = ANY(ARRAY( \
        SELECT ctid FROM tower_apikey_usage_daily WHERE bucket < $2 LIMIT $3)) RETURNING 1), \
-     b AS (DELETE FROM tower_apikey_usage_batches WHERE added_at < now() - interval '1 day') \
+     b AS (DELETE FROM tower_apikey_usage_batches WHERE added_at < now() - interval '1 day'), \
+     l AS (DELETE FROM tower_apikey_rate_listed WHERE ctid = ANY(ARRAY( \
+       SELECT ctid FROM tower_apikey_rate_listed WHERE seen_at < now() - interval '1 hour' \
+       LIMIT $3))), \
+     s AS (DELETE FROM tower_apikey_rate_servers WHERE seen_at < now() - interval '1 hour') \
      SELECT (SELECT count(*) FROM h) + (SELECT count(*) FROM d)";
 
 impl UsageStore for PgKeyStore {
@@ -184,33 +210,42 @@ impl UsageStore for PgKeyStore {
         Ok(n > 0)
     }
 
-    async fn share_rate_usage(
-        &self,
-        admitted: Vec<(KeyId, u64)>,
-    ) -> Result<Vec<(KeyId, u64)>, StoreError> {
-        if admitted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (ids, counts): (Vec<&str>, Vec<i64>) = admitted
+    async fn share_rate_usage(&self, share: RateShare) -> Result<FleetRates, StoreError> {
+        let (ids, counts): (Vec<&str>, Vec<i64>) = share
+            .admitted
             .iter()
             .map(|(id, n)| (id.as_str(), i64::try_from(*n).unwrap_or(i64::MAX)))
             .unzip();
+        // The id's bits as a BIGINT.
+        let server = i64::from_ne_bytes(share.server.to_ne_bytes());
+        let active = share.active_within.as_secs_f64();
+        let memory = RateShare::SERVER_MEMORY.as_secs_f64();
         let client = self.client().await?;
         let rows = client
-            .query(SHARE_RATE_USAGE, &[&ids, &counts])
+            .query(
+                SHARE_RATE_USAGE,
+                &[&ids, &counts, &server, &active, &memory],
+            )
             .await
             .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let id: &str = row.get(0);
-                let total: i64 = row.get(1);
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let servers = rows.first().map_or(1, |row| count(row.get(0)));
+        let keys = rows
+            .iter()
+            .filter_map(|row| {
+                let id: Option<&str> = row.get(1);
+                id.map(|id| (id, row))
+            })
+            .map(|(id, row)| {
                 let id = KeyId::new(id).map_err(|e| StoreError::InvalidRecord {
                     id: id.to_owned(),
                     source: e.into(),
                 })?;
-                Ok((id, u64::try_from(total).unwrap_or(0)))
+                let total = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+                Ok(KeyFleetRate::new(id, total, count(row.get(3))))
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok(FleetRates::new(servers, keys))
     }
 
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use crate::events::{EventKind, KeyEvent};
 // Times to the microsecond, as stores keep them (PostgreSQL does).
 use crate::key::KeyId;
 use crate::record::{record_time, KeyStatus};
-use crate::store::{ChangeListener, OutboxStore, UsageStore};
+use crate::store::{ChangeListener, FleetRates, OutboxStore, RateShare, UsageStore};
 
 suite! {
     /// Checks a store's usage capability ([`UsageStore`]) against every rule of its contract.
@@ -34,7 +34,7 @@ suite! {
         quota_is_never_oversold: "`take_quota` grants at most what is left, however many take at once (16 racers of a quota of 100 get 100), a daily period refills a day after it starts, and a key without a quota (or no key) gets nothing; `return_quota` gives back into the same period only, never above the quota",
         quota_usage_is_no_edit: "quota usage is no edit: `replace` neither conflicts over it nor undoes it, unless it changes the quota, which starts afresh",
         quota_refills_as_the_record_rule_says: "`take_quota` refills and grants as `KeyRecord::take_quota` does: on period boundaries, whole periods skipped",
-        rate_counts_add_up_across_handles: "`share_rate_usage` adds each call's counts once and returns the totals of every handle's counts, also under concurrent calls on two handles",
+        rate_counts_add_up_across_handles: "`share_rate_usage` adds each call's counts once and returns the totals of every handle's counts, also under concurrent calls on two handles; it counts the servers that shared (an empty share too) and, per key, those that admitted it (a count above 0) within the share's window, the caller always",
         usage_is_no_change: "usage (`record_last_used`, `take_quota`, `return_quota`, `share_rate_usage`) is no change: subscribers hear nothing of it",
         super::counts::usage_adds_up_by_hour_and_day: "`add_usage` adds each batch to its hours and UTC days, once however many times it is tried; `read_usage` answers every bucket of a range, zeros included, for a key with no usage too",
         super::counts::usage_from_two_handles_adds_up: "`add_usage` from 8 writers on two handles at once adds every batch once",
@@ -291,50 +291,69 @@ async fn quota_refills_as_the_record_rule_says<S: UsageStore>((store, _): (S, S)
 }
 
 async fn rate_counts_add_up_across_handles<S: UsageStore>((one, other): (S, S)) {
-    const RULE: &str =
-        "share_rate_usage adds each call's counts once and returns every handle's totals";
+    const RULE: &str = "share_rate_usage adds each call's counts once, returns every handle's totals and counts who shares";
     let (a, b) = (record("a1", "alice"), record("b1", "bob"));
     for r in [&a, &b] {
         expect(one.insert(r.clone()).await, RULE, "insert");
     }
-    let sorted = |mut totals: Vec<(KeyId, u64)>| {
-        totals.sort();
-        totals
+    let share = |server: u64, counts: &[(&KeyId, u64)], within: Duration| {
+        let admitted = counts.iter().map(|(k, n)| ((*k).clone(), *n)).collect();
+        RateShare::new(server, admitted, within)
     };
-    let counts = |counts: &[(&KeyId, u64)]| -> Vec<(KeyId, u64)> {
-        counts.iter().map(|(k, n)| ((*k).clone(), *n)).collect()
+    let minute = Duration::from_secs(60);
+    let totals = |fleet: &FleetRates| -> Vec<(KeyId, u64, u32)> {
+        fleet
+            .keys
+            .iter()
+            .map(|k| (k.id.clone(), k.admitted, k.servers))
+            .collect()
     };
-    let got = sorted(expect(
-        one.share_rate_usage(counts(&[(&a.id, 5)])).await,
+    let got = expect(
+        one.share_rate_usage(share(11, &[(&a.id, 5)], minute)).await,
         RULE,
         "share_rate_usage",
-    ));
-    ensure(
-        got == [(a.id.clone(), 5)],
-        RULE,
-        format!("5 on one handle: {got:?}"),
     );
-    let got = sorted(expect(
+    ensure(
+        got.servers == 1 && totals(&got) == [(a.id.clone(), 5, 1)],
+        RULE,
+        format!("5 by server 11 on one handle: {got:?}"),
+    );
+    let got = expect(
         other
-            .share_rate_usage(counts(&[(&a.id, 3), (&b.id, 1)]))
+            .share_rate_usage(share(12, &[(&a.id, 3), (&b.id, 1)], minute))
             .await,
         RULE,
         "share_rate_usage",
-    ));
+    );
     ensure(
-        got == [(a.id.clone(), 8), (b.id.clone(), 1)],
+        got.servers == 2 && totals(&got) == [(a.id.clone(), 8, 2), (b.id.clone(), 1, 1)],
         RULE,
-        format!("then 3 and 1 on the other handle: {got:?}"),
+        format!("then 3 and 1 by server 12 on the other handle: {got:?} (two servers; a listed by both)"),
     );
     let got = expect(
-        one.share_rate_usage(counts(&[])).await,
+        one.share_rate_usage(share(13, &[], minute)).await,
         RULE,
         "share_rate_usage",
     );
     ensure(
-        got.is_empty(),
+        got.servers == 3 && got.keys.is_empty(),
         RULE,
-        format!("nothing shared, totals {got:?}"),
+        format!("an empty share by server 13: {got:?} (three servers, no key)"),
+    );
+    // Server 11 admitted `a` over 100 ms ago: no longer admitting it within 100 ms; server
+    // 12's count of 0 does not make it admit `a`, but the caller always counts.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let got = expect(
+        other
+            .share_rate_usage(share(12, &[(&a.id, 0)], Duration::from_millis(100)))
+            .await,
+        RULE,
+        "share_rate_usage",
+    );
+    ensure(
+        got.servers == 3 && totals(&got) == [(a.id.clone(), 8, 1)],
+        RULE,
+        format!("server 12 again, 0 of a, admitting within 100 ms: {got:?} (only itself)"),
     );
     // Eight validators, four on each handle, sharing at once.
     let (one, other) = (Arc::new(one), Arc::new(other));
@@ -344,7 +363,9 @@ async fn rate_counts_add_up_across_handles<S: UsageStore>((one, other): (S, S)) 
         let key = a.id.clone();
         sharers.spawn(async move {
             for _ in 0..10 {
-                store.share_rate_usage(vec![(key.clone(), 1)]).await?;
+                store
+                    .share_rate_usage(RateShare::new(n, vec![(key.clone(), 1)], minute))
+                    .await?;
             }
             Ok::<_, crate::store::StoreError>(())
         });
@@ -356,14 +377,16 @@ async fn rate_counts_add_up_across_handles<S: UsageStore>((one, other): (S, S)) 
         }
     }
     let got = expect(
-        other.share_rate_usage(counts(&[(&a.id, 0)])).await,
+        other
+            .share_rate_usage(share(12, &[(&a.id, 0)], minute))
+            .await,
         RULE,
         "share_rate_usage",
     );
     ensure(
-        got == [(a.id.clone(), 88)],
+        got.servers == 11 && totals(&got) == [(a.id.clone(), 88, 10)],
         RULE,
-        format!("8 at once sharing 10 each onto 8: {got:?}"),
+        format!("8 servers at once sharing 10 each onto 8: {got:?} (11 servers, 10 active on a)"),
     );
 }
 
@@ -386,7 +409,13 @@ async fn use_every_way<S: UsageStore>(store: &S, key: &KeyId, rule: &str) {
         );
     }
     expect(
-        store.share_rate_usage(vec![(key.clone(), 3)]).await,
+        store
+            .share_rate_usage(RateShare::new(
+                1,
+                vec![(key.clone(), 3)],
+                Duration::from_secs(1),
+            ))
+            .await,
         rule,
         "share_rate_usage",
     );
