@@ -32,7 +32,8 @@ fleet_runs() {
     || fleet="fleet bench failed: see target/bench-fleet.log"
   # Per-key policies across three example servers on one throwaway PostgreSQL (tests/fleet_policies.rs).
   policies=$( (cargo build --release --all-features --examples && \
-    cargo test --release --all-features --test fleet_policies -- --nocapture --test-threads 1) 2>&1 | grep -E '^fleet') \
+    cargo test --release --all-features --test fleet_policies -- --nocapture --test-threads 1) 2>&1 \
+    | grep -oE 'fleet (flood|rate limit|quota|outage).*') \
     || policies="fleet policy run failed: cargo test --release --all-features --test fleet_policies"
 }
 

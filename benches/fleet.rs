@@ -289,8 +289,11 @@ async fn rate_shares(
     validators: &[Validator],
 ) {
     let limit = "100/1s".parse().unwrap();
+    // A principal per fleet: a principal holds at most two keys.
+    static FLEETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FLEETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (_, key) = writer
-        .issue(tower_apikey::NewKey::new("rated").rate_limit(Some(limit)))
+        .issue(tower_apikey::NewKey::new(format!("rated{n}")).rate_limit(Some(limit)))
         .await
         .unwrap();
     let key = PresentedKey::new(key.expose().as_bytes()).unwrap();
@@ -320,6 +323,8 @@ async fn rate_shares(
         ("in use (half the limit)", 50),
     ] {
         let per_server = per_second / validators.len().max(1) as u64;
+        // A period and a half apart: the state of the phase before has drained.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
         reset(stats).await;
         let started = Instant::now();
         let mut sent = 0u64;
