@@ -313,16 +313,42 @@ const FLOOD: Duration = Duration::from_secs(6);
 /// The flood's key's limit: requests a second, and its burst.
 const FLOOD_RATE: u64 = 30;
 
-/// `n` axum example servers on the database at `url`, and their addresses.
+/// `n` axum example servers on the database at `url`, and their addresses, once the store
+/// counts every one of them as there (each says so when it starts, in a task of its own: a
+/// flood within milliseconds of a start, on a loaded machine, may come before it).
 fn start_servers(url: &str, n: usize) -> Vec<(common::Server, String)> {
-    (0..n)
+    let servers = (0..n)
         .map(|_| {
             let mut command = Command::new(common::example_binary("axum"));
             command.env("DATABASE_URL", url);
             let (server, addr, _) = common::start_example(command);
             (server, addr)
         })
-        .collect()
+        .collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let started = Instant::now();
+        loop {
+            let there: i64 = client
+                .query_one("SELECT count(*) FROM tower_apikey_rate_servers", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if there >= n as i64 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{there} of {n} servers counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    servers
 }
 
 /// A key limited to `FLOOD_RATE` a second for each of `names`, in the database at `url`
@@ -453,16 +479,37 @@ fn without_the_store_each_server_limits_alone_and_says_so_once() {
     );
 
     cluster.start_again().unwrap();
-    // The first share after the outage is a starting point: nothing admitted alone is owed.
-    std::thread::sleep(Duration::from_secs(2));
+    // Each server reaches the store again (a key it has never seen: 401 from the store, 503
+    // while it cannot read it), however long its pool takes to reconnect; then the key rests
+    // a period and a half. The first share after the outage is a starting point: nothing
+    // admitted alone is owed.
+    let started = Instant::now();
+    let format = tower_apikey::key::KeyFormat::default();
+    for addr in &addrs {
+        loop {
+            let (_, unknown) = format.generate().unwrap();
+            if whoami(addr, unknown.expose()) == 401 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the store never came back"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
     let again = flood(&addrs, &key, lasting, None);
     let error = report(
         "fleet outage, after the store is back",
         &again,
         one(again.took),
     );
+    // Nothing admitted alone is owed (before, a server owed the others' outage admissions
+    // and refused the key for up to four periods): not under one server's. Over it by up to
+    // what the servers admit before their first share after the outage lands.
     assert!(
-        error.abs() <= BOUND,
+        (-BOUND..=2.5 * BOUND).contains(&error),
         "after the outage: {:+.1}%",
         error * 100.0
     );

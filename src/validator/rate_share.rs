@@ -57,10 +57,13 @@ impl RateShare {
         self.fleet_servers.load(Ordering::Relaxed)
     }
 
-    /// How long after a server last listed a key it still counts as admitting it: it lists
-    /// a key in use at least every interval.
+    /// How long after a server last shared requests of a key it still counts as admitting
+    /// it: it shares a key in use every interval, but a loaded runtime or database may hold
+    /// a share back for a second or more (at 2.5 intervals, a flood on two loaded cores had
+    /// each server take the other for gone, and admit 35% over). Counting a gone server a
+    /// while longer costs nothing in the end: what it did not admit is given back each share.
     fn active_within(interval: Duration) -> Duration {
-        interval * 5 / 2
+        interval * 15
     }
 }
 
