@@ -209,6 +209,35 @@ fn a_quota_of_30_admits_exactly_30_across_a_restart() {
 }
 
 #[test]
+fn a_restarted_server_gives_a_fresh_key_its_whole_burst() {
+    // A server stopped with SIGTERM leaves the fleet on the store; the one started after it
+    // is alone there, and does not spread a key's burst over its gone predecessor.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("keys.json");
+    let before = issue(&store, "before", &["--rate-limit", "3/1s"]);
+    let fresh = issue(&store, "fresh", &["--rate-limit", "3/1s"]);
+    let (mut server, addr) = start(&store, None);
+    assert_eq!(whoami(&addr, &before, &[]).status, 200);
+    assert!(server.terminate(Duration::from_secs(10)).success());
+
+    let (_server, addr) = start(&store, None);
+    let at_once = std::sync::Barrier::new(6);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let asked: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    at_once.wait();
+                    whoami(&addr, &fresh, &[]).status
+                })
+            })
+            .collect();
+        asked.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(admitted, 3, "a burst of 3 from rest, alone: {statuses:?}");
+}
+
+#[test]
 fn an_allow_list_refuses_other_addresses_as_an_invalid_key_and_admits_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("keys.json");

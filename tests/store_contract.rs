@@ -30,6 +30,9 @@ struct VecStore {
     /// Shares no rate-limit counts (what `share_rate_usage` did by default once): each
     /// server on the store would limit alone, and say nothing.
     silent_rates: bool,
+    /// Never forgets a server that leaves: a server restarted would spread each key's
+    /// burst over its gone predecessor for an hour.
+    never_leaves: bool,
 }
 
 #[derive(Default)]
@@ -300,6 +303,17 @@ impl UsageStore for VecStore {
         }))
     }
 
+    async fn leave_rate_share(&self, server: u64) -> Result<(), StoreError> {
+        if self.never_leaves {
+            return Ok(());
+        }
+        self.with(|state| {
+            state.servers.remove(&server);
+            state.listed.retain(|(_, listed), _| *listed != server);
+        });
+        Ok(())
+    }
+
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
         self.with(|state| state.usage.add(batch, Timestamp::now()));
         Ok(())
@@ -411,6 +425,22 @@ async fn a_store_that_shares_no_rate_counts_fails_the_usage_suite() {
     .await;
     assert!(
         message.contains("share_rate_usage adds each call's counts once"),
+        "the failure names the rule: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_never_forgets_a_server_fails_the_usage_suite() {
+    let message = failure(check_usage_store(|| async {
+        let store = VecStore {
+            never_leaves: true,
+            ..VecStore::default()
+        };
+        (store.clone(), store)
+    }))
+    .await;
+    assert!(
+        message.contains("leave_rate_share forgets a server on every handle"),
         "the failure names the rule: {message}"
     );
 }

@@ -443,3 +443,60 @@ async fn rate_sharing_goes_on_after_a_store_panics_in_a_share() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_shut_down_leaves_the_fleet_once_its_share_under_way_is_done() {
+    use std::sync::atomic::Ordering;
+    use tower_apikey::store::{RateShare, UsageStore};
+
+    let store = common::FlakyStore::default();
+    let (mut record, key) = issue("rated");
+    record.rate_limit = Some("1000/1s".parse().unwrap());
+    store.inner.insert(record).await.unwrap();
+    let build = || {
+        Validator::builder(store.clone())
+            .rate_limit_sync(Some(Duration::from_millis(20)))
+            .build()
+    };
+    let (leaving, staying) = (build(), build());
+    // The servers on the store, this probe included.
+    let servers = || async {
+        let probe = RateShare::new(u64::MAX, Vec::new(), Duration::from_secs(1));
+        store.inner.share_rate_usage(probe).await.unwrap().servers
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while servers().await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the validators never said they are there"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let key = presented(key.expose());
+    let use_key = || async {
+        let identity = leaving.validate(&key).await.unwrap();
+        leaving.enforce(&identity, None).await.unwrap();
+    };
+    use_key().await;
+    // A share is under way (slow) when the server stops: it must not land after the leaving.
+    store.set_share_delay(Duration::from_millis(200));
+    let calls = store.share_calls.load(Ordering::SeqCst);
+    use_key().await;
+    while store.share_calls.load(Ordering::SeqCst) == calls {
+        assert!(tokio::time::Instant::now() < deadline, "no share was tried");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    leaving.shutdown().await.unwrap();
+    assert_eq!(servers().await, 2, "the staying validator and the probe");
+    // Requests go on at the server that left: it shares no more.
+    for _ in 0..10 {
+        use_key().await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert_eq!(
+        servers().await,
+        2,
+        "a share after leaving counts the server again"
+    );
+    drop(staying);
+}

@@ -165,6 +165,11 @@ impl UsageStore for MemoryStore {
         Ok(self.rates().share(share, Timestamp::now()))
     }
 
+    async fn leave_rate_share(&self, server: u64) -> Result<(), StoreError> {
+        self.rates().leave(server);
+        Ok(())
+    }
+
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
         self.usage().add(batch, Timestamp::now());
         Ok(())

@@ -55,6 +55,16 @@ impl RateTotals {
         FleetRates::new(u32::try_from(self.servers.len()).unwrap_or(u32::MAX), keys)
     }
 
+    /// Forgets validator `server`: it stopped. Keys no validator admitted lately are dropped
+    /// from `listed` (their totals stay).
+    pub(crate) fn leave(&mut self, server: u64) {
+        self.servers.remove(&server);
+        self.listed.retain(|_, listed| {
+            listed.remove(&server);
+            !listed.is_empty()
+        });
+    }
+
     /// Drops what is kept of keys `exists` says are gone: they are never asked for again.
     pub(crate) fn retain(&mut self, exists: impl Fn(&KeyId) -> bool) {
         self.totals.retain(|id, _| exists(id));
@@ -107,6 +117,18 @@ mod tests {
             + SignedDuration::from_secs(1);
         assert_eq!(totals.share(share(3, &[]), later).servers, 2);
         assert_eq!(totals.share(share(4, &[(&b, 0)]), later).keys[0].servers, 1);
+        // Server 4 leaves: no longer there (2 and 3 are), nor admitting `b`; its count stays.
+        let fleet = totals.share(share(4, &[(&b, 2)]), later);
+        assert_eq!((fleet.servers, fleet.keys[0].servers), (3, 1));
+        let fleet = totals.share(share(3, &[(&b, 0)]), later);
+        assert_eq!((fleet.servers, fleet.keys[0].servers), (3, 2));
+        totals.leave(4);
+        let fleet = totals.share(share(3, &[(&b, 0)]), later);
+        assert_eq!(
+            fleet,
+            FleetRates::new(2, vec![KeyFleetRate::new(b.clone(), 3, 1)])
+        );
+        totals.leave(4);
         totals.retain(|id| *id == b);
         assert_eq!(
             totals.share(share(3, &[(&a, 1)]), later).keys[0].admitted,

@@ -80,6 +80,18 @@ pub trait UsageStore: KeyStore {
         share: RateShare,
     ) -> impl Future<Output = Result<FleetRates, StoreError>> + Send + 'a;
 
+    /// Forgets validator `server`, which stops: it no longer counts among the validators
+    /// sharing ([`FleetRates::servers`]) or as admitting any key
+    /// ([`KeyFleetRate::servers`](super::KeyFleetRate::servers)); what it admitted stays in
+    /// the totals. A validator calls it from
+    /// [`Validator::shutdown`](crate::Validator::shutdown), so the one that replaces it does
+    /// not spread a key's burst over it until [`RateShare::SERVER_MEMORY`] runs out. A server
+    /// unknown to the store (or forgotten already) is no error.
+    fn leave_rate_share<'a>(
+        &'a self,
+        server: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'a;
+
     /// Adds one validator's counts to the hourly buckets and to the UTC days' (the rule is
     /// [`UsageTable::add`](crate::usage::UsageTable::add)), once per batch id: a batch tried
     /// again (a write whose answer was lost) is not counted twice. Atomic: a batch is added
@@ -129,6 +141,7 @@ macro_rules! usage_store_methods {
                 take_quota(id: &'a $crate::key::KeyId, want: u64) -> $crate::store::QuotaGrant;
                 return_quota(id: &'a $crate::key::KeyId, uses: u64, period_start: jiff::Timestamp) -> bool;
                 share_rate_usage(share: $crate::store::RateShare) -> $crate::store::FleetRates;
+                leave_rate_share(server: u64) -> ();
                 add_usage(batch: $crate::usage::UsageBatch) -> ();
                 read_usage(id: &'a $crate::key::KeyId, range: $crate::usage::UsageRange) -> Vec<$crate::usage::Bucket>;
                 top_usage(principal: Option<&'a str>, range: $crate::usage::UsageRange, limit: usize) -> Vec<$crate::usage::KeyTotal>;

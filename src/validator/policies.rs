@@ -226,13 +226,16 @@ impl Validator {
         }
     }
 
-    /// Call when the server stops: gives unspent quota leases back to the store, then writes
-    /// the last uses ([`flush_last_used`](Self::flush_last_used)) and the last usage counts
-    /// ([`flush_usage`](Self::flush_usage)). Requests still running may take new leases;
-    /// they are not given back.
+    /// Call when the server stops: gives unspent quota leases back to the store, writes the
+    /// last uses ([`flush_last_used`](Self::flush_last_used)) and the last usage counts
+    /// ([`flush_usage`](Self::flush_usage)), then leaves the fleet's rate-limit share
+    /// ([`UsageStore::leave_rate_share`](crate::store::UsageStore::leave_rate_share)), so a
+    /// server started in its place does not count it. Requests still running may take new
+    /// leases; they are not given back, and their rate limits are no longer shared.
     ///
     /// # Errors
-    /// The store's first failure; every lease and the last-use batch are still tried.
+    /// The store's first failure; every lease, the last-use batch, the usage counts and the
+    /// leaving are still tried.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         let mut first_error = None;
         for (id, uses, period) in self.inner.policies.surrender_all() {
@@ -243,9 +246,10 @@ impl Validator {
         }
         let flushed = self.flush_last_used().await;
         let counted = self.flush_usage().await;
+        let left = self.inner.leave_rate_share().await;
         match first_error {
             Some(error) => Err(error),
-            None => flushed.and(counted),
+            None => flushed.and(counted).and(left),
         }
     }
 }

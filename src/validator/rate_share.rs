@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::Inner;
 use crate::key::KeyId;
 use crate::policy::{monotonic_nanos, FleetHeard, PolicyState};
-use crate::store::RateShare as Share;
+use crate::store::{RateShare as Share, StoreError};
 use crate::streak::Streak;
 
 /// How many times as often a key near its limit is shared.
@@ -33,6 +33,13 @@ pub(super) struct RateShare {
     sharing: Arc<AtomicBool>,
     /// Shares failing in a row, logged when the run starts and ends.
     failing: Streak,
+    /// This validator left the fleet ([`Inner::leave_rate_share`]): it shares no more, since
+    /// a share would count it as there again.
+    left: AtomicBool,
+    /// Shares talking to the store now; leaving waits until none is.
+    under_way: AtomicU32,
+    /// Told when the last share under way ends.
+    settled: tokio::sync::Notify,
 }
 
 impl RateShare {
@@ -49,7 +56,17 @@ impl RateShare {
             started: AtomicBool::new(false),
             sharing: Arc::new(AtomicBool::new(false)),
             failing: Streak::default(),
+            left: AtomicBool::new(false),
+            under_way: AtomicU32::new(0),
+            settled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Counts a share as under way until the guard drops; `None` once this validator left.
+    fn begin(&self) -> Option<UnderWay<'_>> {
+        self.under_way.fetch_add(1, Ordering::SeqCst);
+        let share = UnderWay(self);
+        (!self.left.load(Ordering::SeqCst)).then_some(share)
     }
 
     /// Servers on the store as last heard.
@@ -176,11 +193,35 @@ impl Inner {
         self.share(batch).await;
     }
 
+    /// Says to the store that this validator stops, once a share under way is done: the
+    /// servers on the store no longer count it (one started in its place would otherwise
+    /// spread each key's first burst over it for [`Share::SERVER_MEMORY`]). It shares no
+    /// more after.
+    pub(super) async fn leave_rate_share(&self) -> Result<(), StoreError> {
+        let share = &self.rate_share;
+        if share.interval.is_none() || share.left.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        loop {
+            let settled = share.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if share.under_way.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            settled.await;
+        }
+        self.store.leave_rate_share(share.server).await
+    }
+
     /// Shares `batch` (sorted by id; empty: only says this validator is there) and learns
     /// the answer.
     async fn share(&self, batch: Vec<Shared>) {
         let share = &self.rate_share;
         let Some(interval) = share.interval else {
+            return;
+        };
+        let Some(_under_way) = share.begin() else {
             return;
         };
         let counts = batch.iter().map(|(id, _, n)| (id.clone(), *n)).collect();
@@ -237,8 +278,10 @@ impl Inner {
 fn tick(inner: Weak<Inner>, runtime: tokio::runtime::Handle, interval: Duration) {
     loop {
         let hot = match inner.upgrade() {
-            Some(inner) => inner.rate_share.hot.load(Ordering::Relaxed),
-            None => return,
+            Some(inner) if !inner.rate_share.left.load(Ordering::Relaxed) => {
+                inner.rate_share.hot.load(Ordering::Relaxed)
+            }
+            _ => return,
         };
         std::thread::sleep(if hot {
             interval / HOT_SPEEDUP
@@ -260,6 +303,17 @@ fn tick(inner: Weak<Inner>, runtime: tokio::runtime::Handle, interval: Duration)
 }
 
 struct SharingGuard(Arc<AtomicBool>);
+
+/// A share talking to the store; the last to end tells a validator leaving.
+struct UnderWay<'a>(&'a RateShare);
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        if self.0.under_way.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
+}
 
 impl Drop for SharingGuard {
     fn drop(&mut self) {

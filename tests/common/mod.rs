@@ -86,6 +86,8 @@ pub struct Flaky {
     panicking_shares: Arc<AtomicBool>,
     /// How many `share_rate_usage` calls reached the store (panicked ones too).
     pub share_calls: Arc<AtomicUsize>,
+    /// Milliseconds each `share_rate_usage` takes before it reaches the store.
+    share_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Flaky {
@@ -99,6 +101,11 @@ impl Flaky {
 
     pub fn set_panicking_shares(&self, panicking: bool) {
         self.panicking_shares.store(panicking, Ordering::SeqCst);
+    }
+
+    pub fn set_share_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap();
+        self.share_delay_ms.store(ms, Ordering::SeqCst);
     }
 
     pub fn set_yielding(&self, yielding: bool) {
@@ -137,6 +144,10 @@ impl StoreDouble for Flaky {
             !self.panicking_shares.load(Ordering::SeqCst),
             "a store bug: share_rate_usage panicked"
         );
+        let delay = self.share_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         self.inner.share_rate_usage(share).await
     }
 }

@@ -102,6 +102,16 @@ impl UsageStore for FileStore {
         .await
     }
 
+    async fn leave_rate_share(&self, server: u64) -> Result<(), StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || {
+            RATES.update(&inner.path, &inner.lock_path, |totals: &mut RateTotals| {
+                totals.leave(server);
+            })
+        })
+        .await
+    }
+
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {
         // Beside the store, in `<path>.usage`, synced: counts are kept for their retention.
         let inner = Arc::clone(&self.inner);

@@ -98,6 +98,13 @@ const SHARE_RATE_USAGE: &str = "WITH server AS ( \
          AND l.server <> $3 AND l.seen_at > now() - make_interval(secs => $4))::BIGINT \
      FROM (SELECT) AS one LEFT JOIN totals AS t ON true ORDER BY t.id";
 
+/// A validator leaves: its rows go. Once per server's life, so `listed` is scanned rather
+/// than indexed by server (it holds a row per key and server of the last hour).
+const LEAVE_RATE_SHARE: &str = "WITH listed AS ( \
+       DELETE FROM tower_apikey_rate_listed WHERE server = $1 \
+     ) \
+     DELETE FROM tower_apikey_rate_servers WHERE server = $1";
+
 /// The outcome columns, in [`Outcome::ALL`](crate::usage::Outcome::ALL)'s order.
 macro_rules! outcomes {
     () => {
@@ -246,6 +253,16 @@ impl UsageStore for PgKeyStore {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(FleetRates::new(servers, keys))
+    }
+
+    async fn leave_rate_share(&self, server: u64) -> Result<(), StoreError> {
+        let server = i64::from_ne_bytes(server.to_ne_bytes());
+        let client = self.client().await?;
+        client
+            .execute(LEAVE_RATE_SHARE, &[&server])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn add_usage(&self, batch: UsageBatch) -> Result<(), StoreError> {

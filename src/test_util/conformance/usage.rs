@@ -35,7 +35,8 @@ suite! {
         quota_usage_is_no_edit: "quota usage is no edit: `replace` neither conflicts over it nor undoes it, unless it changes the quota, which starts afresh",
         quota_refills_as_the_record_rule_says: "`take_quota` refills and grants as `KeyRecord::take_quota` does: on period boundaries, whole periods skipped",
         rate_counts_add_up_across_handles: "`share_rate_usage` adds each call's counts once and returns the totals of every handle's counts, also under concurrent calls on two handles; it counts the servers that shared (an empty share too) and, per key, those that admitted it (a count above 0) within the share's window, the caller always",
-        usage_is_no_change: "usage (`record_last_used`, `take_quota`, `return_quota`, `share_rate_usage`) is no change: subscribers hear nothing of it",
+        servers_leave_the_rate_share: "`leave_rate_share` forgets a server on every handle: it no longer counts among the servers or as admitting a key, what it admitted stays in the totals, and a server unknown or gone already may leave",
+        usage_is_no_change: "usage (`record_last_used`, `take_quota`, `return_quota`, `share_rate_usage`, `leave_rate_share`) is no change: subscribers hear nothing of it",
         super::counts::usage_adds_up_by_hour_and_day: "`add_usage` adds each batch to its hours and UTC days, once however many times it is tried; `read_usage` answers every bucket of a range, zeros included, for a key with no usage too",
         super::counts::usage_from_two_handles_adds_up: "`add_usage` from 8 writers on two handles at once adds every batch once",
         super::counts::top_usage_lists_the_busiest: "`top_usage` lists the keys with records and the most requests first, of one principal if asked, at most the limit, by hour or by day",
@@ -390,6 +391,50 @@ async fn rate_counts_add_up_across_handles<S: UsageStore>((one, other): (S, S)) 
     );
 }
 
+async fn servers_leave_the_rate_share<S: UsageStore>((one, other): (S, S)) {
+    const RULE: &str = "leave_rate_share forgets a server on every handle, and keeps its counts";
+    let a = record("a1", "alice");
+    expect(one.insert(a.clone()).await, RULE, "insert");
+    share_one(&one, 21, &a.id, 4, RULE).await;
+    share_one(&other, 22, &a.id, 2, RULE).await;
+    expect(one.leave_rate_share(21).await, RULE, "leave_rate_share");
+    let got = share_one(&other, 22, &a.id, 1, RULE).await;
+    ensure(
+        got == (1, Some((7, 1))),
+        RULE,
+        format!("server 21 shared 4 and left on one handle, server 22 shared 2 then 1 on the other: (servers, (a's total, a's servers)) = {got:?}, not (1, (7, 1))"),
+    );
+    for (server, what) in [(21, "again"), (99, "of a stranger"), (22, "of the last")] {
+        let leaving = other.leave_rate_share(server).await;
+        expect(leaving, RULE, &format!("leave_rate_share {what}"));
+    }
+    let got = share_one(&one, 23, &a.id, 0, RULE).await;
+    ensure(
+        got == (1, Some((7, 1))),
+        RULE,
+        format!("every server left, then server 23 shared 0 of a: {got:?}, not (1, (7, 1)): itself alone, the total kept"),
+    );
+}
+
+/// `server` shares `n` of `id` on `store` (a minute's window): the servers on the store, and
+/// `id`'s total and servers admitting it.
+async fn share_one<S: UsageStore>(
+    store: &S,
+    server: u64,
+    id: &KeyId,
+    n: u64,
+    rule: &str,
+) -> (u32, Option<(u64, u32)>) {
+    let share = RateShare::new(server, vec![(id.clone(), n)], Duration::from_secs(60));
+    let got = expect(
+        store.share_rate_usage(share).await,
+        rule,
+        "share_rate_usage",
+    );
+    let key = got.keys.first().map(|k| (k.admitted, k.servers));
+    (got.servers, key)
+}
+
 /// Writes every kind of usage for `key` (a key with an unspent quota): a last use, uses
 /// taken and some given back, a rate share.
 async fn use_every_way<S: UsageStore>(store: &S, key: &KeyId, rule: &str) {
@@ -419,6 +464,7 @@ async fn use_every_way<S: UsageStore>(store: &S, key: &KeyId, rule: &str) {
         rule,
         "share_rate_usage",
     );
+    expect(store.leave_rate_share(1).await, rule, "leave_rate_share");
 }
 
 async fn usage_is_no_change<S: UsageStore>((store, _): (S, S)) {
